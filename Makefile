@@ -1,0 +1,39 @@
+# Every target does its own prerequisites: on a fresh machine `make demo` and `make test` are enough.
+SHELL := /bin/bash
+PY    := .venv/bin/python
+STAMP := .venv/.installed
+
+.PHONY: install cluster cluster-stop demo test unit bench bench-quick clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+cluster:
+	@scripts/ais-local start
+
+cluster-stop:
+	@scripts/ais-local stop
+
+demo: install
+	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) examples/train_digits.py
+
+test: install
+	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+unit: install
+	$(PY) -m pytest -q -m "not cluster" $(PYTEST_ARGS)
+
+bench: install
+	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) scripts/bench $(BENCH_ARGS)
+
+bench-quick: install
+	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) scripts/bench --quick $(BENCH_ARGS)
+
+clean:
+	-scripts/ais-local stop --wipe
+	rm -rf .venv .cache build *.egg-info

@@ -1,0 +1,75 @@
+"""Translate aistore SDK / requests exceptions into the ais_wds error hierarchy (core use only)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .errors import (
+    AISWdsError,
+    BucketNotFoundError,
+    ConnectError,
+    ObjectNotFoundError,
+    ReadError,
+    RequestError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth a retry: dropped connections, timeouts, 5xx/429 answers."""
+    import requests
+    import urllib3.exceptions as u3
+    from aistore.sdk.errors import AISError, ErrBckNotFound, ErrObjNotFound, ErrRemoteBckNotFound
+
+    if isinstance(exc, (ErrObjNotFound, ErrBckNotFound, ErrRemoteBckNotFound)):
+        return False
+    if isinstance(exc, AISError):
+        return exc.status_code in (408, 429) or exc.status_code >= 500
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                        u3.HTTPError, ConnectionError, TimeoutError)):
+        return True
+    try:
+        from tenacity import RetryError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, RetryError)
+
+
+def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
+              offset: Optional[int] = None) -> AISWdsError:
+    """Map ``exc`` (raised while working on ``url``) to an :class:`AISWdsError`; never leaks tokens."""
+    import requests
+    from aistore.sdk.errors import AISError, ErrBckNotFound, ErrObjNotFound, ErrRemoteBckNotFound
+
+    if isinstance(exc, AISWdsError):
+        return exc
+    try:
+        from tenacity import RetryError
+
+        if isinstance(exc, RetryError) and exc.last_attempt.exception() is not None:
+            exc = exc.last_attempt.exception()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(exc, (ErrBckNotFound, ErrRemoteBckNotFound)):
+        return BucketNotFoundError("bucket does not exist", url=url)
+    if isinstance(exc, ErrObjNotFound):
+        return ObjectNotFoundError("object does not exist", url=url)
+    if isinstance(exc, AISError):
+        msg = _short(getattr(exc, "message", "") or str(exc))
+        hint = None
+        if exc.status_code in (401, 403):
+            hint = "check AIS_AUTHN_TOKEN, or the cloud credentials configured on the AIS cluster"
+        elif exc.status_code == 404:
+            return ObjectNotFoundError(f"not found: {msg}", url=url)
+        return RequestError(f"AIS answered {exc.status_code}: {msg}", url=url, status=exc.status_code, hint=hint)
+    if isinstance(exc, (requests.ConnectionError, ConnectionRefusedError)) and offset is None:
+        where = f" at {endpoint}" if endpoint else ""
+        return ConnectError(f"cannot connect to AIS{where}: {_short(str(exc))}", url=url)
+    if offset is not None:
+        return ReadError(f"read failed after retries: {type(exc).__name__}: {_short(str(exc))}", url=url,
+                         offset=offset)
+    return RequestError(f"request failed: {type(exc).__name__}: {_short(str(exc))}", url=url)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,216 @@
+"""Client configuration: the one place that decides endpoint, auth, TLS, pool size, timeouts and retries.
+
+:class:`Client` is what every ais_wds front end holds. It is a small picklable value (only its
+:class:`ClientConfig` crosses process boundaries); the aistore SDK client behind it is created lazily
+in the process that uses it and rebuilt after ``fork`` (checked by pid) and after unpickling, so
+DataLoader workers under fork, spawn and forkserver each get their own connection pool.
+
+Resolution order for every setting: explicit argument, then environment variable, then default.
+
+    endpoint        AIS_ENDPOINT                      http://localhost:8080
+    token           AIS_AUTHN_TOKEN                   none
+    ca_cert         AIS_CLIENT_CA                     system CAs
+    skip_verify     AIS_SKIP_VERIFY_CRT               false
+    max_pool_size   AIS_MAX_CONN_POOL                 16
+    connect_timeout AIS_CONNECT_TIMEOUT               3 s
+    read_timeout    AIS_READ_TIMEOUT                  20 s
+    retry_seconds   AIS_WDS_RETRY_SECONDS             60 s  (time budget to resume a broken read)
+
+The token never appears in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from .errors import ConfigError
+from .urls import AISUrl, parse_url
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "http://localhost:8080"
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={raw!r} is not a number") from None
+
+
+def _env_bool(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Resolved client settings. Immutable; build one with :meth:`resolve`."""
+
+    endpoint: str
+    token: Optional[str] = field(default=None, repr=False)
+    ca_cert: Optional[str] = None
+    skip_verify: bool = False
+    max_pool_size: int = 16
+    connect_timeout: float = 3.0
+    read_timeout: float = 20.0
+    retry_seconds: float = 60.0
+
+    @classmethod
+    def resolve(
+        cls,
+        endpoint: Optional[str] = None,
+        *,
+        token: Optional[str] = None,
+        ca_cert: Optional[str] = None,
+        skip_verify: Optional[bool] = None,
+        max_pool_size: Optional[int] = None,
+        connect_timeout: Optional[float] = None,
+        read_timeout: Optional[float] = None,
+        retry_seconds: Optional[float] = None,
+    ) -> "ClientConfig":
+        """Fill every unset argument from the environment, then from defaults, and validate.
+
+        Raises:
+            ConfigError: an endpoint that is not http(s)://, or a non-positive number.
+        """
+        endpoint = (endpoint or os.environ.get("AIS_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        if not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"AIS endpoint {endpoint!r} must start with http:// or https://",
+                hint="e.g. AIS_ENDPOINT=http://127.0.0.1:8080",
+            )
+        config = cls(
+            endpoint=endpoint,
+            token=token or os.environ.get("AIS_AUTHN_TOKEN") or None,
+            ca_cert=ca_cert or os.environ.get("AIS_CLIENT_CA") or None,
+            skip_verify=skip_verify if skip_verify is not None else _env_bool("AIS_SKIP_VERIFY_CRT"),
+            max_pool_size=int(max_pool_size or _env_float("AIS_MAX_CONN_POOL", 16)),
+            connect_timeout=connect_timeout or _env_float("AIS_CONNECT_TIMEOUT", 3.0),
+            read_timeout=read_timeout or _env_float("AIS_READ_TIMEOUT", 20.0),
+            retry_seconds=retry_seconds if retry_seconds is not None else _env_float("AIS_WDS_RETRY_SECONDS", 60.0),
+        )
+        for name in ("max_pool_size", "connect_timeout", "read_timeout"):
+            if getattr(config, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")
+        if config.retry_seconds < 0:
+            raise ConfigError(f"retry_seconds must be >= 0, got {config.retry_seconds}")
+        return config
+
+
+def _sdk_retry_config(connect_budget: float) -> Any:
+    """HTTP and network retries for SDK requests: short, so an unreachable endpoint fails in seconds.
+
+    Reads resume on their own (see ``ais_wds.reader``); these retries only cover one request.
+    """
+    from aistore.sdk.retry_config import NETWORK_RETRY_EXCEPTIONS, RetryConfig
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
+    from urllib3.util.retry import Retry
+
+    return RetryConfig(
+        http_retry=Retry(total=3, backoff_factor=0.5, status_forcelist=[429, 500, 502, 503, 504],
+                         connect=0, read=0, raise_on_status=False),
+        network_retry=Retrying(
+            wait=wait_exponential(multiplier=0.2, min=0.2, max=2.0),
+            stop=stop_after_attempt(4) | stop_after_delay(connect_budget),
+            retry=retry_if_exception_type(NETWORK_RETRY_EXCEPTIONS),
+            reraise=True,
+        ),
+    )
+
+
+class Client:
+    """A handle on one AIS cluster, safe to pickle and to use after fork.
+
+    Args:
+        endpoint: AIS gateway URL; see the module docstring for the environment fallbacks.
+        **settings: any other :class:`ClientConfig` field (token, ca_cert, skip_verify,
+            max_pool_size, connect_timeout, read_timeout, retry_seconds).
+
+    Thread safety: one Client may be shared by threads (requests sessions are shared per process,
+    as the aistore SDK does). Process safety: each process builds its own SDK client on first use.
+    """
+
+    def __init__(self, endpoint: Union[str, ClientConfig, None] = None, **settings: Any):
+        if isinstance(endpoint, ClientConfig):
+            self.config = dataclasses.replace(endpoint, **settings) if settings else endpoint
+        else:
+            self.config = ClientConfig.resolve(endpoint, **settings)
+        self._sdk = None
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, client: Union["Client", str, None] = None) -> "Client":
+        """Return ``client`` if it is a Client, else a new one for that endpoint (or the default)."""
+        return client if isinstance(client, Client) else cls(client)
+
+    @property
+    def endpoint(self) -> str:
+        return self.config.endpoint
+
+    @property
+    def sdk(self) -> Any:
+        """The aistore SDK ``Client`` of this process (created on first use, rebuilt after fork)."""
+        pid = os.getpid()
+        if self._sdk is None or self._pid != pid:
+            with self._lock:
+                if self._sdk is None or self._pid != pid:
+                    self._sdk = self._make_sdk_client()
+                    self._pid = pid
+        return self._sdk
+
+    def _make_sdk_client(self) -> Any:
+        from aistore.sdk import Client as SDKClient
+
+        c = self.config
+        logger.debug("creating aistore client for %s in pid %d", c.endpoint, os.getpid())
+        return SDKClient(
+            c.endpoint,
+            skip_verify=c.skip_verify,
+            ca_cert=c.ca_cert,
+            timeout=(c.connect_timeout, c.read_timeout),
+            retry_config=_sdk_retry_config(connect_budget=max(c.connect_timeout * 2, 5.0)),
+            token=c.token,
+            max_pool_size=c.max_pool_size,
+        )
+
+    def bucket(self, url: Union[str, AISUrl]) -> Any:
+        """The SDK ``Bucket`` for ``url``'s bucket (no request is made)."""
+        u = parse_url(url)
+        namespace = None
+        if u.has_namespace:
+            from aistore.sdk.namespace import Namespace
+
+            namespace = Namespace(uuid=u.ns_uuid, name=u.ns_name)
+        return self.sdk.bucket(u.bucket, provider=u.provider, namespace=namespace)
+
+    def object(self, url: Union[str, AISUrl]) -> Any:
+        """The SDK ``Object`` for ``url`` (no request is made)."""
+        u = parse_url(url)
+        return self.bucket(u).object(u.path)
+
+    def __getstate__(self) -> dict:
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict) -> None:
+        self.config = state["config"]
+        self._sdk = None
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Client(endpoint={self.config.endpoint!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Client) and other.config == self.config
+
+    def __hash__(self) -> int:
+        return hash(self.config)

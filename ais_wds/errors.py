@@ -1,0 +1,128 @@
+"""The ais_wds error hierarchy.
+
+Every error raised by ais_wds on bad input or a failed request is an :class:`AISWdsError`. Each one
+names the URL it concerns (``.url``), the cause, and what the user can do about it. None of them
+carries an auth token in its message.
+
+    AISWdsError
+    ├── URLError            malformed URL or unknown scheme (a ValueError too)
+    ├── ConfigError         bad client configuration (a ValueError too)
+    ├── EmptyListingError   a prefix matched nothing
+    ├── NotFoundError       bucket or object missing (a FileNotFoundError too)
+    │   ├── BucketNotFoundError
+    │   └── ObjectNotFoundError
+    ├── ConnectError        endpoint unreachable (a ConnectionError too)
+    ├── ReadError           a stream failed and retries ran out (an IOError too)
+    ├── RequestError        AIS answered with an error status
+    ├── WriteError          an upload failed; nothing was left behind
+    └── TarFormatError      a shard is not a valid tar
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class AISWdsError(Exception):
+    """Base of every ais_wds error.
+
+    Attributes:
+        url: the URL the error concerns, if any.
+        hint: what the user can do about it, if known.
+    """
+
+    default_hint: Optional[str] = None
+
+    def __init__(self, message: str, *, url: Optional[str] = None, hint: Optional[str] = None):
+        self.url = url
+        self.hint = hint if hint is not None else self.default_hint
+        self.message = message
+        text = message
+        if url and url not in message:
+            text = f"{url}: {message}"
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        super().__init__(text)
+
+
+class URLError(AISWdsError, ValueError):
+    """A URL that ais_wds cannot parse: malformed, unknown scheme, or missing bucket."""
+
+    default_hint = "use ais://bucket/path, or s3://, gs://, az://, oc:// for cloud buckets reached through AIS"
+
+
+class ConfigError(AISWdsError, ValueError):
+    """An invalid client setting (endpoint, timeout, pool size, ...)."""
+
+
+class EmptyListingError(AISWdsError):
+    """A prefix (or every prefix of a listing) matched no object."""
+
+    default_hint = "check the bucket and prefix spelling, or list the bucket with `ais-wds ls`"
+
+
+class NotFoundError(AISWdsError, FileNotFoundError):
+    """A bucket or object does not exist."""
+
+
+class BucketNotFoundError(NotFoundError):
+    default_hint = "create the bucket first, or check its name and provider"
+
+
+class ObjectNotFoundError(NotFoundError):
+    default_hint = "the object may have been deleted after listing; list again"
+
+
+class ConnectError(AISWdsError, ConnectionError):
+    """The AIS endpoint cannot be reached."""
+
+    default_hint = "is the cluster running? set AIS_ENDPOINT or pass endpoint=; `scripts/ais-local start` runs one locally"
+
+
+class ReadError(AISWdsError, IOError):
+    """A read failed and could not be resumed within the retry budget.
+
+    Attributes:
+        offset: the byte offset in the object where reading stopped.
+    """
+
+    def __init__(self, message: str, *, url: Optional[str] = None, offset: Optional[int] = None,
+                 hint: Optional[str] = None):
+        self.offset = offset
+        if offset is not None:
+            message = f"{message} at byte offset {offset}"
+        super().__init__(message, url=url, hint=hint)
+
+
+class RequestError(AISWdsError):
+    """AIS answered a request with an error status.
+
+    Attributes:
+        status: the HTTP status code, if there was one.
+    """
+
+    def __init__(self, message: str, *, url: Optional[str] = None, status: Optional[int] = None,
+                 hint: Optional[str] = None):
+        self.status = status
+        super().__init__(message, url=url, hint=hint)
+
+
+class WriteError(AISWdsError, IOError):
+    """An upload failed. The target object was not created or replaced."""
+
+
+class TarFormatError(AISWdsError):
+    """A shard is not a valid tar archive (bad header checksum, truncated member, ...).
+
+    Attributes:
+        offset: byte offset in the archive of the header or member at fault.
+    """
+
+    default_hint = "the shard is corrupt or not a tar; re-create it or exclude it"
+
+    def __init__(self, message: str, *, url: Optional[str] = None, offset: Optional[int] = None,
+                 hint: Optional[str] = None):
+        self.offset = offset
+        if offset is not None:
+            message = f"{message} (archive offset {offset})"
+        super().__init__(message, url=url, hint=hint)

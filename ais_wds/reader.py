@@ -1,0 +1,242 @@
+"""The reader core: open an AIS object as a sequential, buffered, resuming, read-only stream.
+
+``open_object(url)`` returns an ``io.BufferedReader`` over :class:`ResumingObjectRaw`:
+
+* it streams in large chunks (``bufsize``, 1 MiB by default) and never holds the whole object;
+* it checks the length it receives against Content-Length / Content-Range;
+* on a dropped connection, a timeout, a short body or a transient AIS error it backs off and resumes
+  from its current offset with a Range request, so the bytes delivered are exactly the object's bytes;
+  it checks the object version did not change between the pieces;
+* it gives up after ``retry_seconds`` (client setting) with :class:`ReadError` naming URL and offset;
+* ``close()`` is idempotent, the stream is a context manager, and the HTTP connection goes back to the
+  pool at EOF (a stream dropped without ``close()`` is closed by the garbage collector).
+
+Also: :func:`read_range`, :func:`read_bytes` and :func:`read_member` (one member of a shard, AIS
+``archpath``) for callers that want bytes.
+
+Thread safety: one stream per thread; the Client behind it may be shared.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from typing import Any, Optional, Union
+
+from ._sdk_errors import is_transient, translate
+from .client import Client
+from .errors import AISWdsError, ReadError
+from .urls import AISUrl, parse_url
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUFSIZE = 1 << 20
+
+
+class ResumingObjectRaw(io.RawIOBase):
+    """Unbuffered reader of bytes ``[start, end)`` of one object, resuming after failures.
+
+    Args:
+        client: the :class:`Client` to use.
+        url: the object URL.
+        start: first byte offset to read.
+        end: one past the last byte to read; None reads to the end of the object.
+
+    Raises (from ``readinto``):
+        NotFoundError: the object or bucket does not exist.
+        ReadError: the read could not be resumed within the client's ``retry_seconds``.
+    """
+
+    def __init__(self, client: Client, url: Union[str, AISUrl], start: int = 0, end: Optional[int] = None):
+        super().__init__()
+        self._client = client
+        self._url = parse_url(url)
+        self.name = str(self._url)
+        self._start = start
+        self._pos = start
+        self._end = end  # exclusive; learnt from the first response when None
+        self._resp: Any = None
+        self._version: Optional[str] = None
+        self._resumes = 0
+
+    # -- io.RawIOBase ----------------------------------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        if self.closed:
+            raise ValueError(f"I/O operation on closed stream {self.name}")
+        want = len(buf)
+        if want == 0 or (self._end is not None and self._pos >= self._end):
+            self._release()
+            return 0
+        if self._end is not None and want > self._end - self._pos:
+            buf = memoryview(buf)[: self._end - self._pos]
+        deadline: Optional[float] = None
+        attempt = 0
+        while True:
+            try:
+                if self._resp is None:
+                    self._open()
+                n = self._resp.readinto(buf)
+                if n:
+                    self._pos += n
+                    return n
+                if self._end is None or self._pos >= self._end:
+                    self._end = self._pos
+                    self._release()
+                    return 0
+                raise ConnectionError(f"connection closed early: got {self._pos} of {self._end} bytes")
+            except AISWdsError:
+                self._drop()
+                raise
+            except Exception as e:  # noqa: BLE001 - classified below
+                self._drop()
+                if not is_transient(e):
+                    raise translate(e, self.name, endpoint=self._client.endpoint) from e
+                now = time.monotonic()
+                deadline = deadline or now + self._client.config.retry_seconds
+                if now >= deadline:
+                    raise ReadError(f"gave up after {attempt + 1} attempts over "
+                                    f"{self._client.config.retry_seconds:.0f}s ({type(e).__name__}: {e})",
+                                    url=self.name, offset=self._pos) from e
+                delay = min(0.2 * 2 ** attempt, 2.0, max(deadline - now, 0))
+                attempt += 1
+                self._resumes += 1
+                logger.warning("%s: %s at offset %d; resuming in %.1fs (attempt %d)", self.name,
+                               type(e).__name__, self._pos, delay, attempt)
+                time.sleep(delay)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._drop()
+        super().close()
+
+    # -- properties --------------------------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        """Offset in the object of the next byte this raw stream returns."""
+        return self._pos
+
+    @property
+    def size(self) -> Optional[int]:
+        """End offset of the read (the object size for a whole-object read), once known."""
+        return self._end
+
+    @property
+    def resumes(self) -> int:
+        """How many times the stream reconnected after a failure."""
+        return self._resumes
+
+    # -- internals --------------------------------------------------------------------------------
+    def _open(self) -> None:
+        ranged = self._pos > 0 or self._end is not None
+        byte_range = None
+        if ranged:
+            last = "" if self._end is None else str(self._end - 1)
+            byte_range = f"bytes={self._pos}-{last}"
+        raw = self._client.object(self._url).get_reader(byte_range=byte_range).raw()
+        headers = raw.headers
+        version = headers.get("ais-version")
+        if self._version is None:
+            self._version = version
+        elif version and version != self._version:
+            raw.close()
+            raise ReadError(f"object changed while reading (version {self._version} -> {version})",
+                            url=self.name, offset=self._pos, hint="re-run the epoch; the object was overwritten")
+        length = headers.get("Content-Length")
+        if self._end is None:
+            content_range = headers.get("Content-Range", "")
+            if "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():
+                self._end = int(content_range.rsplit("/", 1)[1])
+            elif length is not None and not ranged:
+                self._end = int(length)
+        self._resp = raw
+
+    def _release(self) -> None:
+        """Return the connection to the pool after a complete body."""
+        resp, self._resp = self._resp, None
+        if resp is not None:
+            resp.release_conn()
+
+    def _drop(self) -> None:
+        """Discard the current response (the connection is closed unless the body was complete)."""
+        resp, self._resp = self._resp, None
+        if resp is not None:
+            try:
+                resp.close()
+                resp.release_conn()
+            except Exception:  # noqa: BLE001 - best effort on a broken connection
+                pass
+
+
+def open_object(
+    url: Union[str, AISUrl],
+    client: Union[Client, str, None] = None,
+    *,
+    start: int = 0,
+    end: Optional[int] = None,
+    bufsize: int = DEFAULT_BUFSIZE,
+) -> io.BufferedReader:
+    """Open ``url`` for sequential reading (see the module docstring for the guarantees).
+
+    Args:
+        url: object URL.
+        client: a :class:`Client`, an endpoint, or None for the environment default.
+        start, end: read only ``[start, end)`` (end exclusive; None = to the end).
+        bufsize: read-ahead buffer size; memory use is about this much per open stream.
+
+    Returns:
+        A binary file object (``read``, ``readinto``, ``close``, context manager). No request is made
+        until the first read.
+    """
+    raw = ResumingObjectRaw(Client.of(client), url, start, end)
+    return io.BufferedReader(raw, buffer_size=bufsize)
+
+
+def read_range(url: Union[str, AISUrl], start: int, end: int, client: Union[Client, str, None] = None) -> bytes:
+    """Bytes ``[start, end)`` of the object, with resume; exactly ``end - start`` bytes or an error.
+
+    Raises:
+        ReadError: the object is shorter than ``end``, or retries ran out.
+    """
+    if end <= start:
+        return b""
+    with open_object(url, client, start=start, end=end) as f:
+        data = f.read()
+    if len(data) != end - start:
+        raise ReadError(f"range {start}-{end} returned {len(data)} bytes", url=str(url), offset=start + len(data),
+                        hint="the object is shorter than the range; is the index stale?")
+    return data
+
+
+def read_bytes(url: Union[str, AISUrl], client: Union[Client, str, None] = None) -> bytes:
+    """The whole object as bytes (use :func:`open_object` for large objects)."""
+    with open_object(url, client) as f:
+        return f.read()
+
+
+def read_member(url: Union[str, AISUrl], archpath: str, client: Union[Client, str, None] = None) -> bytes:
+    """One member of a shard (tar, tgz, tar.lz4, zip) by its path inside the archive (AIS ``archpath``).
+
+    AIS refuses Range with archpath, so a failed read is retried from the start of the member.
+
+    Raises:
+        ObjectNotFoundError: the shard or the member does not exist.
+        ReadError: retries ran out.
+    """
+    from aistore.sdk.archive_config import ArchiveConfig
+
+    client = Client.of(client)
+    name = f"{url}?archpath={archpath}"
+    deadline = time.monotonic() + client.config.retry_seconds
+    attempt = 0
+    while True:
+        try:
+            return client.object(url).get_reader(archive_config=ArchiveConfig(archpath=archpath)).read_all()
+        except Exception as e:  # noqa: BLE001 - classified below
+            if not is_transient(e) or time.monotonic() >= deadline:
+                raise translate(e, name, endpoint=client.endpoint) from e
+            time.sleep(min(0.2 * 2 ** attempt, 2.0))
+            attempt += 1
