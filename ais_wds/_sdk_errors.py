@@ -34,6 +34,33 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, RetryError)
 
 
+def is_gateway_unreachable(exc: BaseException, endpoint: str) -> bool:
+    """True when the AIS gateway at ``endpoint`` itself could not be reached (wrong or down endpoint).
+
+    A refused connection to a *target* (after a redirect, e.g. while it restarts) is not this: it is
+    transient and worth retrying.
+    """
+    import requests
+    from urllib.parse import urlsplit
+
+    try:
+        from tenacity import RetryError
+
+        if isinstance(exc, RetryError) and exc.last_attempt.exception() is not None:
+            exc = exc.last_attempt.exception()
+    except ImportError:  # pragma: no cover
+        pass
+    if not isinstance(exc, requests.exceptions.ConnectionError) or isinstance(
+            exc, requests.exceptions.ChunkedEncodingError):
+        return False
+    request = getattr(exc, "request", None)
+    failed_url = getattr(request, "url", None) or ""
+    gateway = urlsplit(endpoint).netloc
+    if failed_url:
+        return urlsplit(failed_url).netloc == gateway
+    return f"port={urlsplit(endpoint).port}" in str(exc)
+
+
 def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
               offset: Optional[int] = None) -> AISWdsError:
     """Map ``exc`` (raised while working on ``url``) to an :class:`AISWdsError`; never leaks tokens."""

@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Any, Optional, Union
 
-from ._sdk_errors import is_transient, translate
+from ._sdk_errors import is_gateway_unreachable, is_transient, translate
 from .client import Client
 from .errors import AISWdsError, ReadError
 from .urls import AISUrl, parse_url
@@ -59,6 +59,7 @@ class ResumingObjectRaw(io.RawIOBase):
         self._resp: Any = None
         self._version: Optional[str] = None
         self._resumes = 0
+        self._opened = False
 
     # -- io.RawIOBase ----------------------------------------------------------------------------
     def readable(self) -> bool:
@@ -93,7 +94,8 @@ class ResumingObjectRaw(io.RawIOBase):
                 raise
             except Exception as e:  # noqa: BLE001 - classified below
                 self._drop()
-                if not is_transient(e):
+                if not is_transient(e) or (not self._opened and is_gateway_unreachable(e, self._client.endpoint)):
+                    # never reached AIS at all: fail fast instead of retrying for retry_seconds
                     raise translate(e, self.name, endpoint=self._client.endpoint) from e
                 now = time.monotonic()
                 deadline = deadline or now + self._client.config.retry_seconds
@@ -153,6 +155,7 @@ class ResumingObjectRaw(io.RawIOBase):
             elif length is not None and not ranged:
                 self._end = int(length)
         self._resp = raw
+        self._opened = True
 
     def _release(self) -> None:
         """Return the connection to the pool after a complete body."""

@@ -1,0 +1,187 @@
+"""The writer core: upload a stream into one AIS object with bounded memory, all or nothing.
+
+``open_writer(url)`` returns a writable binary file object. Bytes are buffered up to ``part_size``;
+a small object goes up in one PUT at ``close()``; a larger one goes up as an AIS multipart upload, one
+part each time the buffer fills, completed at ``close()``. Memory stays at about ``part_size``
+whatever the object size.
+
+The object becomes visible only when ``close()`` (or ``commit()``) succeeds. ``abort()``, an exception
+propagating through ``with``, a ``close()`` called while an exception is being handled (as
+webdataset's ``TarWriter.__exit__`` does), or a stream dropped without ``close()``: each discards the
+upload and leaves no object behind (an existing object of that name stays as it was).
+
+Thread safety: one writer per thread.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+import time
+from typing import Any, Optional, Union
+
+from ._sdk_errors import is_gateway_unreachable, is_transient, translate
+from .client import Client
+from .errors import AISWdsError, WriteError
+from .urls import AISUrl, parse_url
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PART_SIZE = 16 << 20
+
+
+class ObjectWriter(io.RawIOBase):
+    """Writable stream into one object; see the module docstring.
+
+    Args:
+        client: the :class:`Client`.
+        url: destination object URL.
+        part_size: bytes buffered before a multipart part is sent (memory bound).
+
+    Raises (from ``write`` / ``close``):
+        WriteError: the upload failed; nothing was committed.
+    """
+
+    def __init__(self, client: Client, url: Union[str, AISUrl], part_size: int = DEFAULT_PART_SIZE):
+        super().__init__()
+        self._client = client
+        self._url = parse_url(url)
+        self.name = str(self._url)
+        self._part_size = part_size
+        self._buf = bytearray()
+        self._mpu: Any = None
+        self._parts = 0
+        self._written = 0
+        self._done = False
+        self._requests_ok = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.closed or self._done:
+            raise ValueError(f"write to closed writer {self.name}")
+        n = len(data) if not isinstance(data, memoryview) else data.nbytes
+        self._buf += data
+        self._written += n
+        if len(self._buf) >= self._part_size:
+            self._flush_part()
+        return n
+
+    @property
+    def bytes_written(self) -> int:
+        return self._written
+
+    def commit(self) -> None:
+        """Upload what is buffered and make the object visible. Idempotent."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            if self._mpu is None:
+                data = bytes(self._buf)
+                self._retry("PUT", lambda: self._client.object(self._url).get_writer().put_content(data))
+            else:
+                if self._buf:
+                    self._flush_part()
+                self._retry("complete multipart upload", self._mpu.complete)
+        except BaseException:
+            self._abort_quietly()
+            raise
+        finally:
+            self._buf = bytearray()
+        logger.debug("committed %s (%d bytes, %d parts)", self.name, self._written, self._parts)
+
+    def abort(self) -> None:
+        """Discard everything written; no object is created. Idempotent."""
+        if not self._done:
+            self._done = True
+            self._abort_quietly()
+        self._buf = bytearray()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if sys.exc_info()[0] is not None:
+                logger.warning("%s: closed while an exception is propagating; upload aborted", self.name)
+                self.abort()
+            else:
+                self.commit()
+        finally:
+            super().close()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+        self.close()
+
+    def __del__(self) -> None:
+        # a writer dropped without close() must not commit a partial object
+        if not self.closed:
+            try:
+                self.abort()
+                super().close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    # -- internals --------------------------------------------------------------------------------
+    def _flush_part(self) -> None:
+        if self._mpu is None:
+            self._mpu = self._retry("create multipart upload",
+                                    lambda: self._client.object(self._url).multipart_upload().create())
+        self._parts += 1
+        number, data = self._parts, bytes(self._buf)
+        self._buf = bytearray()
+        try:
+            self._retry(f"upload part {number}", lambda: self._mpu.add_part(number).put_content(data))
+        except BaseException:
+            self._done = True
+            self._abort_quietly()
+            raise
+
+    def _retry(self, what: str, fn: Any) -> Any:
+        deadline = time.monotonic() + self._client.config.retry_seconds
+        attempt = 0
+        while True:
+            try:
+                result = fn()
+                self._requests_ok += 1
+                return result
+            except AISWdsError:
+                raise
+            except Exception as e:  # noqa: BLE001 - classified below
+                gave_up = time.monotonic() >= deadline or (self._requests_ok == 0 and is_gateway_unreachable(e, self._client.endpoint))
+                if not is_transient(e) or gave_up:
+                    err = translate(e, self.name, endpoint=self._client.endpoint)
+                    raise WriteError(f"{what} failed: {err.message}", url=self.name,
+                                     hint="nothing was committed; retry the write") from e
+                attempt += 1
+                logger.warning("%s: %s failed (%s); retrying", self.name, what, type(e).__name__)
+                time.sleep(min(0.2 * 2 ** attempt, 2.0))
+
+    def _abort_quietly(self) -> None:
+        mpu, self._mpu = self._mpu, None
+        if mpu is not None:
+            try:
+                mpu.abort()
+            except Exception as e:  # noqa: BLE001 - the upload is unfinished either way
+                logger.warning("%s: could not abort multipart upload: %s", self.name, e)
+
+
+def open_writer(url: Union[str, AISUrl], client: Union[Client, str, None] = None, *,
+                part_size: int = DEFAULT_PART_SIZE) -> ObjectWriter:
+    """Open ``url`` for writing; see the module docstring for the all-or-nothing guarantee."""
+    return ObjectWriter(Client.of(client), url, part_size)
+
+
+def write_bytes(url: Union[str, AISUrl], data: bytes, client: Union[Client, str, None] = None) -> None:
+    """Upload ``data`` as object ``url`` in one PUT (with retries).
+
+    Raises:
+        WriteError: the upload failed.
+    """
+    w = open_writer(url, client, part_size=max(len(data) + 1, 1))
+    w.write(data)
+    w.close()
