@@ -1,0 +1,97 @@
+"""Native AIS handlers for webdataset's ``gopen``: the only global state ais_wds keeps.
+
+Importing ``ais_wds`` calls :func:`register`, which puts an :class:`AISOpener` into
+``webdataset.gopen.gopen_schemes`` for ``ais`` and every provider scheme reached through AIS
+(``s3``, ``aws``, ``gs``, ``gcp``, ``az``, ``azure``, ``oc``, ``oci``), replacing webdataset's built-in
+``ais`` handler (which shells out to the ``ais`` CLI) and its ``gs`` handler (gsutil). Then::
+
+    wds.WebDataset("ais://bucket/train-{000000..000099}.tar")   # reads through ais_wds's reader core
+    wds.TarWriter("ais://bucket/out.tar")                        # writes through ais_wds's writer core
+
+Reading returns the resuming stream of :func:`ais_wds.reader.open_object`; writing returns the
+all-or-nothing :class:`ais_wds.writer.ObjectWriter`.
+
+Worker processes: under ``fork`` the registration is inherited. Under ``spawn``/``forkserver`` a worker
+re-imports webdataset; it gets ais_wds's handlers back when the script imports ``ais_wds`` at top level,
+when the dataset holds URLs made by :func:`ais_wds.shard_urls` (unpickling them imports ais_wds), or
+with ``DataLoader(worker_init_fn=ais_wds.worker_init_fn)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Iterable, Optional, Union
+
+from .client import Client
+from .reader import DEFAULT_BUFSIZE, open_object
+from .urls import SCHEME_TO_PROVIDER
+from .writer import open_writer
+
+logger = logging.getLogger(__name__)
+
+
+class AISOpener:
+    """A gopen handler, called by webdataset as ``opener(url, mode, bufsize, **kw)``.
+
+    Args:
+        client: the :class:`Client` to use; None builds one from the environment on first use in
+            each process (so ``AIS_ENDPOINT`` set after ``import ais_wds`` still counts).
+    """
+
+    def __init__(self, client: Union[Client, str, None] = None):
+        self._client = Client.of(client) if client is not None else None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = Client()
+        return self._client
+
+    def __call__(self, url: str, mode: str = "rb", bufsize: int = 8192, **kw: Any) -> Any:
+        if mode == "rb":
+            return open_object(url, self.client, bufsize=max(bufsize, DEFAULT_BUFSIZE))
+        if mode == "wb":
+            return open_writer(url, self.client)
+        raise ValueError(f"{url}: ais_wds opens only 'rb' and 'wb', not {mode!r}")
+
+    def __repr__(self) -> str:
+        return f"AISOpener({self._client!r})"
+
+    def __reduce__(self) -> Any:
+        return (AISOpener, (self._client,))
+
+
+def register(client: Union[Client, str, None] = None, schemes: Optional[Iterable[str]] = None) -> AISOpener:
+    """Install ais_wds's opener in webdataset's ``gopen_schemes`` (idempotent).
+
+    Args:
+        client: the Client all gopen calls use (default: from the environment, per process).
+        schemes: which schemes to take over (default: all of :data:`ais_wds.urls.SCHEME_TO_PROVIDER`).
+
+    Returns:
+        The registered opener.
+    """
+    from webdataset.gopen import gopen_schemes
+
+    opener = AISOpener(client)
+    for scheme in schemes or SCHEME_TO_PROVIDER:
+        gopen_schemes[scheme] = opener
+    logger.debug("registered ais_wds gopen handlers for %s", ", ".join(schemes or SCHEME_TO_PROVIDER))
+    return opener
+
+
+def is_registered() -> bool:
+    """True when webdataset's ``ais`` scheme goes through ais_wds in this process."""
+    from webdataset.gopen import gopen_schemes
+
+    return isinstance(gopen_schemes.get("ais"), AISOpener)
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """A DataLoader ``worker_init_fn`` that makes sure the handlers are registered in the worker."""
+    if not is_registered():
+        register()
