@@ -144,6 +144,7 @@ class Client:
         else:
             self.config = ClientConfig.resolve(endpoint, **settings)
         self._sdk = None
+        self._http = None
         self._pid = -1
         self._lock = threading.Lock()
 
@@ -159,13 +160,38 @@ class Client:
     @property
     def sdk(self) -> Any:
         """The aistore SDK ``Client`` of this process (created on first use, rebuilt after fork)."""
+        self._ensure_process_state()
+        return self._sdk
+
+    @property
+    def http(self) -> Any:
+        """A ``requests.Session`` of this process with the same TLS, auth and pool settings as the SDK
+        client, for the few requests the SDK cannot shape (see ``ais_wds.writer``)."""
+        self._ensure_process_state()
+        return self._http
+
+    def _ensure_process_state(self) -> None:
         pid = os.getpid()
         if self._sdk is None or self._pid != pid:
             with self._lock:
                 if self._sdk is None or self._pid != pid:
                     self._sdk = self._make_sdk_client()
+                    self._http = self._make_http_session()
                     self._pid = pid
-        return self._sdk
+
+    def _make_http_session(self) -> Any:
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        c = self.config
+        session = requests.Session()
+        session.verify = False if c.skip_verify else (c.ca_cert or True)
+        if c.token:
+            session.headers["Authorization"] = f"Bearer {c.token}"
+        adapter = HTTPAdapter(pool_connections=c.max_pool_size, pool_maxsize=c.max_pool_size)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
 
     def _make_sdk_client(self) -> Any:
         from aistore.sdk import Client as SDKClient
@@ -203,6 +229,7 @@ class Client:
     def __setstate__(self, state: dict) -> None:
         self.config = state["config"]
         self._sdk = None
+        self._http = None
         self._pid = -1
         self._lock = threading.Lock()
 

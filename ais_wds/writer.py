@@ -81,7 +81,7 @@ class ObjectWriter(io.RawIOBase):
         try:
             if self._mpu is None:
                 data = bytes(self._buf)
-                self._retry("PUT", lambda: self._client.object(self._url).get_writer().put_content(data))
+                self._retry("PUT", lambda: self._put(data))
             else:
                 if self._buf:
                     self._flush_part()
@@ -135,11 +135,34 @@ class ObjectWriter(io.RawIOBase):
         number, data = self._parts, bytes(self._buf)
         self._buf = bytearray()
         try:
-            self._retry(f"upload part {number}", lambda: self._mpu.add_part(number).put_content(data))
+            params = {"uploadId": self._mpu.upload_id, "partNumber": str(number)}
+            self._retry(f"upload part {number}", lambda: self._put(data, params))
+            self._mpu.parts.append(number)
         except BaseException:
             self._done = True
             self._abort_quietly()
             raise
+
+    def _put(self, data: bytes, params: Optional[dict] = None) -> None:
+        """PUT ``data`` to the target that owns the object.
+
+        The gateway answers every PUT with a redirect to a target. Sending the body to the gateway first
+        (what requests does; it has no ``Expect: 100-continue``) costs a full extra transfer, measured at
+        ~7x slower for 64 MiB on loopback. So the body-less request asks for the redirect and the body
+        goes once, to the target.
+        """
+        session = self._client.http
+        url = self._client.object(self._url).get_url()
+        timeout = (self._client.config.connect_timeout, self._client.config.read_timeout)
+        resp = session.put(url, params=params, data=b"", allow_redirects=False, timeout=timeout)
+        if resp.is_redirect:
+            resp = session.put(resp.headers["Location"], data=data, allow_redirects=False, timeout=timeout)
+        elif resp.ok:  # a gateway that stored the empty body itself: send the data the plain way
+            resp = session.put(url, params=params, data=data, timeout=timeout)
+        if not resp.ok:
+            from aistore.sdk.response_handler import AISResponseHandler
+
+            raise AISResponseHandler().parse_error(resp)
 
     def _retry(self, what: str, fn: Any) -> Any:
         deadline = time.monotonic() + self._client.config.retry_seconds
