@@ -51,7 +51,8 @@ from webdataset.tariterators import base_plus_ext
 
 from .errors import TarFormatError
 
-__all__ = ["DEFAULT_BUFSIZE", "group_by_keys", "iter_members", "tar_samples", "tarfile_to_samples"]
+__all__ = ["DEFAULT_BUFSIZE", "group_by_keys", "iter_member_spans", "iter_members", "tar_samples",
+           "tarfile_to_samples"]
 
 #: Read-buffer size put in front of the stream. Members larger than this are read straight from
 #: the stream into their ``bytes`` object (one copy); smaller ones come out of the buffer.
@@ -248,9 +249,38 @@ def iter_members(
     return _walk(stream, bufsize, url, False, None)
 
 
+def iter_member_spans(
+    stream: BinaryIO, *, bufsize: int = DEFAULT_BUFSIZE, url: Optional[str] = None
+) -> Iterator[Tuple[str, int, int, int]]:
+    """Walk an uncompressed tar stream and yield where each regular file lies, without keeping its data.
+
+    Same walk, names and member rules as :func:`iter_members`, but for each regular file it yields
+    ``(name, header_offset, data_offset, size)``: ``header_offset`` is the archive offset of the first
+    header block that belongs to the member (its pax / GNU long-name headers included), so the bytes
+    ``[header_offset, data_offset + size)`` are a self-contained tar fragment of that member;
+    ``data_offset`` is where its data starts. Data is read and dropped, never held.
+
+    Args:
+        stream: a binary file-like object positioned at the start of an uncompressed tar; not closed.
+        bufsize: size of the read buffer in bytes.
+        url: the stream's URL, used in error messages only.
+
+    Returns:
+        A generator of ``(name, header_offset, data_offset, size)``.
+
+    Raises:
+        TarFormatError: as :func:`iter_members`; a compressed stream fails its first header checksum
+            (byte offsets inside a compressed tar are meaningless for range reads).
+
+    Thread safety: the generator and the stream belong to one thread at a time.
+    """
+    return _walk(stream, bufsize, url, False, None, spans=True)  # type: ignore[return-value]
+
+
 def _walk(
-    stream: Any, bufsize: int, url: Optional[str], skip_meta: bool, name_filter: Optional[NameFilter]
-) -> Iterator[Tuple[str, bytes]]:
+    stream: Any, bufsize: int, url: Optional[str], skip_meta: bool, name_filter: Optional[NameFilter],
+    spans: bool = False,
+) -> Iterator[Any]:
     f = _buffered(stream, bufsize)
     read = f.read
     adler32 = zlib.adler32
@@ -263,7 +293,7 @@ def _walk(
     glob: Dict[str, Any] = {}
     glob_name: Optional[str] = None
     glob_size: Optional[int] = None
-    may_decompress = True
+    may_decompress = not spans
 
     hdr = read(_BLOCK)
     while True:
@@ -318,7 +348,10 @@ def _walk(
         typeflag = hdr[156]
         if typeflag == _T_REG or typeflag == _T_CONT or (typeflag == _T_AREG and not _v7_dir(hdr)):
             # ---- a regular file
+            first_header = offset
             if ext_offset >= 0 or glob_name is not None or glob_size is not None:
+                if ext_offset >= 0:
+                    first_header = ext_offset
                 if ext_size is not None:
                     size = ext_size
                 elif glob_size is not None:
@@ -347,7 +380,11 @@ def _walk(
                 except _StopShard:
                     return
             pad = -size & 511
-            if wanted is None:
+            if spans:
+                _skip(f, size + pad, name, url, offset)
+                if wanted is not None:
+                    yield wanted, first_header, offset + _BLOCK, size
+            elif wanted is None:
                 _skip(f, size + pad, name, url, offset)
             else:
                 data = read(size)
