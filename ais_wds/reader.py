@@ -147,13 +147,12 @@ class ResumingObjectRaw(io.RawIOBase):
             raw.close()
             raise ReadError(f"object changed while reading (version {self._version} -> {version})",
                             url=self.name, offset=self._pos, hint="re-run the epoch; the object was overwritten")
-        length = headers.get("Content-Length")
-        if self._end is None:
-            content_range = headers.get("Content-Range", "")
-            if "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():
-                self._end = int(content_range.rsplit("/", 1)[1])
-            elif length is not None and not ranged:
-                self._end = int(length)
+        total = _content_range_total(headers.get("Content-Range", ""))
+        if total is not None:
+            # the object size: a range that asked past the end is cut to it
+            self._end = total if self._end is None else min(self._end, total)
+        elif self._end is None and not ranged and headers.get("Content-Length") is not None:
+            self._end = int(headers["Content-Length"])
         self._resp = raw
         self._opened = True
 
@@ -172,6 +171,12 @@ class ResumingObjectRaw(io.RawIOBase):
                 resp.release_conn()
             except Exception:  # noqa: BLE001 - best effort on a broken connection
                 pass
+
+
+def _content_range_total(value: str) -> Optional[int]:
+    """The complete length from ``Content-Range: bytes a-b/total``, if given."""
+    _, slash, total = value.rpartition("/")
+    return int(total) if slash and total.isdigit() else None
 
 
 def open_object(

@@ -93,6 +93,9 @@ def module_bucket(client, request):
 class LocalCluster:
     """Fault injection on the cluster started by scripts/ais-local (kill / restart a target)."""
 
+    def __init__(self, state: Path):
+        self.state = state
+
     def run(self, *args: str, timeout: float = 180) -> str:
         proc = subprocess.run([sys.executable, str(AIS_LOCAL), *args], capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=timeout)
@@ -106,6 +109,16 @@ class LocalCluster:
     def start_target(self, n: int) -> None:
         self.run("start-target", str(n))
 
+    def target_of(self, client, url: str) -> int:
+        """Which local target (1 or 2) owns the object at ``url``."""
+        import json
+
+        obj = client.object(url)
+        node = client.sdk.cluster().get_info().get_target_for_object(obj.uname)
+        port = int(node.public_net.daemon_port)
+        ports = json.loads((self.state / "ports.json").read_text())
+        return next(int(name[1:]) for name, p in ports.items() if name.startswith("t") and int(p["port"]) == port)
+
 
 @pytest.fixture(scope="session")
 def local_cluster(ais_endpoint) -> LocalCluster:
@@ -114,4 +127,4 @@ def local_cluster(ais_endpoint) -> LocalCluster:
     ep_file = state / "endpoint"
     if not ep_file.exists() or ep_file.read_text().strip() != ais_endpoint:
         pytest.skip("AIS_ENDPOINT is not the cluster started by scripts/ais-local; cannot kill its targets")
-    return LocalCluster()
+    return LocalCluster(state)
