@@ -113,6 +113,7 @@ def list_objects(
     allow_empty: bool = False,
     page_size: int = 0,
     on_page: Optional[Callable[[int], None]] = None,
+    flags: Sequence[Any] = (),
 ) -> Listing:
     """List every object under one or many sources, in source order (each source sorted by name).
 
@@ -123,6 +124,8 @@ def list_objects(
         allow_empty: when False (the default) a source that matches nothing raises.
         page_size: objects per listing page (0: the backend's maximum).
         on_page: called with the running count after every page (progress display).
+        flags: aistore SDK ``ListObjectFlag`` values for URL sources, e.g. ``[ListObjectFlag.ARCH_DIR]``
+            (AIS's LsArchDir) also lists the members of shards as ``shard.tar/member`` entries.
 
     Returns:
         A :class:`Listing` of full URLs (in the scheme each source was written with) and sizes.
@@ -138,7 +141,7 @@ def list_objects(
     listing = Listing()
     for source in sources:
         for one in _expand(source):
-            part = _list_one(one, client, page_size, on_page, base=len(listing))
+            part = _list_one(one, client, page_size, on_page, base=len(listing), flags=flags)
             if not len(part) and not allow_empty:
                 raise EmptyListingError("prefix matched no object", url=_describe(one))
             listing.extend(part)
@@ -176,7 +179,7 @@ def _bucket_url(bucket: Any) -> AISUrl:
 
 
 def _list_one(source: Source, client: Client, page_size: int, on_page: Optional[Callable[[int], None]],
-              base: int) -> Listing:
+              base: int, flags: Sequence[Any] = ()) -> Listing:
     if isinstance(source, Listing):
         return source
     if isinstance(source, os.PathLike) or is_listing_file(source):
@@ -184,18 +187,18 @@ def _list_one(source: Source, client: Client, page_size: int, on_page: Optional[
     if _is_sdk_source(source):
         return _list_sdk_source(source, client)
     url = parse_url(source)
-    return _list_prefix(url, client, page_size, on_page, base)
+    return _list_prefix(url, client, page_size, on_page, base, flags)
 
 
 def _list_prefix(url: AISUrl, client: Client, page_size: int, on_page: Optional[Callable[[int], None]],
-                 base: int) -> Listing:
+                 base: int, flags: Sequence[Any] = ()) -> Listing:
     bucket = client.bucket(url)
     out = Listing()
     token, uuid = "", ""
     try:
         while True:
             page = bucket.list_objects(prefix=url.path, props="name,size", page_size=page_size, uuid=uuid,
-                                       continuation_token=token)
+                                       continuation_token=token, flags=list(flags) or None)
             for entry in page.entries:
                 # directories / virtual entries carry no size and end with '/'
                 if entry.name.endswith("/"):
