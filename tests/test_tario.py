@@ -331,6 +331,21 @@ def test_pax_global_and_extended_headers_follow_tarfile(tmp_path):
     assert [s["__key__"] for s in samples] == ["plain", "renamed/by/pax", "sized"]
 
 
+def test_pax_global_path_and_gnu_long_names_take_tarfiles_precedence(tmp_path):
+    # A global header's path names every later member unless a member's own extended header
+    # (pax 'x' or GNU 'L') names it: what tarfile does, odd as it is.
+    shard = tmp_path / "glob.tar"
+    with tarfile.open(shard, "w", format=tarfile.PAX_FORMAT, pax_headers={"path": "global/name.bin"}) as tf:
+        for name, pax in [("a.bin", {}), ("b.bin", {"path": "own/name.bin"}), ("c" * 150 + ".bin", {})]:
+            ti = tarfile.TarInfo(name)
+            ti.size = 5
+            ti.pax_headers = pax
+            tf.addfile(ti, io.BytesIO(b"12345"))
+    assert our_members(shard) == tarfile_members(shard)
+    assert [n for n, _ in our_members(shard)] == ["global/name.bin", "own/name.bin", "c" * 150 + ".bin"]
+    assert_same_samples(shard)
+
+
 def test_gzip_compressed_shard_gives_webdatasets_samples(tree, tmp_path):
     root, _ = tree
     shard = tmp_path / "c.tar.gz"
@@ -396,6 +411,31 @@ def test_random_names_and_sizes_match_webdataset(tmp_path):
                 tf.addfile(ti, io.BytesIO(rng.randbytes(size)))
         assert_same_samples(shard, handler=wds.ignore_and_continue)
         assert our_members(shard) == tarfile_members(shard)
+
+
+def test_corrupted_shards_raise_tar_format_error_or_give_tarfiles_members():
+    rng = random.Random(11)
+    for _ in range(400):
+        raw = io.BytesIO()
+        fmt = rng.choice([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+        with tarfile.open(fileobj=raw, mode="w", format=fmt) as tf:
+            for i in range(rng.randint(1, 5)):
+                long = "d" * (40 if fmt == tarfile.USTAR_FORMAT else 90)
+                ti = tarfile.TarInfo(rng.choice(["a", "b.c", "ü/x", long]) * rng.randint(1, 2) + f".{i}")
+                ti.size = rng.choice([0, 1, 511, 512, 513, 2000])
+                tf.addfile(ti, io.BytesIO(rng.randbytes(ti.size)))
+        data = bytearray(raw.getvalue())
+        if rng.random() < 0.7:
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        else:
+            del data[rng.randrange(1, len(data)) :]
+        try:
+            ours = list(tario.iter_members(io.BytesIO(bytes(data))))
+        except TarFormatError:
+            continue  # anything but TarFormatError fails the test
+        with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r|") as tf:
+            theirs = [(m.name, tf.extractfile(m).read()) for m in tf if m.isreg()]
+        assert ours == theirs
 
 
 def test_key_split_fast_path_matches_base_plus_ext():
