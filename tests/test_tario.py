@@ -464,6 +464,23 @@ def test_group_by_keys_options_match_webdataset():
         assert as_items(ours) == as_items(theirs)
 
 
+def test_member_spans_locate_each_member_and_its_self_contained_fragment(tree, tmp_path):
+    root, _ = tree
+    for fmt in ("gnu", "posix"):
+        shard = tmp_path / f"spans-{fmt}.tar"
+        assert gnu_tar(root, shard, fmt).returncode == 0
+        data = shard.read_bytes()
+        with open(shard, "rb") as f:
+            spans = list(tario.iter_member_spans(f))
+        members = tarfile_members(shard)
+        assert [name for name, *_ in spans] == [name for name, _ in members]
+        for (name, header_offset, data_offset, size), (_, content) in zip(spans, members):
+            assert data[data_offset : data_offset + size] == content
+            fragment = data[header_offset : data_offset + size]
+            fragment += bytes(-len(fragment) % 512)
+            assert list(tario.iter_members(io.BytesIO(fragment))) == [(name, content)]
+
+
 # ------------------------------------------------------------------------------------------
 # streams
 
