@@ -3,7 +3,7 @@
 A shard set is ``n_shards`` tar objects under one prefix whose name encodes the layout, e.g.
 ``ais://bench-ais-wds/stream-v1/s1048576-z67108864/shard-0003.tar``. Every sample is two members,
 ``<key>.bin`` (``sample_size`` random bytes) and ``<key>.cls`` (a short label), as in an image +
-label dataset. The tar bytes are a pure function of the layout, so "already present" means: the
+label dataset. The tar size is a function of the layout alone, so "already present" means: the
 listing shows every shard with its expected size (a re-run then uploads nothing).
 """
 
