@@ -1,0 +1,494 @@
+"""Packing plan: which source objects go, in which order, at which byte offset, into which shard.
+
+A plan is a pure function of the listed source objects and the options: the same listing and the same
+options give the same plan on every machine and after every restart. That is what makes ``--resume``
+(skip the shards that exist, write the others) and ``--part I/N`` (machine I writes the shards whose
+number is I modulo N) correct without any coordination: every shard's content is fixed in advance.
+
+Steps (see :func:`make_plan`):
+
+1. each object name is split into a sample key and an extension by a :class:`KeyRule`;
+2. objects are grouped by key into samples; two files with the same key and extension, or two raw
+   keys that become the same written key, are :class:`Conflict` s;
+3. ``exts`` + ``missing_extension`` decide what happens to samples that lack an extension;
+4. samples are sorted by key (then shuffled with ``shuffle_seed`` if given); members within a sample
+   are ordered by ``exts`` then alphabetically;
+5. samples fill shards in order up to ``shard_size`` bytes or ``samples_per_shard`` samples; since
+   the tar layout is computed exactly (:mod:`ais_wds.tarwrite`), every member's offset is known.
+
+Inside a shard each sample is written as ``<key>.<ext>`` members that webdataset (and
+:mod:`ais_wds.tario`) read back as exactly one sample with that key: a written key's last path
+component never contains a dot (``stem`` and regex keys get their dots replaced by ``_``).
+
+Pure logic; no I/O. Thread- and process-safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from webdataset.tariterators import base_plus_ext
+
+from . import tarwrite
+from .errors import AISWdsError, ConfigError
+from .urls import expand_urls, parse_url
+
+MISSING_EXTENSION_ACTIONS = ("ignore", "warn", "abort", "exclude")
+DEFAULT_SHARD_SIZE = 256 << 20
+
+
+class PackError(AISWdsError):
+    """A packing plan that cannot be executed: key conflicts, missing extensions under ``abort``,
+    a shard name template too small for the plan, or existing shards that would be replaced."""
+
+
+# --------------------------------------------------------------------------------------------
+# sizes and key rules
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
+               "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "tb": 10 ** 12,
+               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``"256MiB"``, ``"1.5GB"``, ``"64M"`` or ``"1000"``.
+
+    KiB/MiB/GiB/TiB and the single letters K/M/G/T are powers of 1024; KB/MB/GB/TB powers of 1000.
+
+    Raises:
+        ConfigError: not a size, or not positive.
+    """
+    if isinstance(text, int):
+        value = text
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+        unit = m.group(2).lower() if m else None
+        if m is None or unit not in _SIZE_UNITS:
+            raise ConfigError(f"not a size: {text!r}", hint="e.g. 256MiB, 1GB, 64M or a number of bytes")
+        value = int(float(m.group(1)) * _SIZE_UNITS[unit])
+    if value <= 0:
+        raise ConfigError(f"size must be positive, got {text!r}")
+    return value
+
+
+def _wds_safe(key: str) -> Optional[str]:
+    """``key`` with dots in its last path component replaced by ``_`` (None if that component is empty)."""
+    head, slash, tail = key.rpartition("/")
+    if not tail:
+        return None
+    return head + slash + tail.replace(".", "_")
+
+
+def _wds_ext(name: str) -> Optional[str]:
+    """webdataset's extension of ``name``: what follows the first dot of its file name."""
+    _, ext = base_plus_ext(name)
+    return ext or None
+
+
+@dataclass(frozen=True)
+class KeyRule:
+    """How an object name maps to ``(raw key, written key, extension)``.
+
+    ``KeyRule.parse(spec)`` accepts:
+
+    * ``"wds"`` (default): webdataset's rule, key = directory + file name up to its first dot,
+      extension = the rest. Tar member names are the object names themselves.
+    * ``"stem"``: key = the full name minus its last extension (``a/b.v2.jpg`` -> ``a/b.v2``,
+      extension ``jpg``); written key ``a/b_v2``.
+    * any other string: a regular expression with exactly one group, searched in the name; the
+      group is the key, the extension is webdataset's (after the first dot of the file name).
+    """
+
+    spec: str = "wds"
+    pattern: Optional["re.Pattern[str]"] = None
+
+    @classmethod
+    def parse(cls, spec: Optional[str]) -> "KeyRule":
+        """Raises: ConfigError: an invalid regex, or one without exactly one group."""
+        spec = spec or "wds"
+        if spec in ("wds", "stem"):
+            return cls(spec)
+        try:
+            pattern = re.compile(spec)
+        except re.error as e:
+            raise ConfigError(f"invalid sample key regex {spec!r}: {e}") from None
+        if pattern.groups != 1:
+            raise ConfigError(f"sample key regex {spec!r} must have exactly one group, it has {pattern.groups}",
+                              hint=r"e.g. '(.*)\.[^/]+$' for the name minus its last extension")
+        return cls(spec, pattern)
+
+    def split(self, name: str) -> Optional[Tuple[str, str, str]]:
+        """``(raw_key, written_key, ext)`` for ``name``, or None when it has no key or no extension."""
+        if self.spec == "wds":
+            key, ext = base_plus_ext(name)
+            if not key or not ext:
+                return None
+            return key, key, ext
+        if self.spec == "stem":
+            slash = name.rfind("/")
+            dot = name.rfind(".")
+            if dot <= slash + 1 or dot == len(name) - 1:
+                return None
+            key, ext = name[:dot], name[dot + 1:]
+        else:
+            m = self.pattern.search(name)  # type: ignore[union-attr]
+            ext = _wds_ext(name)
+            if m is None or not m.group(1) or ext is None:
+                return None
+            key = m.group(1)
+        written = _wds_safe(key)
+        return (key, written, ext) if written else None
+
+
+# --------------------------------------------------------------------------------------------
+# inputs, options and plan records
+
+
+@dataclass(frozen=True, slots=True)
+class SourceObject:
+    """One object to pack: its URL, the name used for keys and member names, and its size."""
+
+    url: str
+    name: str
+    size: int
+
+
+def source_objects(source: str, urls: Sequence[str], sizes: Sequence[int], *,
+                   strip_prefix: bool = False) -> List[SourceObject]:
+    """:class:`SourceObject` s for the objects listed under ``source``.
+
+    Args:
+        source: the prefix URL that was listed (e.g. ``ais://src/train/``).
+        urls, sizes: what was listed (parallel sequences).
+        strip_prefix: drop the directory part of the source prefix from the names (``ais://src/train/``
+            makes ``train/n01/x.jpg`` into ``n01/x.jpg``); otherwise names are full object names.
+    """
+    base = parse_url(source).path
+    cut = base.rfind("/") + 1 if strip_prefix else 0
+    out = []
+    for url, size in zip(urls, sizes):
+        name = parse_url(url).path
+        out.append(SourceObject(url, name[cut:] if name.startswith(base[:cut]) else name, max(int(size), 0)))
+    return out
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    """Everything besides the listing that decides a plan. See :func:`make_plan`."""
+
+    shard_size: int = DEFAULT_SHARD_SIZE
+    samples_per_shard: Optional[int] = None
+    key_rule: KeyRule = field(default_factory=KeyRule)
+    exts: Tuple[str, ...] = ()
+    missing_extension: str = "warn"
+    shuffle_seed: Optional[int] = None
+    mtime: int = 0
+
+    def __post_init__(self) -> None:
+        if self.missing_extension not in MISSING_EXTENSION_ACTIONS:
+            raise ConfigError(f"missing_extension must be one of {MISSING_EXTENSION_ACTIONS}, "
+                              f"got {self.missing_extension!r}")
+        if self.shard_size <= 0 or (self.samples_per_shard is not None and self.samples_per_shard <= 0):
+            raise ConfigError("shard_size and samples_per_shard must be positive")
+        object.__setattr__(self, "exts", tuple(e.lower().lstrip(".") for e in self.exts if e.strip(". ")))
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMember:
+    """One tar member: its name in the tar, where its bytes come from, and its header length."""
+
+    name: str
+    source: str
+    size: int
+    header_size: int
+
+    @property
+    def span(self) -> int:
+        return self.header_size + self.size + tarwrite.padding(self.size)
+
+
+@dataclass(slots=True)
+class PlannedSample:
+    """A sample: contiguous members from byte ``offset`` (first header) for ``length`` bytes."""
+
+    key: str
+    members: List[PlannedMember]
+    offset: int = 0
+
+    @property
+    def length(self) -> int:
+        return sum(m.span for m in self.members)
+
+    @property
+    def data_size(self) -> int:
+        return sum(m.size for m in self.members)
+
+
+@dataclass
+class PlannedShard:
+    """Shard number ``index`` at ``url``: its samples in order and its exact size in bytes."""
+
+    index: int
+    url: str
+    samples: List[PlannedSample]
+    size: int
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Two or more files that cannot both be in the planned sample ``key``."""
+
+    key: str
+    reason: str
+    urls: Tuple[str, ...]
+
+
+@dataclass
+class Plan:
+    """The result of :func:`make_plan`.
+
+    Attributes:
+        shards: every shard of the whole job (all parts), in shard-number order.
+        options: the options the plan was made with.
+        unkeyed: URLs skipped because no key/extension could be derived from their names.
+        conflicts: key conflicts (the plan cannot be executed while there are any).
+        incomplete: ``(key, missing extensions)`` of samples lacking one of ``options.exts``.
+        excluded_samples: samples dropped under ``missing_extension="exclude"``.
+        dropped_members: files dropped under ``exclude`` because their extension is not in ``exts``.
+        oversize_samples: samples larger than ``shard_size`` (each alone in its shard).
+    """
+
+    shards: List[PlannedShard]
+    options: PackOptions
+    unkeyed: List[str] = field(default_factory=list)
+    conflicts: List[Conflict] = field(default_factory=list)
+    incomplete: List[Tuple[str, Tuple[str, ...]]] = field(default_factory=list)
+    excluded_samples: int = 0
+    dropped_members: int = 0
+    oversize_samples: int = 0
+
+    @property
+    def num_samples(self) -> int:
+        return sum(len(s.samples) for s in self.shards)
+
+    @property
+    def num_members(self) -> int:
+        return sum(len(x.members) for s in self.shards for x in s.samples)
+
+    @property
+    def total_size(self) -> int:
+        return sum(s.size for s in self.shards)
+
+    @property
+    def data_size(self) -> int:
+        return sum(x.data_size for s in self.shards for x in s.samples)
+
+    def part(self, index: int, count: int) -> List[PlannedShard]:
+        """The shards machine ``index`` of ``count`` writes: shard numbers congruent to index mod count."""
+        if not (count >= 1 and 0 <= index < count):
+            raise ConfigError(f"invalid part {index}/{count}: need 0 <= I < N")
+        return [s for s in self.shards if s.index % count == index]
+
+    def fingerprint(self) -> str:
+        """A digest of the complete layout (shard URLs, member names, sources, sizes, mtime)."""
+        h = hashlib.sha256(f"ais-wds-pack-v1 mtime={self.options.mtime}\n".encode())
+        for shard in self.shards:
+            h.update(f"S {shard.url} {shard.size}\n".encode())
+            for sample in shard.samples:
+                for m in sample.members:
+                    h.update(f"{m.name}\0{m.source}\0{m.size}\n".encode())
+        return h.hexdigest()[:32]
+
+    def problems(self) -> List[str]:
+        """Human-readable reasons why this plan must not be executed (empty when it can be)."""
+        out = []
+        if self.conflicts:
+            examples = "; ".join(f"{c.key!r}: {c.reason}" for c in self.conflicts[:5])
+            out.append(f"{len(self.conflicts)} sample key conflict(s), e.g. {examples}")
+        if self.options.missing_extension == "abort":
+            if self.incomplete:
+                examples = ", ".join(f"{k!r} lacks {'/'.join(m)}" for k, m in self.incomplete[:5])
+                out.append(f"{len(self.incomplete)} sample(s) lack a required extension, e.g. {examples}")
+            if self.unkeyed:
+                out.append(f"{len(self.unkeyed)} object(s) have no sample key/extension, e.g. {self.unkeyed[:3]}")
+        if not self.shards:
+            out.append("no sample to pack")
+        return out
+
+    def check(self) -> None:
+        """Raises: PackError: :meth:`problems` is not empty."""
+        problems = self.problems()
+        if problems:
+            raise PackError("cannot pack: " + "; ".join(problems),
+                            hint="run with --dry-run to see the plan; change the key rule, --exts or "
+                                 "--missing-extension")
+
+
+# --------------------------------------------------------------------------------------------
+# shard names
+
+
+class ShardNames:
+    """Shard URLs from a template: printf style (``ais://dst/train-%06d.tar``) or a brace range
+    (``ais://dst/train-{000000..000099}.tar``, which also bounds the number of shards).
+
+    Raises (constructor):
+        ConfigError: a template with neither a single ``%d`` conversion nor braces.
+    """
+
+    def __init__(self, template: str):
+        self.template = template
+        parse_url(template)
+        self._fixed: Optional[List[str]] = None
+        conversions = re.findall(r"%[-+ #0]*\d*[dioxX]", template.replace("%%", ""))
+        if len(conversions) == 1:
+            pass
+        elif "{" in template and not conversions:
+            self._fixed = expand_urls(template)
+        else:
+            raise ConfigError(f"shard name template {template!r} needs one printf conversion such as %06d, "
+                              "or a brace range such as {000000..000999}")
+
+    @property
+    def capacity(self) -> Optional[int]:
+        """How many names the template has (None: unbounded)."""
+        return None if self._fixed is None else len(self._fixed)
+
+    def url(self, index: int) -> str:
+        if self._fixed is not None:
+            if index >= len(self._fixed):
+                raise PackError(f"the plan needs more than the {len(self._fixed)} shard names of {self.template!r}",
+                                hint="widen the brace range, raise --shard-size, or use a printf template")
+            return self._fixed[index]
+        return self.template % index
+
+    def stem_url(self) -> str:
+        """URL prefix for job-level objects (index, descriptor): the template's file name cut at its
+        first ``%`` or ``{`` and trailing ``-_.`` (``ais://dst/train-%06d.tar`` -> ``ais://dst/train``)."""
+        u = parse_url(self.template)
+        directory, _, base = u.path.rpartition("/")
+        cut = min((i for i in (base.find("%"), base.find("{")) if i >= 0), default=len(base))
+        stem = base[:cut].rstrip("-_.") or "shards"
+        return u.join(f"{directory}/{stem}" if directory else stem)
+
+
+# --------------------------------------------------------------------------------------------
+# the planner
+
+
+@dataclass
+class _Group:
+    raw_keys: set
+    files: Dict[str, Tuple[str, str, SourceObject]]  # ext (lower) -> (member name, ext, source)
+
+
+def _group(objects: Iterable[SourceObject], rule: KeyRule, plan: Plan) -> Dict[str, _Group]:
+    groups: Dict[str, _Group] = {}
+    for obj in objects:
+        split = rule.split(obj.name)
+        if split is None:
+            plan.unkeyed.append(obj.url)
+            continue
+        raw, key, ext = split
+        member = obj.name if rule.spec == "wds" else f"{key}.{ext}"
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = _Group(set(), {})
+        g.raw_keys.add(raw)
+        lower = ext.lower()
+        if lower in g.files:
+            plan.conflicts.append(Conflict(key, f"two files with extension {lower!r}",
+                                           (g.files[lower][2].url, obj.url)))
+            continue
+        g.files[lower] = (member, ext, obj)
+    for key, g in groups.items():
+        if len(g.raw_keys) > 1:
+            urls = tuple(src.url for _, _, src in g.files.values())
+            plan.conflicts.append(Conflict(key, f"different keys {sorted(g.raw_keys)} map to the same written key",
+                                           urls))
+    return groups
+
+
+def _samples(groups: Dict[str, _Group], options: PackOptions, plan: Plan) -> List[PlannedSample]:
+    required = options.exts
+    rank = {e: i for i, e in enumerate(required)}
+    samples = []
+    for key in sorted(groups):
+        files = groups[key].files
+        if required:
+            missing = tuple(e for e in required if e not in files)
+            if missing:
+                if options.missing_extension == "exclude":
+                    plan.excluded_samples += 1
+                    continue
+                if options.missing_extension != "ignore":
+                    plan.incomplete.append((key, missing))
+            if options.missing_extension == "exclude":
+                extra = [e for e in files if e not in rank]
+                plan.dropped_members += len(extra)
+                files = {e: v for e, v in files.items() if e in rank}
+        order = sorted(files, key=lambda e: (rank.get(e, len(rank)), e))
+        members = [PlannedMember(files[e][0], files[e][2].url, files[e][2].size,
+                                 tarwrite.header_size(files[e][0], files[e][2].size)) for e in order]
+        samples.append(PlannedSample(key, members))
+    return samples
+
+
+def _fill_shards(samples: List[PlannedSample], options: PackOptions, names: ShardNames,
+                 plan: Plan) -> List[PlannedShard]:
+    end = len(tarwrite.END_OF_ARCHIVE)
+    shards: List[PlannedShard] = []
+    current: List[PlannedSample] = []
+    offset = 0
+
+    def close() -> None:
+        nonlocal current, offset
+        if current:
+            shards.append(PlannedShard(len(shards), names.url(len(shards)), current, offset + end))
+        current, offset = [], 0
+
+    for sample in samples:
+        length = sample.length
+        if options.samples_per_shard is not None:
+            full = len(current) >= options.samples_per_shard
+        else:
+            full = bool(current) and offset + length + end > options.shard_size
+            if length + end > options.shard_size:
+                plan.oversize_samples += 1
+        if full:
+            close()
+        sample.offset = offset
+        current.append(sample)
+        offset += length
+    close()
+    return shards
+
+
+def make_plan(objects: Iterable[SourceObject], dst_pattern: str, options: PackOptions = PackOptions()) -> Plan:
+    """Plan how ``objects`` become shards named by ``dst_pattern``.
+
+    Args:
+        objects: the listed source objects (see :func:`source_objects`); their order does not matter.
+        dst_pattern: shard URL template (see :class:`ShardNames`).
+        options: key rule, extensions, shard size, shuffle seed, ...
+
+    Returns:
+        A :class:`Plan`. It may carry conflicts or problems: call :meth:`Plan.check` before executing it.
+
+    Raises:
+        ConfigError: a bad template.
+        PackError: the plan needs more shards than a brace template names.
+    """
+    names = ShardNames(dst_pattern)
+    plan = Plan([], options)
+    groups = _group(objects, options.key_rule, plan)
+    samples = _samples(groups, options, plan)
+    if options.shuffle_seed is not None:
+        random.Random(f"ais_wds.pack:{options.shuffle_seed}").shuffle(samples)
+    plan.shards = _fill_shards(samples, options, names, plan)
+    return plan

@@ -1,0 +1,409 @@
+"""Shard index: where every sample and member lies inside a set of tar shards, so one range GET reads a sample.
+
+Format (msgpack, kind ``ais-wds-shard-index-v1``), columnar per shard to stay compact::
+
+    {"kind": "ais-wds-shard-index-v1", "plan": <pack plan fingerprint or None>,
+     "shards": [{"url": "ais://dst/train-000000.tar", "size": <bytes>,
+                 "keys": [...], "offsets": [...], "lengths": [...],      # one entry per sample
+                 "member_counts": [...],                                   # members per sample
+                 "member_names": [...], "member_offsets": [...], "member_sizes": [...]}]}
+
+A sample's ``offset`` is the archive offset of its first member's first header block and ``length``
+covers all its members with their headers and padding (its members are contiguous), so
+``[offset, offset + length)`` is a self-contained tar fragment. A member's ``offset`` is where its data
+starts. Keys and members follow webdataset's rules (key = path up to the first dot of the file name,
+consecutive members with the same key form a sample, ``__meta__``-style names are skipped).
+
+Beside the index, :func:`save_index` writes a wids descriptor (``{"__kind__": "wids-shard-index-v1",
+"wids_version": 1, "shardlist": [{"url", "nsamples", "filesize"}]}``).
+
+Builders: :func:`index_from_plan` (the packer knows every offset in advance) and :func:`build_index`
+(shards made by any tool: from AIS's archive listing verified with one batched ranged GET of the
+headers per shard, else by streaming each shard once).
+
+Thread safety: index objects are plain data; share them read-only. Builders are safe to call from
+several threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import msgpack
+from webdataset.tariterators import base_plus_ext
+
+from . import tarwrite
+from .client import Client
+from .errors import AISWdsError, EmptyListingError, TarFormatError
+from .listing import Listing, list_objects
+from .reader import open_object, read_bytes
+from .tario import iter_member_spans
+from .urls import expand_urls, parse_url
+from .writer import write_bytes
+
+logger = logging.getLogger(__name__)
+
+INDEX_KIND = "ais-wds-shard-index-v1"
+WIDS_KIND = "wids-shard-index-v1"
+_SKIP_META = re.compile(r"__[^/]*__($|/)")
+_VERIFY_BATCH = 1000  # headers per batched GET
+
+
+class ShardIndexError(AISWdsError):
+    """A file that is not a shard index, or a shard that cannot be indexed."""
+
+
+@dataclass(frozen=True)
+class SampleSpan:
+    """One sample: ``key``, byte range ``[offset, offset + length)`` and its members ``(name, offset, size)``."""
+
+    key: str
+    offset: int
+    length: int
+    members: Tuple[Tuple[str, int, int], ...]
+
+
+@dataclass
+class ShardRecord:
+    """The samples of one shard, column by column (see the module docstring)."""
+
+    url: str
+    size: int
+    keys: List[str] = field(default_factory=list)
+    offsets: List[int] = field(default_factory=list)
+    lengths: List[int] = field(default_factory=list)
+    member_counts: List[int] = field(default_factory=list)
+    member_names: List[str] = field(default_factory=list)
+    member_offsets: List[int] = field(default_factory=list)
+    member_sizes: List[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, key: str, offset: int, length: int, members: Sequence[Tuple[str, int, int]]) -> None:
+        self.keys.append(key)
+        self.offsets.append(offset)
+        self.lengths.append(length)
+        self.member_counts.append(len(members))
+        for name, moff, msize in members:
+            self.member_names.append(name)
+            self.member_offsets.append(moff)
+            self.member_sizes.append(msize)
+
+    def samples(self) -> Iterator[SampleSpan]:
+        m = 0
+        for i, key in enumerate(self.keys):
+            n = self.member_counts[i]
+            members = tuple(zip(self.member_names[m:m + n], self.member_offsets[m:m + n], self.member_sizes[m:m + n]))
+            yield SampleSpan(key, self.offsets[i], self.lengths[i], members)
+            m += n
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ShardIndex:
+    """The index of a set of shards, in shard order. ``len()`` is the number of samples."""
+
+    shards: List[ShardRecord] = field(default_factory=list)
+    plan: Optional[str] = None
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.shards)
+
+    def samples(self) -> Iterator[Tuple[str, SampleSpan]]:
+        """Every ``(shard url, sample)`` in order."""
+        for shard in self.shards:
+            for sample in shard.samples():
+                yield shard.url, sample
+
+    def to_bytes(self) -> bytes:
+        return msgpack.packb({"kind": INDEX_KIND, "plan": self.plan, "shards": [s.to_dict() for s in self.shards]},
+                             use_bin_type=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, origin: str = "index") -> "ShardIndex":
+        """Raises: ShardIndexError: not an ais_wds shard index."""
+        try:
+            doc = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except Exception as e:  # noqa: BLE001 - any decoding failure means "not an index"
+            raise ShardIndexError(f"not a msgpack shard index: {e}", url=origin) from None
+        if not isinstance(doc, dict) or doc.get("kind") != INDEX_KIND:
+            raise ShardIndexError(f"not an ais_wds shard index (expected kind {INDEX_KIND!r})", url=origin,
+                                  hint="build one with `ais-wds index PREFIX`")
+        return cls([ShardRecord(**s) for s in doc["shards"]], doc.get("plan"))
+
+    def wids_descriptor(self) -> Dict[str, Any]:
+        """The wids JSON descriptor of these shards."""
+        return {"__kind__": WIDS_KIND, "wids_version": 1,
+                "shardlist": [{"url": s.url, "nsamples": len(s), "filesize": s.size} for s in self.shards]}
+
+
+# --------------------------------------------------------------------------------------------
+# storing
+
+
+def wids_location(index_location: str) -> str:
+    """Where the wids descriptor of an index goes: ``x.index.msgpack`` -> ``x.wids.json``."""
+    for suffix in (".index.msgpack", ".msgpack"):
+        if index_location.endswith(suffix):
+            return index_location[: -len(suffix)] + ".wids.json"
+    return index_location + ".wids.json"
+
+
+def _store(location: str, data: bytes, client: Client) -> None:
+    if "://" in location:
+        write_bytes(location, data, client)
+    else:
+        tmp = f"{location}.tmp.{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, location)
+
+
+def save_index(index: ShardIndex, location: str, client: Union[Client, str, None] = None, *,
+               wids: bool = True) -> Tuple[str, Optional[str]]:
+    """Write ``index`` to an object URL or a local path (atomically), and its wids descriptor beside it.
+
+    Returns:
+        ``(index location, wids descriptor location or None)``.
+
+    Raises:
+        WriteError: an upload failed (nothing was left behind for that object).
+    """
+    client = Client.of(client)
+    _store(location, index.to_bytes(), client)
+    wids_at = None
+    if wids:
+        wids_at = wids_location(location)
+        _store(wids_at, json.dumps(index.wids_descriptor(), indent=1).encode(), client)
+    logger.info("wrote shard index %s (%d shards, %d samples)", location, len(index.shards), len(index))
+    return location, wids_at
+
+
+def load_index(location: str, client: Union[Client, str, None] = None) -> ShardIndex:
+    """Read an index from an object URL or a local path.
+
+    Raises:
+        ShardIndexError: not an index. NotFoundError / ConnectError / ReadError: from AIS.
+    """
+    if "://" in location:
+        data = read_bytes(location, Client.of(client))
+    else:
+        with open(location, "rb") as f:
+            data = f.read()
+    return ShardIndex.from_bytes(data, origin=location)
+
+
+# --------------------------------------------------------------------------------------------
+# from member spans (the common grouping step)
+
+
+def _split(name: str) -> Tuple[Optional[str], Optional[str]]:
+    if _SKIP_META.match(name) or (name[:2] == "__" and "/" not in name and name.endswith("__")):
+        return None, None
+    return base_plus_ext(name)
+
+
+def record_from_spans(url: str, size: int, spans: Iterable[Tuple[str, int, int, int]]) -> ShardRecord:
+    """Group ``(name, header_offset, data_offset, size)`` member spans into samples, webdataset's way.
+
+    Raises:
+        ShardIndexError: a sample holds two members with the same (lower-cased) extension, which
+            webdataset refuses too.
+    """
+    record = ShardRecord(url, size)
+    key: Optional[str] = None
+    start = end = 0
+    members: List[Tuple[str, int, int]] = []
+    seen: set = set()
+    for name, header_offset, data_offset, msize in spans:
+        k, ext = _split(name)
+        if k is None:
+            continue
+        ext = ext.lower()  # type: ignore[union-attr]
+        if k != key:
+            if members:
+                record.add(key, start, end - start, members)  # type: ignore[arg-type]
+            key, start, members, seen = k, header_offset, [], set()
+        if ext in seen:
+            raise ShardIndexError(f"member {name!r} repeats extension {ext!r} in sample {k!r}", url=url,
+                                  hint="webdataset refuses this shard too; fix the member names")
+        seen.add(ext)
+        members.append((name, data_offset, msize))
+        end = data_offset + msize + tarwrite.padding(msize)
+    if members:
+        record.add(key, start, end - start, members)  # type: ignore[arg-type]
+    return record
+
+
+def index_from_plan(plan: Any) -> ShardIndex:
+    """The index of the shards a :class:`~ais_wds.pack_plan.Plan` describes (no I/O)."""
+    index = ShardIndex(plan=plan.fingerprint())
+    for shard in plan.shards:
+        spans = []
+        for sample in shard.samples:
+            pos = sample.offset
+            for m in sample.members:
+                spans.append((m.name, pos, pos + m.header_size, m.size))
+                pos += m.span
+        index.shards.append(record_from_spans(shard.url, shard.size, spans))
+    return index
+
+
+# --------------------------------------------------------------------------------------------
+# building for existing shards
+
+
+def stream_record(url: str, size: int, client: Client) -> ShardRecord:
+    """Index one shard by reading it once, sequentially (its data is never held).
+
+    Raises:
+        TarFormatError: not an uncompressed tar. ReadError / NotFoundError: from AIS.
+    """
+    with open_object(url, client) as stream:
+        try:
+            return record_from_spans(url, size, iter_member_spans(stream, url=url))
+        except TarFormatError as e:
+            if e.offset == 0:
+                raise TarFormatError(f"not an uncompressed tar ({e.message})", url=url, offset=0,
+                                     hint="only .tar shards can be read by byte range; compressed ones cannot") from None
+            raise
+
+
+def _predicted_spans(members: Sequence[Tuple[str, int]]) -> Optional[List[Tuple[str, int, int, int]]]:
+    """Spans if the tar holds exactly ``members`` in this order with plain ustar headers, else None."""
+    spans, pos = [], 0
+    for name, size in members:
+        if tarwrite.header_size(name, size) != tarwrite.BLOCK:
+            return None  # the writing tool's extended headers are not predictable
+        spans.append((name, pos, pos + tarwrite.BLOCK, size))
+        pos += tarwrite.member_span(name, size)
+    return spans
+
+
+def _header_matches(block: bytes, name: str, size: int) -> bool:
+    if len(block) != tarwrite.BLOCK or block[156:157] not in (b"0", b"\0"):
+        return False
+    stored = block[148:156].split(b"\0")[0].strip()
+    if not stored or int(stored, 8) != sum(block[:148]) + 256 + sum(block[156:]):
+        return False
+    raw_name = block[:100].split(b"\0")[0]
+    prefix = block[345:500].split(b"\0")[0] if block[257:263] == b"ustar\0" else b""
+    full = (prefix + b"/" + raw_name) if prefix else raw_name
+    size_field = block[124:136].split(b"\0")[0].strip() or b"0"
+    return full == name.encode("ascii", "replace") and int(size_field, 8) == size
+
+
+def verify_spans(url: str, spans: Sequence[Tuple[str, int, int, int]], client: Client) -> bool:
+    """True when every predicted header is where the spans say (one batched ranged GET per 1000).
+
+    Since consecutive verified headers leave no room between members, this proves the layout.
+    False on any mismatch, and when AIS cannot serve batched ranged reads.
+    """
+    u = parse_url(url)
+    bucket = client.bucket(u)
+    try:
+        for first in range(0, len(spans), _VERIFY_BATCH):
+            chunk = spans[first:first + _VERIFY_BATCH]
+            batch = client.sdk.batch(bucket=bucket)
+            for _, header_offset, _, _ in chunk:
+                batch.add(u.path, start=header_offset or None, length=tarwrite.BLOCK)
+            checked = 0
+            for (name, _, _, size), (_, block) in zip(chunk, batch.get()):
+                if not _header_matches(block, name, size):
+                    return False
+                checked += 1
+            if checked != len(chunk):
+                return False
+    except Exception as e:  # noqa: BLE001 - any failure: fall back to streaming
+        logger.info("%s: batched header check unavailable (%s: %s); streaming instead", url, type(e).__name__, e)
+        return False
+    return True
+
+
+def _group_archive_listing(listing: Listing) -> List[Tuple[str, int, List[Tuple[str, int]]]]:
+    """``(shard url, shard size, [(member, size)...])`` from a listing made with AIS's LsArchDir flag."""
+    shards: Dict[str, Tuple[int, List[Tuple[str, int]]]] = {}
+    order: List[str] = []
+    for url, size in listing:
+        if url.endswith(".tar") and url not in shards:
+            shards[url] = (size, [])
+            order.append(url)
+    for url, size in listing:
+        cut = url.find(".tar/")
+        while cut >= 0:
+            shard = url[:cut + 4]
+            if shard in shards:
+                shards[shard][1].append((url[cut + 5:], size))
+                break
+            cut = url.find(".tar/", cut + 1)
+    return [(u, shards[u][0], sorted(shards[u][1])) for u in order]
+
+
+def _index_one(url: str, size: int, members: Optional[List[Tuple[str, int]]], client: Client, method: str,
+               min_member_size: int) -> Tuple[ShardRecord, str]:
+    if method != "stream" and members:
+        average = sum(s for _, s in members) / len(members)
+        spans = _predicted_spans(members)
+        if spans is not None and (method == "list" or average >= min_member_size) and verify_spans(url, spans, client):
+            return record_from_spans(url, size, spans), "listed"
+    return stream_record(url, size, client), "streamed"
+
+
+def build_index(sources: Union[str, Sequence[str]], client: Union[Client, str, None] = None, *,
+                workers: int = 8, method: str = "auto", min_member_size: int = 2048,
+                on_shard: Optional[Callable[[str, str], None]] = None) -> ShardIndex:
+    """Index existing ``.tar`` shards under prefixes or at URLs (any tool may have written them).
+
+    For each shard, with ``method="auto"``: when AIS lists its members (LsArchDir), every name fits a
+    plain ustar header and the average member is at least ``min_member_size`` bytes, the layout is
+    predicted from the listing (AIS lists members sorted by name) and proven with one batched ranged
+    GET of the 512-byte headers per 1000 members; otherwise (or if the proof fails) the shard is read
+    once, sequentially. ``method="list"`` always tries the listing first; ``"stream"`` never does.
+
+    Args:
+        sources: prefix URL(s) (braces expanded); objects not ending in ``.tar`` are ignored.
+        client: a :class:`Client` or an endpoint.
+        workers: shards indexed in parallel.
+        method: ``"auto"``, ``"list"`` or ``"stream"``.
+        min_member_size: see above.
+        on_shard: called with ``(url, "listed" | "streamed")`` after each shard (from worker threads).
+
+    Returns:
+        A :class:`ShardIndex`, shards in listing order.
+
+    Raises:
+        EmptyListingError: no .tar shard under the sources.
+        TarFormatError: a shard is not an uncompressed tar. ShardIndexError: a shard webdataset
+            could not read (repeated extension in a sample).
+    """
+    if method not in ("auto", "list", "stream"):
+        raise ValueError(f"method must be auto, list or stream, got {method!r}")
+    from aistore.sdk.list_object_flag import ListObjectFlag
+
+    client = Client.of(client)
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    flags = [] if method == "stream" else [ListObjectFlag.ARCH_DIR]
+    listing = list_objects(expand_urls(sources), client, allow_empty=True, flags=flags)
+    shards = _group_archive_listing(listing)
+    if not shards:
+        raise EmptyListingError("no .tar shard found", url=", ".join(sources))
+
+    def one(item: Tuple[str, int, List[Tuple[str, int]]]) -> ShardRecord:
+        record, how = _index_one(item[0], item[1], item[2] if flags else None, client, method, min_member_size)
+        logger.debug("%s: %s (%d samples)", item[0], how, len(record))
+        if on_shard:
+            on_shard(item[0], how)
+        return record
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        records = list(pool.map(one, shards))
+    return ShardIndex(records)
