@@ -298,6 +298,23 @@ class _ChildrenPeak:
         return self.peak_kb
 
 
+def _profile(run: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+    """One extra, untimed run under pyinstrument; returns its text report (file:line per frame)."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        return {"error": "pyinstrument is not installed"}
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    try:
+        run()
+    except Exception:  # noqa: BLE001
+        return {"error": traceback.format_exc(limit=8)}
+    finally:
+        profiler.stop()
+    return {"text": profiler.output_text(unicode=False, color=False, show_all=False, timeline=False)}
+
+
 def worker_main(conn, cfg: Dict[str, Any]) -> None:
     """Entry point of one (shard set, contender) cell: set up, then run on every "run" message."""
     if "_bench_preload" not in sys.modules:
@@ -310,7 +327,13 @@ def worker_main(conn, cfg: Dict[str, Any]) -> None:
         conn.send({"error": traceback.format_exc(limit=8)})
         return
     conn.send({"ready": True, "baseline_rss_kb": _status_kb("VmRSS")})
-    while conn.recv() == "run":
+    while True:
+        cmd = conn.recv()
+        if cmd == "profile":
+            conn.send(_profile(run))
+            continue
+        if cmd != "run":
+            return
         gc.collect()
         _reset_peak_rss()
         children = _ChildrenPeak() if contender.needs else None
@@ -367,8 +390,12 @@ def _warm(shard_set, endpoint: str) -> None:
 
 
 def measure_set(shard_set, contenders: Sequence[str], *, endpoint: str, rounds: int, ais_cli: Optional[str],
-                timeout: float = 900, log=print) -> List[Dict[str, Any]]:
-    """Run ``contenders`` over one shard set, interleaved for ``rounds`` rounds; one result per contender."""
+                profile: Sequence[str] = (), timeout: float = 900, log=print) -> List[Dict[str, Any]]:
+    """Run ``contenders`` over one shard set, interleaved for ``rounds`` rounds; one result per contender.
+
+    Contenders named in ``profile`` get one more run after the rounds, under pyinstrument; its text
+    report lands in the result as ``profile``.
+    """
     ctx = _context()
     base_cfg = {"endpoint": endpoint, "bucket": shard_set.bucket, "prefix": shard_set.prefix,
                 "ais_urls": shard_set.ais_urls(), "http_urls": shard_set.http_urls(endpoint), "ais_cli": ais_cli}
@@ -404,6 +431,11 @@ def measure_set(shard_set, contenders: Sequence[str], *, endpoint: str, rounds: 
                 else:
                     results[name]["runs"].append(msg)
             log(f"    round {r + 1}/{rounds} done")
+        for name in (n for n in live if n in profile):
+            proc, conn = cells[name]
+            conn.send("profile")
+            msg = _recv(conn, proc, timeout)
+            results[name]["profile"] = msg.get("text") or msg.get("error")
     finally:
         for proc, conn in cells.values():
             try:
