@@ -182,6 +182,10 @@ def pack(
             uploads and reads. On any error no partial shard is left behind.
     """
     client = Client.of(client)
+    parallel_shards = parallel_shards or max(1, workers // 4)
+    if client.config.max_pool_size < workers + parallel_shards:
+        # every GET thread and every uploading shard holds a connection: size the pool for them
+        client = Client(client.config, max_pool_size=workers + parallel_shards)
     options = make_options(shard_size=shard_size, samples_per_shard=samples_per_shard, key=key, exts=exts,
                            missing_extension=missing_extension, shuffle=shuffle, mtime=mtime)
     if plan is None:
@@ -196,12 +200,14 @@ def pack(
     existing = _existing_sizes(dst_pattern, client)
     _check_marker(plan, plan_url, existing, client, resume=resume, overwrite=overwrite)
     todo = _select_shards(mine, existing, resume=resume, overwrite=overwrite, report=report)
+    if overwrite and index_url in existing:
+        client.object(index_url).delete()  # it describes the shards about to be replaced
     if plan_url not in existing or overwrite:
         write_bytes(plan_url, _marker(plan, dst_pattern), client)
     if on_start:
         on_start(todo)
     start = time.monotonic()
-    _write_shards(todo, client, plan.options.mtime, workers, parallel_shards or max(1, workers // 4), progress, report)
+    _write_shards(todo, client, plan.options.mtime, workers, parallel_shards, progress, report)
     report.seconds = time.monotonic() - start
     if _complete(plan, dst_pattern, client, part):
         report.index_url, report.wids_url = save_index(index_from_plan(plan), index_url, client)

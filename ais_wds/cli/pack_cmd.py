@@ -96,7 +96,7 @@ class _ProgressBar:
         self._samples = sum(len(s.samples) for s in shards)
         total = sum(x.data_size for s in shards for x in s.samples)
         self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="packing",
-                         file=sys.stderr, dynamic_ncols=True)
+                         file=sys.stderr)
 
     def update(self, samples: int, nbytes: int) -> None:
         with self._lock:
