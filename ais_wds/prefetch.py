@@ -1,0 +1,227 @@
+"""The fetch-ahead engine: fetch many small objects on a thread pool, bounded, results in order.
+
+Work is cut into *units*: consecutive objects fetched by one call of a getter (``ais_wds.fetch``): one
+object per unit for per-object GETs, up to ``batch_size`` objects (and ``batch_bytes``) for batch GETs.
+Up to ``depth`` units and ``max_bytes`` bytes are in flight at once (listed sizes; an unknown size
+counts as the mean size fetched so far, ``unknown_size`` before that); results come back in input
+order, each as ``bytes`` or the error for its URL.
+
+    engine = Prefetcher(make_getter(client, "batch"), batch_size=256, depth=4)
+    for url, data_or_error in engine.imap(listing):   # listing: iterable of (url, size)
+        ...
+    results = engine.fetch_all(listing.select(indices))   # one batch, fetched in parallel
+
+Thread safety: ``imap`` and ``fetch_all`` may be called from several threads. Process safety: the
+thread pool is created lazily in the process that fetches and is not pickled, so a Prefetcher can be
+part of a dataset sent to DataLoader workers (fork, spawn or forkserver).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from .errors import ConfigError
+from .fetch import Getter, Result
+
+logger = logging.getLogger(__name__)
+
+Item = Tuple[str, int]
+"""(url, size in bytes; -1 when unknown), as a :class:`~ais_wds.listing.Listing` iterates."""
+
+
+class Prefetcher:
+    """Ordered, bounded fetch-ahead of whole objects.
+
+    Args:
+        getter: fetches one unit (``getter.fetch(urls) -> list of bytes | AISWdsError``).
+        threads: fetching threads (units fetched concurrently).
+        batch_size: most objects per unit (1 for per-object GETs).
+        batch_bytes: most listed bytes per unit (an object larger than this is a unit by itself).
+        depth: most units in flight in ``imap`` (default ``2 * threads``).
+        max_bytes: most listed bytes in flight in ``imap`` (at least one unit is always in flight).
+        unknown_size: bytes assumed for an object whose size is unknown (-1) until some were fetched.
+
+    Raises:
+        ConfigError: a non-positive bound.
+    """
+
+    def __init__(self, getter: Getter, *, threads: int = 8, batch_size: int = 1, batch_bytes: int = 32 << 20,
+                 depth: Optional[int] = None, max_bytes: int = 256 << 20, unknown_size: int = 1 << 20):
+        for name, value in (("threads", threads), ("batch_size", batch_size), ("batch_bytes", batch_bytes),
+                            ("max_bytes", max_bytes), ("depth", depth or 1)):
+            if value <= 0:
+                raise ConfigError(f"Prefetcher {name} must be positive, got {value}")
+        self.getter = getter
+        self.threads = threads
+        self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
+        self.depth = depth or 2 * threads
+        self.max_bytes = max_bytes
+        self.unknown_size = unknown_size
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    # -- pickling: the pool stays in its process -------------------------------------------------
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_executor=None, _pid=-1, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the thread pool of this process (queued fetches are cancelled). The engine stays usable."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None and self._pid == os.getpid():
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> "Prefetcher":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- API ---------------------------------------------------------------------------------------
+    def imap(self, items: Iterable[Item]) -> Iterator[Tuple[str, Result]]:
+        """Fetch ``items`` ahead of the consumer; yield ``(url, bytes | AISWdsError)`` in input order.
+
+        Closing the generator (or dropping it) cancels the queued fetches.
+        """
+        executor = self._pool()
+        estimate = _SizeEstimate(self.unknown_size)
+        units = self._units(iter(items), estimate=estimate)
+        pending: Deque[Tuple[List[Item], Future, int]] = deque()
+        in_bytes = 0
+
+        def fill() -> None:
+            nonlocal in_bytes
+            while len(pending) < self.depth and (not pending or in_bytes < self.max_bytes):
+                unit = next(units, None)
+                if unit is None:
+                    return
+                nbytes = sum(estimate.of(s) for _, s in unit)
+                pending.append((unit, executor.submit(self.getter.fetch, [u for u, _ in unit]), nbytes))
+                in_bytes += nbytes
+
+        try:
+            fill()
+            while pending:
+                unit, future, nbytes = pending.popleft()
+                results = future.result()
+                in_bytes -= nbytes
+                estimate.learn(unit, results)
+                fill()
+                for (url, _), result in zip(unit, results):
+                    yield url, result
+        finally:
+            for _, future, _ in pending:
+                future.cancel()
+
+    def fetch_all(self, items: Sequence[Item]) -> List[Result]:
+        """Fetch every item now, units in parallel; item i of the result belongs to ``items[i]``.
+
+        For a DataLoader batch: the units are at most ``batch_size`` objects but are cut smaller so that
+        all threads get work.
+        """
+        return self.submit(items).result()
+
+    def submit(self, items: Sequence[Item], *, spread: bool = True) -> "Pending":
+        """Start fetching ``items`` in the background; returns at once.
+
+        Args:
+            items: what to fetch.
+            spread: cut the units smaller than ``batch_size`` so that every thread gets one (lowest
+                latency, as :meth:`fetch_all` does); False keeps units of ``batch_size`` (fewest requests,
+                for fetches started well ahead of need).
+        """
+        items = list(items)
+        per_unit = self.batch_size
+        if spread and items:
+            per_unit = max(1, min(self.batch_size, -(-len(items) // self.threads)))
+        units = [[u for u, _ in unit] for unit in self._units(iter(items), per_unit)]
+        executor = self._pool()
+        return Pending([executor.submit(self.getter.fetch, unit) for unit in units])
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _pool(self) -> ThreadPoolExecutor:
+        pid = os.getpid()
+        if self._executor is None or self._pid != pid:
+            with self._lock:
+                if self._executor is None or self._pid != pid:
+                    self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="ais-wds-fetch")
+                    self._pid = pid
+        return self._executor
+
+    def _units(self, it: Iterator[Item], per_unit: Optional[int] = None,
+               estimate: Optional["_SizeEstimate"] = None) -> Iterator[List[Item]]:
+        """Cut ``it`` into units of at most ``per_unit`` objects and ``batch_bytes`` listed bytes."""
+        per_unit = per_unit or self.batch_size
+        if per_unit == 1:
+            for item in it:
+                yield [item]
+            return
+        estimate = estimate or _SizeEstimate(self.unknown_size)
+        unit: List[Item] = []
+        nbytes = 0
+        for item in it:
+            size = estimate.of(item[1])
+            if unit and (len(unit) >= per_unit or nbytes + size > self.batch_bytes):
+                yield unit
+                unit, nbytes = [], 0
+            unit.append(item)
+            nbytes += size
+        if unit:
+            yield unit
+
+
+class Pending:
+    """Fetches started by :meth:`Prefetcher.submit`: ``result()`` waits for them, ``cancel()`` drops them."""
+
+    def __init__(self, futures: List[Future]):
+        self._futures = futures
+
+    def done(self) -> bool:
+        return all(f.done() for f in self._futures)
+
+    def result(self) -> List[Result]:
+        """Every result, in item order (waits). Raises what a getter raised (not per-object errors)."""
+        out: List[Result] = []
+        try:
+            for future in self._futures:
+                out.extend(future.result())
+        finally:
+            self.cancel()
+        return out
+
+    def cancel(self) -> None:
+        for future in self._futures:
+            future.cancel()
+
+
+class _SizeEstimate:
+    """Bytes to assume for an object of unknown size: ``initial`` until fetches show the mean size."""
+
+    def __init__(self, initial: int):
+        self.initial = initial
+        self.total = 0
+        self.count = 0
+
+    def of(self, size: int) -> int:
+        if size >= 0:
+            return size
+        return self.total // self.count if self.count else self.initial
+
+    def learn(self, unit: List[Item], results: List[Result]) -> None:
+        for (_, size), result in zip(unit, results):
+            if size < 0 and isinstance(result, bytes):
+                self.total += len(result)
+                self.count += 1
