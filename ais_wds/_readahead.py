@@ -1,0 +1,168 @@
+"""Read-ahead for the map-style dataset: predict a DataLoader worker's next batches and fetch them early.
+
+A map-style dataset only sees the indices of the batch it is asked for, so every ``__getitems__``
+pays a full round trip. When the order of indices is known (the dataset's own :class:`AISSampler`,
+or plain sequential order), a batch identifies its position in that order; the DataLoader hands
+batches to its workers round-robin, so a worker's next batches start ``num_workers x batch`` and
+``2 x num_workers x batch`` further on. Those are fetched in the background (batch GETs) while the
+current one is handed out. A wrong guess costs only wasted fetches: a batch is served from the
+read-ahead only if its indices are exactly the ones predicted.
+
+Private to ``ais_wds.map_dataset``.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from torch.utils.data import Sampler
+
+from .fetch import Result
+from .listing import Listing
+from .partition import Part, dist_rank_world, epoch_order, partition
+from .prefetch import Pending, Prefetcher
+
+
+@dataclass(frozen=True)
+class OrderSpec:
+    """One epoch's order of a rank's indices: what :class:`AISSampler` yields."""
+
+    shuffle: bool = False
+    seed: int = 0
+    epoch: int = 0
+    rank: int = 0
+    world_size: int = 1
+    even: Optional[str] = None
+
+    def order(self, n: int) -> List[int]:
+        full = epoch_order(n, seed=self.seed if self.shuffle else None, epoch=self.epoch)
+        return partition(full, Part(self.rank, self.world_size), even=self.even)
+
+
+class AISSampler(Sampler):
+    """Index sampler of an :class:`~ais_wds.AISDataset` that also tells the dataset its order, so the
+    dataset can read ahead of the DataLoader (see ``ais_wds._readahead``). Make it with
+    ``dataset.sampler(...)``.
+
+    Args:
+        dataset: the dataset it samples.
+        shuffle, seed: seeded per-epoch shuffle (the same on every rank).
+        rank, world_size: this rank's share (default: torch.distributed or RANK/WORLD_SIZE), as
+            ``DistributedSampler`` splits; ``even`` as :func:`~ais_wds.partition.partition`.
+
+    Call :meth:`set_epoch` before each epoch (before the DataLoader starts its workers). With
+    ``persistent_workers=True`` the workers keep the first epoch's order and read ahead less (the
+    results stay correct).
+    """
+
+    def __init__(self, dataset: Any, *, shuffle: bool = False, seed: int = 0, rank: Optional[int] = None,
+                 world_size: Optional[int] = None, even: Optional[str] = None):
+        if rank is None or world_size is None:
+            rank, world_size = dist_rank_world()
+        self.dataset = dataset
+        self.spec = OrderSpec(shuffle, seed, 0, rank, world_size, even)
+        partition([], Part(rank, world_size), even=even)  # validates now
+        dataset.order_spec = self.spec
+
+    def set_epoch(self, epoch: int) -> None:
+        self.spec = OrderSpec(self.spec.shuffle, self.spec.seed, int(epoch), self.spec.rank,
+                              self.spec.world_size, self.spec.even)
+        self.dataset.order_spec = self.spec
+
+    def __iter__(self) -> Iterator[int]:
+        self.dataset.order_spec = self.spec
+        return iter(self.spec.order(len(self.dataset)))
+
+    def __len__(self) -> int:
+        return len(self.spec.order(len(self.dataset)))
+
+
+class ReadAhead:
+    """Per-process read-ahead state of one dataset (never pickled; rebuilt after fork).
+
+    Args:
+        engine: fetches the predicted batches (batch GETs).
+        depth: batches of this worker fetched ahead.
+    """
+
+    def __init__(self, engine: Prefetcher, depth: int):
+        self.engine = engine
+        self.depth = depth
+        self._pid = -1
+        self._spec: Optional[OrderSpec] = None
+        self._order = array("q")  # the known order (empty: sequential)
+        self._inverse = array("q")  # index -> position in the order, -1 if not in it
+        self._ahead: Dict[Tuple[int, int], Pending] = {}
+        self.hits = 0  # batches served from the read-ahead in this process (diagnostics)
+
+    def __getstate__(self) -> dict:
+        return {"engine": self.engine, "depth": self.depth}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["engine"], state["depth"])
+
+    def take(self, listing: Listing, spec: Optional[OrderSpec], indices: Sequence[int], stride: int
+             ) -> Optional[List[Result]]:
+        """The results for ``indices`` if they were read ahead (waits for them), else None. Either way,
+        when ``indices`` sit in the known order, starts fetching this worker's next ``depth`` batches.
+
+        Args:
+            listing: the dataset's listing.
+            spec: the order the sampler follows (None: sequential order).
+            indices: the batch asked for.
+            stride: batches between two batches of this worker (the DataLoader's ``num_workers``, >= 1).
+        """
+        if self.depth <= 0 or not indices:
+            return None
+        self._sync(spec, len(listing))
+        pos = self._locate(indices, len(listing))
+        if pos is None:
+            return None
+        size = len(indices)
+        mine = self._ahead.pop((pos, size), None)
+        for key in [k for k in self._ahead if k[0] <= pos]:  # passed by: no longer wanted
+            self._ahead.pop(key).cancel()
+        end = len(self._order) if self._spec is not None else len(listing)
+        for k in range(1, self.depth + 1):
+            start = pos + k * stride * size
+            if start >= end:
+                break
+            if (start, size) not in self._ahead:
+                batch = self._slice(start, min(start + size, end))
+                self._ahead[(start, size)] = self.engine.submit([listing[i] for i in batch], spread=False)
+        if mine is None:
+            return None
+        self.hits += 1
+        return mine.result()
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _sync(self, spec: Optional[OrderSpec], n: int) -> None:
+        pid = os.getpid()
+        if pid != self._pid:  # a forked copy: the parent's fetches are not ours
+            self._pid, self._ahead = pid, {}
+        if spec != self._spec:
+            for pending in self._ahead.values():
+                pending.cancel()
+            self._ahead = {}
+            self._spec = spec
+            self._order = array("q", spec.order(n) if spec is not None else [])
+            self._inverse = array("q", [-1]) * n if spec is not None else array("q")
+            for p, i in enumerate(self._order):
+                self._inverse[i] = p
+
+    def _slice(self, start: int, stop: int) -> Sequence[int]:
+        return self._order[start:stop] if self._spec is not None else range(start, stop)
+
+    def _locate(self, indices: Sequence[int], n: int) -> Optional[int]:
+        """Position of ``indices`` in the known order, if they are a run of it."""
+        first = indices[0]
+        pos = self._inverse[first] if self._spec is not None else first
+        if pos < 0:
+            return None
+        run = self._slice(pos, pos + len(indices))
+        if len(run) != len(indices) or any(a != b for a, b in zip(run, indices)):
+            return None
+        return pos

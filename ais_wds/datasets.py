@@ -1,0 +1,15 @@
+"""Object-level datasets and pipes (the names of AIStore's earlier PyTorch plugin), on ais_wds's core.
+
+* :class:`AISDataset`: map-style, ``ds[i] -> (url, bytes)``, batched ``__getitems__``.
+* :class:`AISIterDataset`: iterable, split by rank and worker, seeded epoch shuffle, resumable.
+* :class:`AISFileLister` / :class:`AISFileLoader` (alias ``...IterDataPipe``): prefix -> URLs -> streams.
+
+See docs/datasets.md.
+"""
+
+from .iter_dataset import AISIterDataset
+from .map_dataset import AISDataset
+from .pipes import AISFileLister, AISFileListerIterDataPipe, AISFileLoader, AISFileLoaderIterDataPipe
+
+__all__ = ["AISDataset", "AISIterDataset", "AISFileLister", "AISFileListerIterDataPipe", "AISFileLoader",
+           "AISFileLoaderIterDataPipe"]
