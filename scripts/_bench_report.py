@@ -77,8 +77,11 @@ def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
         label = _label(rows, name)
         if one_mib:
             x = ratio(name, one_mib, "x_limit")
-            out.append(_goal(f"{label}: >= 0.9x the raw-GET limit, 1 MiB samples", x, 0.9,
-                             f"limit = {one_mib.get('limit_row')} {_num(one_mib.get('limit_mb_s'))} MB/s"))
+            mine, own_raw = ratio(name, one_mib, "mb_s"), ratio("raw_open_object", one_mib, "mb_s")
+            detail = f"{_num(mine)} MB/s; limit = {one_mib.get('limit_row')} {_num(one_mib.get('limit_mb_s'))} MB/s"
+            if mine and own_raw:
+                detail += f"; {mine / own_raw:.2f}x ais_wds.open_object's raw read ({_num(own_raw)} MB/s)"
+            out.append(_goal(f"{label}: >= 0.9x the raw-GET limit, 1 MiB samples", x, 0.9, detail))
         for key, target, peer in (("x_wds_curl", 1.0, "webdataset + curl"), ("x_shard_reader", 2.0, "AISShardReader")):
             per = [(s, ratio(name, s, key)) for s in main_sets]
             known = [x for _, x in per if x is not None]
@@ -116,7 +119,21 @@ def _small_object_goals(section: Dict[str, Any]) -> List[Dict[str, Any]]:
     if not speedups:
         return [_goal("small objects: >= 5x aistore.pytorch at equal workers", None, 5.0,
                       section.get("reason", "no speedup figure in the result"))]
-    return [_goal(f"small objects: >= 5x aistore.pytorch ({k})", float(v), 5.0) for k, v in speedups.items()]
+    return [_goal(f"small objects: >= 5x aistore.pytorch ({k})", float(v), 5.0, _small_detail(res, k))
+            for k, v in speedups.items()]
+
+
+def _small_detail(res: Dict[str, Any], key: str) -> str:
+    """'ais_wds_map 2,718/s vs aistore_pytorch_map 370/s' for ``speedup_map_nw0`` (if the layout matches)."""
+    parts = key.split("_")
+    if len(parts) != 3 or not parts[2].startswith("nw"):
+        return ""
+    rows = res.get(parts[2]) or {}
+    mine, peer = rows.get(f"ais_wds_{parts[1]}") or {}, rows.get(f"aistore_pytorch_{parts[1]}") or {}
+    if "samples_per_s" not in mine or "samples_per_s" not in peer:
+        return ""
+    return (f"num_workers={parts[2][2:]}: ais_wds_{parts[1]} {_num(mine['samples_per_s'])}/s vs "
+            f"aistore_pytorch_{parts[1]} {_num(peer['samples_per_s'])}/s")
 
 
 def _flatten(d: Any, prefix: str = ""):
@@ -174,7 +191,7 @@ def markdown(results: Dict[str, Any]) -> str:
                f"ais_wds {m['ais_wds_commit']}{' (+ uncommitted changes)' if m['ais_wds_dirty'] else ''}, "
                f"aistore {m['versions']['aistore']}, webdataset {m['versions']['webdataset']}, "
                f"Python {m['python']}. AIS at {meta['endpoint']} ({meta.get('targets', '?')} targets). "
-               f"Scale {cfg['scale']:g}, {cfg['shards']} shards per set, {cfg['rounds']} interleaved rounds, "
+               f"Scale {cfg['scale']:g} (sections 2-4: {cfg.get('section_scale', cfg['scale']):g}), {cfg['shards']} shards per set, {cfg['rounds']} interleaved rounds, "
                f"medians; total {meta['seconds']:.0f} s.")
     out += ["", "## Goals", "", "| goal | measured | target | met? | detail |", "|---|---|---|---|---|"]
     for g in results["goals"]:
@@ -225,10 +242,26 @@ def _section(section: Dict[str, Any]) -> List[str]:
     status = section.get("status")
     if status != "ok":
         return [f"{status}: {section.get('reason', '')} ({section.get('source', '')})"]
-    lines = [f"From `{section['source']}` ({section['seconds']:.0f} s).", "", "| measure | value |", "|---|---|"]
-    for k, v in _flatten(section["result"]):
-        lines.append(f"| {k} | {_num(v, 2) if isinstance(v, float) else v} |")
+    res = section["result"]
+    lines = [f"From `{section['source']}` ({section['seconds']:.0f} s)."]
+    scalars = [(k, v) for k, v in res.items() if not isinstance(v, dict)]
+    for key, value in res.items():
+        if not isinstance(value, dict):
+            continue
+        if value and all(isinstance(v, dict) for v in value.values()):  # e.g. {"nw0": {impl: {metric: x}}}
+            columns = list(dict.fromkeys(c for row in value.values() for c in row))
+            lines += ["", f"**{key}**", "", "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+            for name, row in value.items():
+                lines.append(f"| {name} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+        else:
+            scalars += [(f"{key}.{k}", v) for k, v in _flatten(value)]
+    if scalars:
+        lines += ["", "| measure | value |", "|---|---|"] + [f"| {k} | {_cell(v)} |" for k, v in scalars]
     return lines
+
+
+def _cell(v: Any) -> str:
+    return _num(v, 2) if isinstance(v, float) else ("" if v is None else str(v))
 
 
 def _mem(free_h: str) -> str:
