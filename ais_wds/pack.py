@@ -190,7 +190,7 @@ def pack(
                            missing_extension=missing_extension, shuffle=shuffle, mtime=mtime)
     if plan is None:
         plan = plan_pack(sources, dst_pattern, client, options=options, strip_prefix=strip_prefix)
-    index_url, wids_url, plan_url = job_locations(dst_pattern, index)
+    index_url, _, plan_url = job_locations(dst_pattern, index)
     report = PackReport(plan, part, dry_run, plan_url=plan_url)
     _log_plan_warnings(plan)
     if dry_run:
