@@ -4,7 +4,8 @@
 writes this part's shards:
 
 * members are fetched by a pool of ``workers`` GET threads, ahead of the writer, within a byte
-  window per shard (objects over 8 MiB are fetched as ranged chunks), and streamed into an
+  window per shard (whole objects straight from their target with :class:`ais_wds.fetch.DirectGetter`;
+  objects over 8 MiB as resuming ranged chunks), and streamed into an
   all-or-nothing writer (:func:`ais_wds.writer.open_writer`) whose multipart parts are uploaded as
   they fill; memory is bounded by ``parallel_shards x (window + 2 x part size)`` whatever the
   shard size;
@@ -31,6 +32,7 @@ from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tu
 from . import tarwrite
 from .client import Client
 from .errors import AISWdsError, ReadError
+from .fetch import DirectGetter
 from .listing import list_objects
 from .pack_plan import (DEFAULT_SHARD_SIZE, KeyRule, PackError, PackOptions, Plan, PlannedMember, PlannedShard,
                         ShardNames, make_plan, parse_size, source_objects)
@@ -311,20 +313,45 @@ class _Totals:
                 self._progress(self.samples, self.bytes)
 
 
-def _fetch(url: str, start: int, end: int, whole: bool, client: Client) -> bytearray:
-    """Bytes [start, end) of ``url``; ``whole``: the object must be exactly ``end`` bytes long."""
+class _Fetcher:
+    """GETs of member pieces: whole objects through the core's direct-to-target getter, chunks of
+    large objects as resuming range reads."""
+
+    def __init__(self, client: Client, pool_size: int):
+        self.client = client
+        self.getter = DirectGetter(client, pool_size=pool_size)
+
+    def __call__(self, url: str, start: int, end: int, whole: bool) -> Union[bytes, bytearray]:
+        """Bytes [start, end) of ``url``; ``whole``: the object must be exactly ``end`` bytes long.
+
+        Raises:
+            ReadError: the object's size changed since listing. Other AISWdsError: from the read.
+        """
+        if not whole:
+            return _read_range_into(url, start, end, self.client)
+        data = self.getter.get(url)
+        if isinstance(data, AISWdsError):
+            raise data
+        if len(data) != end:
+            raise ReadError(f"object size changed since listing ({len(data)} bytes, expected {end})", url=url,
+                            hint="re-run the pack; the source changed while packing")
+        return data
+
+
+def _read_range_into(url: str, start: int, end: int, client: Client) -> bytearray:
+    """Bytes [start, end) of ``url`` read into one preallocated buffer (resuming reads)."""
     buf = bytearray(end - start)
     view = memoryview(buf)
     got = 0
-    with open_object(url, client, start=start, end=None if whole else end, bufsize=64 << 10) as f:
+    with open_object(url, client, start=start, end=end, bufsize=64 << 10) as f:
         while got < len(buf):
             n = f.readinto(view[got:])
             if not n:
                 break
             got += n
-        if got != len(buf) or (whole and f.read(1)):
-            raise ReadError(f"object size changed since listing (expected {end} bytes)", url=url,
-                            hint="re-run the pack; the source changed while packing")
+    if got != len(buf):
+        raise ReadError(f"object shorter than listed (expected at least {end} bytes)", url=url, offset=start + got,
+                        hint="re-run the pack; the source changed while packing")
     return buf
 
 
@@ -345,9 +372,9 @@ _ZEROS = bytes(tarwrite.BLOCK)
 class _ShardJob:
     """Writes one shard: member pieces are fetched in order, ahead of the writer, within a byte window."""
 
-    def __init__(self, shard: PlannedShard, client: Client, gets: ThreadPoolExecutor, mtime: int,
+    def __init__(self, shard: PlannedShard, client: Client, gets: ThreadPoolExecutor, fetch: _Fetcher, mtime: int,
                  stop: threading.Event, totals: _Totals, window: int):
-        self.shard, self.client, self.gets, self.mtime = shard, client, gets, mtime
+        self.shard, self.client, self.gets, self.fetch, self.mtime = shard, client, gets, fetch, mtime
         self.stop, self.totals, self.window = stop, totals, window
 
     def _members(self) -> Iterator[Tuple[bool, PlannedMember]]:
@@ -373,7 +400,7 @@ class _ShardJob:
                 sample_ends, member = item
                 steps.append((_HEADER, member, member.header_size))
                 for start, end, whole in _pieces(member):
-                    steps.append((_DATA, self.gets.submit(_fetch, member.source, start, end, whole, self.client),
+                    steps.append((_DATA, self.gets.submit(self.fetch, member.source, start, end, whole),
                                   end - start))
                     inflight += end - start
                 steps.append((_TAIL, sample_ends, tarwrite.padding(member.size)))
@@ -420,7 +447,9 @@ def _write_shards(todo: List[PlannedShard], client: Client, mtime: int, workers:
     error: Optional[BaseException] = None
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="pack-get") as gets, \
             ThreadPoolExecutor(max(1, parallel_shards), thread_name_prefix="pack-put") as puts:
-        futures = {puts.submit(_ShardJob(s, client, gets, mtime, stop, totals, DEFAULT_WINDOW).run): s for s in todo}
+        fetch = _Fetcher(client, pool_size=workers)
+        futures = {puts.submit(_ShardJob(s, client, gets, fetch, mtime, stop, totals, DEFAULT_WINDOW).run): s
+                   for s in todo}
         try:
             for fut in as_completed(futures):
                 shard = futures[fut]

@@ -6,7 +6,7 @@
 ``run_random_access(client, scale)``: samples/s of AISShardDataset (one range GET per sample; batched
 ``__getitems__``) vs one AIS ``archpath`` GET per member vs downloading the whole shard per access.
 ``run_pack(client, scale)``: MB/s of ``ais_wds.pack.pack`` vs a raw copy (GET + PUT of every source
-object, same thread count). Both create their own buckets and delete them afterwards; both return a
+object, same thread count, same direct-to-target GET path). Both create their own buckets and delete them afterwards; both return a
 dict of numbers (printed as JSON by ``__main__``).
 """
 
@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from ais_wds.client import Client  # noqa: E402
+from ais_wds.fetch import DirectGetter  # noqa: E402
 from ais_wds.pack import pack  # noqa: E402
 from ais_wds.reader import read_bytes, read_member  # noqa: E402
 from ais_wds.shard_dataset import AISShardDataset, parse_sample  # noqa: E402
@@ -147,8 +148,12 @@ def _pack_vs_copy(client: Client, objects: Dict[str, bytes], shard_size: str) ->
         _upload(client, src, objects)
         total = sum(len(v) for v in objects.values())
 
+        getter = DirectGetter(client, pool_size=THREADS)  # the same GET path pack uses
+
         def raw_copy(name: str) -> None:
-            write_bytes(f"ais://{copy}/{name}", read_bytes(f"ais://{src}/{name}", client), client)
+            data = getter.get(f"ais://{src}/{name}")
+            assert isinstance(data, bytes), data
+            write_bytes(f"ais://{copy}/{name}", data, client)
 
         t = time.perf_counter()
         with ThreadPoolExecutor(THREADS) as pool:
