@@ -1,7 +1,7 @@
 """Benchmark data in the cluster: tar shards of fixed-size samples, built once and reused.
 
 A shard set is ``n_shards`` tar objects under one prefix whose name encodes the layout, e.g.
-``ais://bench-ais-wds/stream-v1/s1048576-z67108864/shard-0003.tar``. Every sample is two members,
+``ais://bench-ais-wds/stream-v1/s1048576-z67108864-n4/shard-0003.tar``. Every sample is two members,
 ``<key>.bin`` (``sample_size`` random bytes) and ``<key>.cls`` (a short label), as in an image +
 label dataset. The tar size is a function of the layout alone, so "already present" means: the
 listing shows every shard with its expected size (a re-run then uploads nothing).
@@ -113,7 +113,9 @@ def ensure_shard_set(client: ais_wds.Client, bucket: str, sample_size: int, shar
     """Return the shard set for this layout, uploading whatever shard is missing or has the wrong size."""
     n = samples_per_shard(sample_size, shard_size)
     shard_bytes = n * record_size(sample_size) + 2 * BLOCK
-    prefix = f"stream-{LAYOUT_VERSION}/s{sample_size}-z{shard_size}/"
+    # n_shards is part of the prefix: a peer that reads "everything under the prefix" (AISShardReader)
+    # must find exactly this set there
+    prefix = f"stream-{LAYOUT_VERSION}/s{sample_size}-z{shard_size}-n{n_shards}/"
     names = [f"{prefix}shard-{i:04d}.tar" for i in range(n_shards)]
     shards = ShardSet(bucket, prefix, sample_size, shard_size, n_shards, n, shard_bytes, names)
 

@@ -173,6 +173,10 @@ def _num(v: Any, digits: int = 0) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def _cpu(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
 def _x(v: Optional[float]) -> str:
     return "-" if v is None else f"{v:.2f}x"
 
@@ -205,25 +209,26 @@ def markdown(results: Dict[str, Any]) -> str:
                 "MB/s = shard bytes / median wall time of reading every shard of the set once (10^6 bytes); "
                 "raw rows discard 1 MiB chunks, their samples/s is the set's samples over their time. "
                 "x limit = vs the fastest raw row; TTFS = time to first sample (first chunk for raw rows) from "
-                "the start of the run; RSS = peak of the cell's own process + children (growth: over its RSS "
+                "the start of the run; client CPU = CPU seconds of the reading process and its children "
+                "per GB (the cluster's CPU not included); RSS = peak of the cell's own process + children (growth: over its RSS "
                 "after setup)."]
         for s in stream["sets"]:
             out += ["", f"### {s['label']} ({s['n_shards']} x {s['shard_bytes'] / MIB:.1f} MiB, "
                         f"{s['total_samples']:,} samples){' - RSS check' if s.get('role') == 'rss' else ''}", "",
                     "| path | MB/s (min-max) | samples/s | x limit | x wds+curl | x AISShardReader | TTFS ms "
-                    "| peak RSS MiB (growth) |",
-                    "|---|---|---|---|---|---|---|---|"]
+                    "| client CPU s/GB | peak RSS MiB (growth) |",
+                    "|---|---|---|---|---|---|---|---|---|"]
             for r in (r for r in stream["rows"] if r["set"] == s["label"]):
                 if r.get("status") != "ok":
                     why = r.get("reason") or "; ".join(r.get("problems", [])) or (r.get("errors") or ["?"])[-1]
                     why = why.strip().splitlines()[-1][:160].replace("|", "/")
-                    out.append(f"| {r['label']} | {r['status']}: {why} | | | | | | |")
+                    out.append(f"| {r['label']} | {r['status']}: {why} | | | | | | | |")
                     continue
                 out.append(
                     f"| {r['label']} | {_num(r['mb_s'])} ({_num(r['mb_s_min'])}-{_num(r['mb_s_max'])}) "
                     f"| {_num(r['samples_s'])}{'*' if r['samples_s_equivalent'] else ''} | {_x(r.get('x_limit'))} "
                     f"| {_x(r.get('x_wds_curl'))} | {_x(r.get('x_shard_reader'))} | {_num(r['ttfs_median_ms'], 1)} "
-                    f"| {r['peak_rss_mib']:.0f} ({r['rss_growth_mib']:+.1f}) |")
+                    f"| {_cpu(r.get('cpu_s_per_gb'))} | {r['peak_rss_mib']:.0f} ({r['rss_growth_mib']:+.1f}) |")
     rss = results.get("rss")
     if rss and rss.get("rows"):
         out += ["", f"### Peak RSS growth vs shard size (1 MiB samples, {rss['small_shard_mib']:.0f} MiB vs "

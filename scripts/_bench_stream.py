@@ -8,8 +8,9 @@ in another's peak RSS and no cell pays seconds of imports. The cells of one shar
 for all rounds and are driven in turn, A, B, C, A, B, C ..., the order rotating each round.
 
 What a cell reports per run: seconds, bytes or samples seen, time to first sample (or first
-chunk) from the start of the run, and the process's peak RSS (VmHWM) plus its children's (curl,
-ais CLI). Peak RSS growth = VmHWM minus the RSS right after setup.
+chunk) from the start of the run, CPU seconds (the cell and its waited-for children), and the
+process's peak RSS (VmHWM) plus its children's (curl, ais CLI). Peak RSS growth = VmHWM minus
+the RSS right after setup.
 """
 
 from __future__ import annotations
@@ -254,6 +255,12 @@ def _status_kb(field: str) -> int:
     return 0
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its waited-for children (curl, ais), user + system."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _reset_peak_rss() -> None:
     """Start VmHWM afresh from the current RSS (Linux >= 4.0), so a peak is this run's own."""
     with open("/proc/self/clear_refs", "w") as f:
@@ -337,6 +344,7 @@ def worker_main(conn, cfg: Dict[str, Any]) -> None:
         gc.collect()
         _reset_peak_rss()
         children = _ChildrenPeak() if contender.needs else None
+        cpu0 = _cpu_seconds()
         t0 = perf_counter()
         try:
             out = run()
@@ -346,6 +354,7 @@ def worker_main(conn, cfg: Dict[str, Any]) -> None:
         finally:
             children_kb = children.stop() if children else 0
         out["seconds"] = perf_counter() - t0
+        out["cpu_seconds"] = _cpu_seconds() - cpu0
         out["peak_rss_kb"] = _status_kb("VmHWM")
         out["children_peak_rss_kb"] = children_kb
         conn.send(out)
@@ -489,6 +498,7 @@ def _summarize(res: Dict[str, Any], shard_set) -> Dict[str, Any]:
         mb_s_min=shard_set.total_bytes / max(seconds) / 1e6,
         mb_s_max=shard_set.total_bytes / min(seconds) / 1e6,
         samples_s=shard_set.total_samples / med,
+        cpu_s_per_gb=statistics.median(r["cpu_seconds"] for r in runs) / (shard_set.total_bytes / 1e9),
         samples_s_equivalent=not is_samples,  # raw readers: the shard set's samples over their time
         ttfs_median_ms=1000 * statistics.median(r["ttfs"] for r in runs if r["ttfs"] is not None),
         peak_rss_mib=(peak_kb + children_kb) / 1024,
