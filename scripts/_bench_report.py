@@ -209,13 +209,13 @@ def markdown(results: Dict[str, Any]) -> str:
                 "MB/s = shard bytes / median wall time of reading every shard of the set once (10^6 bytes); "
                 "raw rows discard 1 MiB chunks, their samples/s is the set's samples over their time. "
                 "x limit = vs the fastest raw row; TTFS = time to first sample (first chunk for raw rows) from "
-                "the start of the run; client CPU = CPU seconds of the reading process and its children "
+                "the start of the run, median (the cell's first, cold, run); client CPU = CPU seconds of the reading process and its children "
                 "per GB (the cluster's CPU not included); RSS = peak of the cell's own process + children (growth: over its RSS "
                 "after setup)."]
         for s in stream["sets"]:
             out += ["", f"### {s['label']} ({s['n_shards']} x {s['shard_bytes'] / MIB:.1f} MiB, "
                         f"{s['total_samples']:,} samples){' - RSS check' if s.get('role') == 'rss' else ''}", "",
-                    "| path | MB/s (min-max) | samples/s | x limit | x wds+curl | x AISShardReader | TTFS ms "
+                    "| path | MB/s (min-max) | samples/s | x limit | x wds+curl | x AISShardReader | TTFS ms (1st run) "
                     "| client CPU s/GB | peak RSS MiB (growth) |",
                     "|---|---|---|---|---|---|---|---|---|"]
             for r in (r for r in stream["rows"] if r["set"] == s["label"]):
@@ -227,7 +227,7 @@ def markdown(results: Dict[str, Any]) -> str:
                 out.append(
                     f"| {r['label']} | {_num(r['mb_s'])} ({_num(r['mb_s_min'])}-{_num(r['mb_s_max'])}) "
                     f"| {_num(r['samples_s'])}{'*' if r['samples_s_equivalent'] else ''} | {_x(r.get('x_limit'))} "
-                    f"| {_x(r.get('x_wds_curl'))} | {_x(r.get('x_shard_reader'))} | {_num(r['ttfs_median_ms'], 1)} "
+                    f"| {_x(r.get('x_wds_curl'))} | {_x(r.get('x_shard_reader'))} | {_num(r['ttfs_median_ms'], 1)} ({_num(r.get('ttfs_first_ms'), 1)}) "
                     f"| {_cpu(r.get('cpu_s_per_gb'))} | {r['peak_rss_mib']:.0f} ({r['rss_growth_mib']:+.1f}) |")
     rss = results.get("rss")
     if rss and rss.get("rows"):

@@ -257,8 +257,8 @@ def _status_kb(field: str) -> int:
 
 def _cpu_seconds() -> float:
     """CPU time of this process and of its waited-for children (curl, ais), user + system."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    t = os.times()  # children: clock-tick resolution; this process: process_time's finer clock
+    return time.process_time() + t.children_user + t.children_system
 
 
 def _reset_peak_rss() -> None:
@@ -293,9 +293,10 @@ class _ChildrenPeak:
             total = 0
             for child in self._me.children(recursive=True):
                 try:
-                    if child.name() != "python" and not child.name().startswith("python3"):
+                    # a child between fork and exec is still a copy of this Python process: not curl's cost
+                    if not child.name().startswith("python"):
                         total += child.memory_info().rss
-                except psutil.Error:
+                except psutil.Error:  # gone between the listing and the read
                     pass
             self.peak_kb = max(self.peak_kb, total // 1024)
 
@@ -501,6 +502,7 @@ def _summarize(res: Dict[str, Any], shard_set) -> Dict[str, Any]:
         cpu_s_per_gb=statistics.median(r["cpu_seconds"] for r in runs) / (shard_set.total_bytes / 1e9),
         samples_s_equivalent=not is_samples,  # raw readers: the shard set's samples over their time
         ttfs_median_ms=1000 * statistics.median(r["ttfs"] for r in runs if r["ttfs"] is not None),
+        ttfs_first_ms=1000 * runs[0]["ttfs"] if runs[0]["ttfs"] is not None else None,  # cold: first run of the cell
         peak_rss_mib=(peak_kb + children_kb) / 1024,
         rss_growth_mib=(peak_kb - res.get("baseline_rss_kb", peak_kb) + children_kb) / 1024,
         children_peak_rss_mib=children_kb / 1024,
