@@ -21,7 +21,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -31,7 +31,6 @@ from ais_wds.pack import pack  # noqa: E402
 from ais_wds.reader import read_bytes, read_member  # noqa: E402
 from ais_wds.shard_dataset import AISShardDataset, parse_sample  # noqa: E402
 from ais_wds.shard_index import load_index  # noqa: E402
-from ais_wds.tario import group_by_keys, iter_members  # noqa: E402
 from ais_wds.writer import write_bytes  # noqa: E402
 
 THREADS = 16

@@ -8,7 +8,6 @@ under other prefixes (resume after SIGKILL, three parts) and compare.
 from __future__ import annotations
 
 import io
-import os
 import random
 import signal
 import subprocess
