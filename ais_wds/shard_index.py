@@ -53,6 +53,7 @@ INDEX_KIND = "ais-wds-shard-index-v1"
 WIDS_KIND = "wids-shard-index-v1"
 _SKIP_META = re.compile(r"__[^/]*__($|/)")
 _VERIFY_BATCH = 1000  # headers per batched GET
+_FIRST_SAMPLE_LIMIT = 4 << 20  # bytes read to learn the member order of a shard's first sample
 
 
 class ShardIndexError(AISWdsError):
@@ -348,26 +349,77 @@ def _group_archive_listing(listing: Listing) -> List[Tuple[str, int, List[Tuple[
     return [(u, shards[u][0], sorted(shards[u][1])) for u in order]
 
 
+def _first_sample_order(url: str, size: int, client: Client) -> Optional[Dict[str, int]]:
+    """Extension -> rank in the first sample of the shard (reads that sample's bytes only), or None."""
+    order: List[str] = []
+    first: Optional[str] = None
+    try:
+        with open_object(url, client, end=min(size, _FIRST_SAMPLE_LIMIT), bufsize=64 << 10) as stream:
+            for name, _, _, _ in iter_member_spans(stream, bufsize=64 << 10, url=url):
+                key, ext = _split(name)
+                if key is None:
+                    continue
+                if first is not None and key != first:
+                    break
+                first = key
+                order.append(ext.lower())  # type: ignore[union-attr]
+    except TarFormatError:  # the first sample is larger than the read: no guess
+        return None
+    return {ext: rank for rank, ext in enumerate(order)} if order else None
+
+
+def _key_then_ext_order(members: Sequence[Tuple[str, int]], ext_rank: Dict[str, int]) -> Optional[List[Tuple[str, int]]]:
+    """``members`` as a writer that sorts samples by key and orders members by ``ext_rank`` would write them."""
+    groups: Dict[str, List[Tuple[int, str, str, int]]] = {}
+    for name, msize in members:
+        key, ext = _split(name)
+        if key is None:
+            return None
+        groups.setdefault(key, []).append((ext_rank.get(ext.lower(), len(ext_rank)), ext, name, msize))  # type: ignore
+    return [(name, msize) for key in sorted(groups) for _, _, name, msize in sorted(groups[key])]
+
+
 def _index_one(url: str, size: int, members: Optional[List[Tuple[str, int]]], client: Client, method: str,
                min_member_size: int) -> Tuple[ShardRecord, str]:
-    if method != "stream" and members:
-        average = sum(s for _, s in members) / len(members)
+    """Try the member orders a writer most likely used (AIS lists names sorted; the tar order may be
+    sorted by key with a fixed extension order per sample), proving each guess; else stream."""
+    if method != "stream" and members and (method == "list" or
+                                           sum(s for _, s in members) / len(members) >= min_member_size):
         spans = _predicted_spans(members)
-        if spans is not None and (method == "list" or average >= min_member_size) and verify_spans(url, spans, client):
+        if spans is not None and verify_spans(url, spans, client):
             return record_from_spans(url, size, spans), "listed"
+        if spans is not None:
+            rank = _first_sample_order(url, size, client)
+            reordered = _key_then_ext_order(members, rank) if rank else None
+            spans = _predicted_spans(reordered) if reordered and reordered != members else None
+            if spans is not None and verify_spans(url, spans, client):
+                return record_from_spans(url, size, spans), "listed"
     return stream_record(url, size, client), "streamed"
 
 
+def _members_worth_listing(shard_url: str, client: Client, min_member_size: int) -> bool:
+    """Probe one shard's archive listing: are its members large enough for the listing route to pay?"""
+    from aistore.sdk.list_object_flag import ListObjectFlag
+
+    probe = _group_archive_listing(list_objects(shard_url, client, allow_empty=True, flags=[ListObjectFlag.ARCH_DIR]))
+    members = next((m for url, _, m in probe if url == shard_url), [])
+    return bool(members) and sum(size for _, size in members) / len(members) >= min_member_size
+
+
 def build_index(sources: Union[str, Sequence[str]], client: Union[Client, str, None] = None, *,
-                workers: int = 8, method: str = "auto", min_member_size: int = 2048,
+                workers: int = 8, method: str = "auto", min_member_size: int = 64 << 10,
                 on_shard: Optional[Callable[[str, str], None]] = None) -> ShardIndex:
     """Index existing ``.tar`` shards under prefixes or at URLs (any tool may have written them).
 
-    For each shard, with ``method="auto"``: when AIS lists its members (LsArchDir), every name fits a
-    plain ustar header and the average member is at least ``min_member_size`` bytes, the layout is
-    predicted from the listing (AIS lists members sorted by name) and proven with one batched ranged
-    GET of the 512-byte headers per 1000 members; otherwise (or if the proof fails) the shard is read
-    once, sequentially. ``method="list"`` always tries the listing first; ``"stream"`` never does.
+    The listing route: AIS lists a shard's members (list-objects with LsArchDir, sorted by name, without
+    sending the shard); when every name fits a plain ustar header, the layout is predicted (name order,
+    then key order with the extension order of the shard's first sample) and proven with batched ranged
+    GETs of the 512-byte headers at the predicted offsets (1000 per request). Otherwise, or when no guess
+    is proven, the shard is read once, sequentially.
+
+    Checking headers costs about as much per member as streaming ~100 KB on a fast local network, so
+    ``method="auto"`` takes the listing route only when the members of the first shard average at
+    least ``min_member_size`` bytes; ``"list"`` always tries it; ``"stream"`` never does.
 
     Args:
         sources: prefix URL(s) (braces expanded); objects not ending in ``.tar`` are ignored.
@@ -390,15 +442,19 @@ def build_index(sources: Union[str, Sequence[str]], client: Union[Client, str, N
     from aistore.sdk.list_object_flag import ListObjectFlag
 
     client = Client.of(client)
-    sources = [sources] if isinstance(sources, str) else list(sources)
-    flags = [] if method == "stream" else [ListObjectFlag.ARCH_DIR]
-    listing = list_objects(expand_urls(sources), client, allow_empty=True, flags=flags)
-    shards = _group_archive_listing(listing)
+    sources = expand_urls([sources] if isinstance(sources, str) else list(sources))
+    shards = _group_archive_listing(list_objects(sources, client, allow_empty=True))
     if not shards:
         raise EmptyListingError("no .tar shard found", url=", ".join(sources))
+    use_listing = method == "list" or (method == "auto" and _members_worth_listing(shards[0][0], client,
+                                                                                   min_member_size))
+    if use_listing:
+        shards = _group_archive_listing(list_objects(sources, client, allow_empty=True,
+                                                     flags=[ListObjectFlag.ARCH_DIR]))
 
     def one(item: Tuple[str, int, List[Tuple[str, int]]]) -> ShardRecord:
-        record, how = _index_one(item[0], item[1], item[2] if flags else None, client, method, min_member_size)
+        record, how = _index_one(item[0], item[1], item[2] if use_listing else None, client, method,
+                                 min_member_size)
         logger.debug("%s: %s (%d samples)", item[0], how, len(record))
         if on_shard:
             on_shard(item[0], how)

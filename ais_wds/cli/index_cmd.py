@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="URL_OR_PATH",
                    help="where to write the index (default: <prefix stem>.index.msgpack beside the shards)")
     p.add_argument("--method", choices=["auto", "list", "stream"], default="auto",
-                   help="auto (default): listing + batched header check when members are large enough, else "
+                   help="auto (default): archive listing + batched header check when members average >= 64 KiB, else "
                         "stream; list: always try the listing first; stream: read every shard")
     p.add_argument("--workers", type=int, default=8, help="shards indexed in parallel (default 8)")
     p.add_argument("--no-wids", action="store_true", help="do not write the wids JSON descriptor")
