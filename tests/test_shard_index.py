@@ -12,7 +12,8 @@ from ais_wds.listing import Listing
 from ais_wds.pack_plan import PackOptions, SourceObject, make_plan
 from ais_wds.shard_dataset import AISShardDataset, parse_sample
 from ais_wds.shard_index import (ShardIndex, ShardIndexError, _group_archive_listing, _header_matches,
-                                 _predicted_spans, index_from_plan, record_from_spans, wids_location)
+                                 _key_then_ext_order, _predicted_spans, index_from_plan, record_from_spans,
+                                 wids_location)
 from ais_wds.tario import iter_member_spans
 
 
@@ -108,3 +109,14 @@ def test_dataset_keeps_only_compact_arrays_and_locates_samples():
         ds.locate(3)
     runs = ds._runs([ds.locate(2), ds.locate(0), ds.locate(1)])
     assert [(start, end, [slot for slot, _, _ in members]) for _, start, end, members in runs] == [(0, 3072, [1, 2, 0])]
+
+
+def test_key_then_extension_order_reproduces_a_writer_that_does_not_sort_member_names():
+    members = [("b.jpg", b"1" * 700), ("b.cls", b"2"), ("a-x.jpg", b"3"), ("a-x.cls", b"4")]
+    members = sorted(members, key=lambda m: (m[0].split(".")[0], m[0].endswith(".cls")))  # key order, jpg first
+    raw = _tar(members)
+    listed = sorted((n, len(d)) for n, d in members)  # what AIS lists: names sorted
+    assert _predicted_spans(listed) != list(iter_member_spans(io.BytesIO(raw)))
+    guessed = _key_then_ext_order(listed, {"jpg": 0, "cls": 1})
+    assert _predicted_spans(guessed) == list(iter_member_spans(io.BytesIO(raw)))
+    assert _key_then_ext_order([("README", 3)], {}) is None
