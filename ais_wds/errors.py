@@ -15,7 +15,9 @@ carries an auth token in its message.
     ├── ReadError           a stream failed and retries ran out (an IOError too)
     ├── RequestError        AIS answered with an error status
     ├── WriteError          an upload failed; nothing was left behind
-    └── TarFormatError      a shard is not a valid tar
+    ├── TarFormatError      a shard is not a valid tar
+    ├── PackError           a packing plan that cannot run (key conflicts, existing shards, ...)
+    └── ShardIndexError     not a shard index, or a shard that cannot be indexed
 """
 
 from __future__ import annotations
@@ -126,3 +128,12 @@ class TarFormatError(AISWdsError):
         if offset is not None:
             message = f"{message} (archive offset {offset})"
         super().__init__(message, url=url, hint=hint)
+
+
+class PackError(AISWdsError):
+    """A packing plan that cannot be executed: key conflicts, missing extensions under ``abort``,
+    a shard name template too small for the plan, or existing shards that would be replaced."""
+
+
+class ShardIndexError(AISWdsError):
+    """A file that is not a shard index, or a shard that cannot be indexed."""

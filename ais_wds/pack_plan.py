@@ -34,16 +34,13 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from webdataset.tariterators import base_plus_ext
 
 from . import tarwrite
-from .errors import AISWdsError, ConfigError
+from .errors import ConfigError, PackError
 from .urls import expand_urls, parse_url
 
 MISSING_EXTENSION_ACTIONS = ("ignore", "warn", "abort", "exclude")
 DEFAULT_SHARD_SIZE = 256 << 20
 
 
-class PackError(AISWdsError):
-    """A packing plan that cannot be executed: key conflicts, missing extensions under ``abort``,
-    a shard name template too small for the plan, or existing shards that would be replaced."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from webdataset.tariterators import base_plus_ext
 
 from . import tarwrite
 from .client import Client
-from .errors import AISWdsError, EmptyListingError, TarFormatError
+from .errors import EmptyListingError, ShardIndexError, TarFormatError
 from .listing import Listing, list_objects
 from .reader import open_object, read_bytes
 from .tario import iter_member_spans
@@ -56,8 +56,6 @@ _VERIFY_BATCH = 1000  # headers per batched GET
 _FIRST_SAMPLE_LIMIT = 4 << 20  # bytes read to learn the member order of a shard's first sample
 
 
-class ShardIndexError(AISWdsError):
-    """A file that is not a shard index, or a shard that cannot be indexed."""
 
 
 @dataclass(frozen=True)

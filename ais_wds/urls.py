@@ -17,7 +17,7 @@ Pure logic; no I/O. Thread- and process-safe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Union
+from typing import Iterable, List, Union
 
 import braceexpand
 
