@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional
 
 AIS_WDS_ROWS = ("ais_wds_webdataset", "wds_ais_gopen")
-LIMIT_ROWS = ("raw_http_client", "raw_urllib3", "raw_open_object", "raw_curl")
+# The raw-GET limit of the issue: the fastest of these. raw_http_client (no copy at all) is stricter
+# still; it gets a goal row of its own so that nobody mistakes one for the other.
+LIMIT_ROWS = ("raw_urllib3", "raw_open_object", "raw_curl")
+FLOOR_ROW = "raw_http_client"
 MIB = 1 << 20
 
 
@@ -18,8 +21,8 @@ def _ok_rows(rows: Iterable[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
 
 
 def add_ratios(stream: Dict[str, Any]) -> None:
-    """Per set: the raw-GET limit (fastest raw row) and each row's ratio to the limit, to
-    webdataset+curl and to AISShardReader."""
+    """Per set: the raw-GET limit (fastest of LIMIT_ROWS) and each row's ratio to the limit, to the
+    http.client floor, to webdataset+curl and to AISShardReader."""
     for s in stream["sets"]:
         rows = [r for r in stream["rows"] if r["set"] == s["label"]]
         ok = _ok_rows(rows)
@@ -30,6 +33,7 @@ def add_ratios(stream: Dict[str, Any]) -> None:
             if r.get("status") != "ok":
                 continue
             r["x_limit"] = r["mb_s"] / s["limit_mb_s"] if s["limit_mb_s"] else None
+            r["x_floor"] = r["mb_s"] / ok[FLOOR_ROW]["mb_s"] if FLOOR_ROW in ok else None
             r["x_wds_curl"] = r["mb_s"] / ok["wds_curl"]["mb_s"] if "wds_curl" in ok else None
             r["x_shard_reader"] = r["mb_s"] / ok["ais_shard_reader"]["mb_s"] if "ais_shard_reader" in ok else None
 
@@ -77,11 +81,13 @@ def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
         label = _label(rows, name)
         if one_mib:
             x = ratio(name, one_mib, "x_limit")
-            mine, own_raw = ratio(name, one_mib, "mb_s"), ratio("raw_open_object", one_mib, "mb_s")
-            detail = f"{_num(mine)} MB/s; limit = {one_mib.get('limit_row')} {_num(one_mib.get('limit_mb_s'))} MB/s"
-            if mine and own_raw:
-                detail += f"; {mine / own_raw:.2f}x ais_wds.open_object's raw read ({_num(own_raw)} MB/s)"
-            out.append(_goal(f"{label}: >= 0.9x the raw-GET limit, 1 MiB samples", x, 0.9, detail))
+            mine, floor = ratio(name, one_mib, "mb_s"), ratio(FLOOR_ROW, one_mib, "mb_s")
+            out.append(_goal(f"{label}: >= 0.9x the raw-GET limit, 1 MiB samples", x, 0.9,
+                             f"{_num(mine)} MB/s; limit = fastest of urllib3 / open_object / curl = "
+                             f"{one_mib.get('limit_row')} {_num(one_mib.get('limit_mb_s'))} MB/s"))
+            out.append(_goal(f"{label}: >= 0.9x http.client zero-copy read (stricter), 1 MiB samples",
+                             ratio(name, one_mib, "x_floor"), 0.9,
+                             f"{_num(mine)} MB/s vs {_num(floor)} MB/s"))
         for key, target, peer in (("x_wds_curl", 1.0, "webdataset + curl"), ("x_shard_reader", 2.0, "AISShardReader")):
             per = [(s, ratio(name, s, key)) for s in main_sets]
             known = [x for _, x in per if x is not None]
@@ -208,7 +214,8 @@ def markdown(results: Dict[str, Any]) -> str:
         out += ["", "## 1. Shard streaming", "",
                 "MB/s = shard bytes / median wall time of reading every shard of the set once (10^6 bytes); "
                 "raw rows discard 1 MiB chunks, their samples/s is the set's samples over their time. "
-                "x limit = vs the fastest raw row; TTFS = time to first sample (first chunk for raw rows) from "
+                "x limit = vs the raw-GET limit, the fastest of the urllib3, open_object and curl rows "
+                "(the http.client row, which copies nothing, is faster still); TTFS = time to first sample (first chunk for raw rows) from "
                 "the start of the run, median (the cell's first, cold, run); client CPU = CPU seconds of the reading process and its children "
                 "per GB (the cluster's CPU not included); RSS = peak of the cell's own process + children (growth: over its RSS "
                 "after setup)."]
