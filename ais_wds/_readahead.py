@@ -84,7 +84,7 @@ class ReadAhead:
     """Per-process read-ahead state of one dataset (never pickled; rebuilt after fork).
 
     Args:
-        engine: fetches the predicted batches (batch GETs).
+        engine: fetches the predicted batches (batch GETs); its ``max_bytes`` bounds what is read ahead.
         depth: batches of this worker fetched ahead.
     """
 
@@ -126,13 +126,17 @@ class ReadAhead:
         for key in [k for k in self._ahead if k[0] <= pos]:  # passed by: no longer wanted
             self._ahead.pop(key).cancel()
         end = len(self._order) if self._spec is not None else len(listing)
+        budget = self.engine.max_bytes
         for k in range(1, self.depth + 1):
             start = pos + k * stride * size
             if start >= end:
                 break
+            items = [listing[i] for i in self._slice(start, min(start + size, end))]
+            budget -= sum(s if s >= 0 else self.engine.unknown_size for _, s in items)
+            if budget < 0 and k > 1:
+                break  # at most max_bytes (listed sizes) read ahead, but always the next batch
             if (start, size) not in self._ahead:
-                batch = self._slice(start, min(start + size, end))
-                self._ahead[(start, size)] = self.engine.submit([listing[i] for i in batch], spread=False)
+                self._ahead[(start, size)] = self.engine.submit(items, spread=False)
         if mine is None:
             return None
         self.hits += 1

@@ -50,6 +50,9 @@ DIRECT_RETRY_AFTER = 30.0
 """Seconds the direct path stays off after a connection failure to a target."""
 
 MISSING_DIR = "__404__/"
+BATCH_FAILURES_OFF = 3
+"""Whole batch requests failing in a row after which a BatchGetter uses per-object GETs for a while."""
+BATCH_OFF_SECONDS = 60.0
 FETCH_METHODS = ("get", "batch")
 
 
@@ -230,20 +233,35 @@ class BatchGetter:
     def __init__(self, client: Union[Client, str, None] = None, *, single: Optional[DirectGetter] = None):
         self.client = Client.of(client)
         self.single = single if single is not None else DirectGetter(self.client)
+        self._failures = 0  # whole batch requests failed in a row (this process)
+        self._off_until = 0.0
+
+    def __getstate__(self) -> dict:
+        return {"client": self.client, "single": self.single}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["client"], single=state["single"])
 
     def fetch(self, urls: Sequence[str]) -> List[Result]:
         """Fetch ``urls`` with one batch request (one per call; callers bound the batch size)."""
         if not urls:
             return []
         parsed = [parse_url(u) for u in urls]
-        if len(urls) == 1 or any(u.has_namespace or not u.path for u in parsed):
+        if len(urls) == 1 or time.monotonic() < self._off_until or any(u.has_namespace or not u.path
+                                                                        for u in parsed):
             return self.single.fetch(urls)
         try:
             results = self._request(parsed, urls)
         except Exception as e:  # noqa: BLE001 - the per-object path reports precise per-URL errors
-            logger.warning("batch GET of %d objects failed (%s: %s); fetching them one by one", len(urls),
-                           type(e).__name__, e)
+            self._failures += 1
+            if self._failures >= BATCH_FAILURES_OFF:
+                self._off_until = time.monotonic() + BATCH_OFF_SECONDS
+            logger.warning("batch GET of %d objects failed (%s: %s); fetching them one by one%s", len(urls),
+                           type(e).__name__, " ".join(str(e).split())[:300],
+                           f"; batch GET off for {BATCH_OFF_SECONDS:.0f}s" if self._failures >= BATCH_FAILURES_OFF
+                           else "")
             return self.single.fetch(urls)
+        self._failures = 0
         for i, r in enumerate(results):
             if r is None:  # AIS could not serve it in the batch: ask again for the exact error
                 results[i] = self.single.get(urls[i])

@@ -223,8 +223,9 @@ def _transform(sample):
     return url, len(body), os.getpid()
 
 
-def test_transform_runs_in_the_workers(client, data):
+def test_transform_runs_in_the_workers_even_after_the_main_process_iterated(client, data):
     ds = AISIterDataset(client, sorted(data)[0].rsplit("/", 1)[0] + "/", transform=_transform)
+    assert {pid for _, _, pid in ds} == {os.getpid()}  # threads and pools now exist in this process
     got = _collect(DataLoader(ds, batch_size=4, num_workers=2, collate_fn=list))
     assert sorted((u, n) for u, n, _ in got) == sorted((u, len(b)) for u, b in data.items())
     assert os.getpid() not in {pid for _, _, pid in got} and len({pid for _, _, pid in got}) == 2
