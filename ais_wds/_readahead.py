@@ -23,7 +23,7 @@ from torch.utils.data import Sampler
 from .fetch import Result
 from .listing import Listing
 from .partition import Part, dist_rank_world, epoch_order, partition
-from .prefetch import Pending, Prefetcher
+from .prefetch import Item, Pending, Prefetcher
 
 
 @dataclass(frozen=True)
@@ -85,29 +85,30 @@ class ReadAhead:
 
     Args:
         engine: fetches the predicted batches (batch GETs); its ``max_bytes`` bounds what is read ahead.
-        depth: batches of this worker fetched ahead.
+        objects: objects of this worker fetched ahead, in whole batches (at least one); 0: none.
     """
 
-    def __init__(self, engine: Prefetcher, depth: int):
+    def __init__(self, engine: Prefetcher, objects: int):
         self.engine = engine
-        self.depth = depth
+        self.objects = objects
         self._pid = -1
         self._spec: Optional[OrderSpec] = None
         self._order = array("q")  # the known order (empty: sequential)
         self._inverse = array("q")  # index -> position in the order, -1 if not in it
-        self._ahead: Dict[Tuple[int, int], Pending] = {}
+        # (first position, batch size) -> (the request group fetching it, its offset in the group)
+        self._ahead: Dict[Tuple[int, int], Tuple[Pending, int]] = {}
         self.hits = 0  # batches served from the read-ahead in this process (diagnostics)
 
     def __getstate__(self) -> dict:
-        return {"engine": self.engine, "depth": self.depth}
+        return {"engine": self.engine, "objects": self.objects}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["engine"], state["depth"])
+        self.__init__(state["engine"], state["objects"])
 
     def take(self, listing: Listing, spec: Optional[OrderSpec], indices: Sequence[int], stride: int
              ) -> Optional[List[Result]]:
         """The results for ``indices`` if they were read ahead (waits for them), else None. Either way,
-        when ``indices`` sit in the known order, starts fetching this worker's next ``depth`` batches.
+        when ``indices`` sit in the known order, starts fetching this worker's next batches (``objects``).
 
         Args:
             listing: the dataset's listing.
@@ -115,7 +116,7 @@ class ReadAhead:
             indices: the batch asked for.
             stride: batches between two batches of this worker (the DataLoader's ``num_workers``, >= 1).
         """
-        if self.depth <= 0 or not indices:
+        if self.objects <= 0 or not indices:
             return None
         self._sync(spec, len(listing))
         pos = self._locate(indices, len(listing))
@@ -123,24 +124,50 @@ class ReadAhead:
             return None
         size = len(indices)
         mine = self._ahead.pop((pos, size), None)
-        for key in [k for k in self._ahead if k[0] <= pos]:  # passed by: no longer wanted
-            self._ahead.pop(key).cancel()
+        passed = [self._ahead.pop(k) for k in [k for k in self._ahead if k[0] <= pos]]  # no longer wanted
+        self._schedule(listing, pos, size, stride)
+        live = {id(group) for group, _ in self._ahead.values()}
+        for group, _ in passed:
+            if id(group) not in live:
+                group.cancel()
+        if mine is None:
+            return None
+        self.hits += 1
+        group, offset = mine
+        return group.result()[offset: offset + size]
+
+    def _schedule(self, listing: Listing, pos: int, size: int, stride: int) -> None:
+        """Start this worker's next batches that are not in flight yet, several batches per request when
+        they are small (up to the engine's ``batch_size`` objects), within ``max_bytes`` of listed sizes."""
         end = len(self._order) if self._spec is not None else len(listing)
         budget = self.engine.max_bytes
-        for k in range(1, self.depth + 1):
+        wanted: List[Tuple[int, List[Item]]] = []
+        for k in range(1, -(-self.objects // size) + 1):
             start = pos + k * stride * size
             if start >= end:
                 break
             items = [listing[i] for i in self._slice(start, min(start + size, end))]
             budget -= sum(s if s >= 0 else self.engine.unknown_size for _, s in items)
             if budget < 0 and k > 1:
-                break  # at most max_bytes (listed sizes) read ahead, but always the next batch
+                break  # at most max_bytes read ahead, but always the next batch
             if (start, size) not in self._ahead:
-                self._ahead[(start, size)] = self.engine.submit(items, spread=False)
-        if mine is None:
-            return None
-        self.hits += 1
-        return mine.result()
+                wanted.append((start, items))
+        group: List[Tuple[int, List[Item]]] = []
+        urgent = pos + stride * size  # the next batch must be on its way now
+        for batch in wanted + [(-1, [])]:  # a sentinel ends the last group
+            full = group and sum(len(b) for _, b in group) + len(batch[1]) > self.engine.batch_size
+            if full or (group and batch[0] < 0 and group[0][0] == urgent):
+                self._submit(group, size)
+                group = []
+            group.append(batch)
+        # a partial group that is not urgent waits for more batches, so that requests stay large
+
+    def _submit(self, group: List[Tuple[int, List[Item]]], size: int) -> None:
+        pending = self.engine.submit([item for _, batch in group for item in batch], spread=False)
+        offset = 0
+        for start, items in group:
+            self._ahead[(start, size)] = (pending, offset)
+            offset += len(items)
 
     # -- internals ---------------------------------------------------------------------------------
     def _sync(self, spec: Optional[OrderSpec], n: int) -> None:
@@ -148,7 +175,7 @@ class ReadAhead:
         if pid != self._pid:  # a forked copy: the parent's fetches are not ours
             self._pid, self._ahead = pid, {}
         if spec != self._spec:
-            for pending in self._ahead.values():
+            for pending, _ in self._ahead.values():
                 pending.cancel()
             self._ahead = {}
             self._spec = spec

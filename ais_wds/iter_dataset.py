@@ -69,7 +69,7 @@ class AISIterDataset(IterableDataset):
         even: Optional[str] = None,
         part: Optional[Part] = None,
         fetch: str = "batch",
-        batch_size: int = 256,
+        batch_size: int = 512,
         threads: int = 4,
         max_bytes: int = 256 << 20,
     ):

@@ -23,6 +23,9 @@ from ._readahead import AISSampler, OrderSpec, ReadAhead
 
 logger = logging.getLogger(__name__)
 
+READ_AHEAD_THREADS = 8
+"""Batch GET requests in flight for the read-ahead of one worker."""
+
 
 class AISDataset(Dataset):
     """Map-style dataset over every object under some prefixes and/or aistore SDK sources.
@@ -41,7 +44,8 @@ class AISDataset(Dataset):
             direct GETs) or ``"batch"`` (AIS batch GETs, split over ``threads`` requests).
         threads: concurrent requests per ``__getitems__`` call.
         batch_size: most objects per AIS batch GET request.
-        read_ahead: DataLoader batches each worker fetches ahead when the order is known (0: off).
+        read_ahead: objects each worker fetches ahead (whole DataLoader batches, at least one) when the
+            order is known; 0 turns read-ahead off.
 
     Raises:
         ConfigError: no source, or a bad option.
@@ -62,7 +66,7 @@ class AISDataset(Dataset):
         fetch: str = "get",
         threads: int = 16,
         batch_size: int = 256,
-        read_ahead: int = 3,
+        read_ahead: int = 2048,
     ):
         self.client = client_of(client_url)
         self.listing: Listing = build_listing(self.client, urls_list, ais_source_list)
@@ -70,7 +74,7 @@ class AISDataset(Dataset):
         self._policy = ErrorPolicy(on_error)
         self._engine = FetchSettings(fetch, batch_size, threads).engine(self.client)
         self._single = DirectGetter(self.client)
-        self._ahead = ReadAhead(FetchSettings("batch", batch_size, max(read_ahead, 1)).engine(self.client),
+        self._ahead = ReadAhead(FetchSettings("batch", batch_size, READ_AHEAD_THREADS).engine(self.client),
                                 read_ahead)
         self.order_spec: Optional[OrderSpec] = None  # set by AISSampler; None: sequential order
 

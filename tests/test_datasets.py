@@ -71,7 +71,7 @@ def test_getitems_returns_the_batch_in_index_order_for_each_fetch_method(client,
 
 def test_map_dataset_in_dataloader_reads_ahead_with_its_sampler_and_stays_exact(client, data):
     prefix = sorted(data)[0].rsplit("/", 1)[0] + "/"
-    ds = AISDataset(client, prefix, read_ahead=2)
+    ds = AISDataset(client, prefix, read_ahead=8)  # two batches of 4 ahead
     sampler = ds.sampler(shuffle=True, seed=5)
     sampler.set_epoch(1)
     order = list(sampler)
@@ -80,6 +80,20 @@ def test_map_dataset_in_dataloader_reads_ahead_with_its_sampler_and_stays_exact(
     assert all(body == data[u] for u, body in got)
     assert sorted(order) == list(range(N)) and order != list(range(N))
     assert ds._ahead.hits >= N // 4 - 2  # every batch after the first ones came from the read-ahead
+
+
+@pytest.mark.parametrize("batch,read_ahead,per_request", [(3, 12, 6), (5, 50, 7), (1, 4, 256), (16, 1, 4)])
+def test_map_read_ahead_groups_small_batches_into_requests_and_serves_each_batch_exactly(
+        client, data, batch, read_ahead, per_request):
+    prefix = sorted(data)[0].rsplit("/", 1)[0] + "/"
+    ds = AISDataset(client, prefix, read_ahead=read_ahead, batch_size=per_request)
+    sampler = ds.sampler(shuffle=True, seed=9)
+    batches = list(DataLoader(ds, sampler=sampler, batch_size=batch, collate_fn=list))
+    order = list(sampler)
+    assert [[u for u, _ in b] for b in batches] == [[ds.urls[i] for i in order[k:k + batch]]
+                                                    for k in range(0, N, batch)]
+    assert all(body == data[u] for b in batches for u, body in b)
+    assert ds._ahead.hits >= len(batches) - 2
 
 
 def test_map_dataset_sampler_splits_ranks_like_distributed_sampler(client, data):
