@@ -95,8 +95,11 @@ class ReadAhead:
         self._spec: Optional[OrderSpec] = None
         self._order = array("q")  # the known order (empty: sequential)
         self._inverse = array("q")  # index -> position in the order, -1 if not in it
-        # (first position, batch size) -> (the request group fetching it, its offset in the group)
-        self._ahead: Dict[Tuple[int, int], Tuple[Pending, int]] = {}
+        # first position of a batch -> (the request fetching it, its offset there, objects, listed bytes)
+        self._ahead: Dict[int, Tuple[Pending, int, int, int]] = {}
+        self._waiting: List[Tuple[int, List[Item], int]] = []  # predicted, not requested yet (too few)
+        self._horizon = (-1, 0)  # (last position predicted, batch size)
+        self._bytes = 0  # listed bytes in _ahead and _waiting
         self.hits = 0  # batches served from the read-ahead in this process (diagnostics)
 
     def __getstate__(self) -> dict:
@@ -119,65 +122,86 @@ class ReadAhead:
         if self.objects <= 0 or not indices:
             return None
         self._sync(spec, len(listing))
-        pos = self._locate(indices, len(listing))
+        pos = self._locate(indices)
         if pos is None:
             return None
         size = len(indices)
-        mine = self._ahead.pop((pos, size), None)
-        passed = [self._ahead.pop(k) for k in [k for k in self._ahead if k[0] <= pos]]  # no longer wanted
-        self._schedule(listing, pos, size, stride)
-        live = {id(group) for group, _ in self._ahead.values()}
-        for group, _ in passed:
-            if id(group) not in live:
-                group.cancel()
-        if mine is None:
+        mine = self._ahead.pop(pos, None)
+        self._drop_before(pos, mine)
+        self._predict(listing, pos, size, stride)
+        if mine is None or mine[2] != size:
             return None
         self.hits += 1
-        group, offset = mine
+        group, offset, _, _ = mine
         return group.result()[offset: offset + size]
 
-    def _schedule(self, listing: Listing, pos: int, size: int, stride: int) -> None:
-        """Start this worker's next batches that are not in flight yet, several batches per request when
-        they are small (up to the engine's ``batch_size`` objects), within ``max_bytes`` of listed sizes."""
-        end = len(self._order) if self._spec is not None else len(listing)
-        budget = self.engine.max_bytes
-        wanted: List[Tuple[int, List[Item]]] = []
-        for k in range(1, -(-self.objects // size) + 1):
-            start = pos + k * stride * size
-            if start >= end:
-                break
-            items = [listing[i] for i in self._slice(start, min(start + size, end))]
-            budget -= sum(s if s >= 0 else self.engine.unknown_size for _, s in items)
-            if budget < 0 and k > 1:
-                break  # at most max_bytes read ahead, but always the next batch
-            if (start, size) not in self._ahead:
-                wanted.append((start, items))
-        group: List[Tuple[int, List[Item]]] = []
-        urgent = pos + stride * size  # the next batch must be on its way now
-        for batch in wanted + [(-1, [])]:  # a sentinel ends the last group
-            full = group and sum(len(b) for _, b in group) + len(batch[1]) > self.engine.batch_size
-            if full or (group and batch[0] < 0 and group[0][0] == urgent):
-                self._submit(group, size)
-                group = []
-            group.append(batch)
-        # a partial group that is not urgent waits for more batches, so that requests stay large
+    # -- internals ---------------------------------------------------------------------------------
+    def _drop_before(self, pos: int, mine: Optional[Tuple[Pending, int, int, int]]) -> None:
+        """Forget predictions at or before ``pos`` (passed by); cancel requests nobody waits for."""
+        dropped = [self._ahead.pop(k) for k in [k for k in self._ahead if k <= pos]]
+        self._bytes -= sum(d[3] for d in dropped) + (mine[3] if mine is not None else 0)
+        self._bytes -= sum(w[2] for w in self._waiting if w[0] <= pos)
+        self._waiting = [w for w in self._waiting if w[0] > pos]
+        live = {id(entry[0]) for entry in self._ahead.values()}
+        if mine is not None:
+            live.add(id(mine[0]))
+        for entry in dropped:
+            if id(entry[0]) not in live:
+                entry[0].cancel()
 
-    def _submit(self, group: List[Tuple[int, List[Item]]], size: int) -> None:
-        pending = self.engine.submit([item for _, batch in group for item in batch], spread=False)
+    def _predict(self, listing: Listing, pos: int, size: int, stride: int) -> None:
+        """Predict this worker's batches up to ``objects`` ahead (and ``max_bytes`` of listed sizes) and
+        request them, several batches per request (up to the engine's ``batch_size`` objects)."""
+        end = len(self._order) if self._spec is not None else len(listing)
+        step = stride * size
+        last, last_size = self._horizon
+        start = last + step if last_size == size and last > pos and (last - pos) % step == 0 else pos + step
+        limit = min(end, pos + (-(-self.objects // size)) * step + 1)
+        waiting = {w[0] for w in self._waiting}
+        while start < limit:
+            items = [listing[i] for i in self._slice(start, min(start + size, end))]
+            nbytes = sum(s if s >= 0 else self.engine.unknown_size for _, s in items)
+            if self._bytes + nbytes > self.engine.max_bytes and start > pos + step:
+                break  # at most max_bytes ahead, but always the next batch
+            if start not in self._ahead and start not in waiting:
+                self._waiting.append((start, items, nbytes))
+                self._bytes += nbytes
+            self._horizon = (start, size)
+            start += step
+        self._flush(urgent=pos + step)
+
+    def _flush(self, urgent: int) -> None:
+        """Request the waiting batches in groups of up to ``batch_size`` objects; a last, partial group
+        waits for more batches unless the next batch of this worker is in it."""
+        group: List[Tuple[int, List[Item], int]] = []
+        count = 0
+        for batch in self._waiting:
+            if group and count + len(batch[1]) > self.engine.batch_size:
+                self._submit(group)
+                group, count = [], 0
+            group.append(batch)
+            count += len(batch[1])
+        if group and any(start == urgent for start, _, _ in group):
+            self._submit(group)
+            group = []
+        self._waiting = group
+
+    def _submit(self, group: List[Tuple[int, List[Item], int]]) -> None:
+        pending = self.engine.submit([item for _, batch, _ in group for item in batch], spread=False)
         offset = 0
-        for start, items in group:
-            self._ahead[(start, size)] = (pending, offset)
+        for start, items, nbytes in group:
+            self._ahead[start] = (pending, offset, len(items), nbytes)
             offset += len(items)
 
-    # -- internals ---------------------------------------------------------------------------------
     def _sync(self, spec: Optional[OrderSpec], n: int) -> None:
         pid = os.getpid()
-        if pid != self._pid:  # a forked copy: the parent's fetches are not ours
-            self._pid, self._ahead = pid, {}
+        if pid != self._pid or spec != self._spec:
+            if pid == self._pid:  # same process, new order: the old predictions are useless
+                for entry in self._ahead.values():
+                    entry[0].cancel()
+            # (a forked copy keeps no fetches: the parent's threads do not exist here)
+            self._pid, self._ahead, self._waiting, self._horizon, self._bytes = pid, {}, [], (-1, 0), 0
         if spec != self._spec:
-            for pending, _ in self._ahead.values():
-                pending.cancel()
-            self._ahead = {}
             self._spec = spec
             self._order = array("q", spec.order(n) if spec is not None else [])
             self._inverse = array("q", [-1]) * n if spec is not None else array("q")
@@ -187,7 +211,7 @@ class ReadAhead:
     def _slice(self, start: int, stop: int) -> Sequence[int]:
         return self._order[start:stop] if self._spec is not None else range(start, stop)
 
-    def _locate(self, indices: Sequence[int], n: int) -> Optional[int]:
+    def _locate(self, indices: Sequence[int]) -> Optional[int]:
         """Position of ``indices`` in the known order, if they are a run of it."""
         first = indices[0]
         pos = self._inverse[first] if self._spec is not None else first
