@@ -11,10 +11,11 @@ Per-object GETs of small objects are bound by per-request cost, not bandwidth. T
   failure to a target the direct path is off for ``DIRECT_RETRY_AFTER`` seconds (targets may be
   unreachable from clients, e.g. behind a Kubernetes service).
 * :class:`BatchGetter` (``batch``): many objects in one AIS batch GET (``/v1/ml/moss``, built with the
-  SDK's ``client.batch``); the reply is one tar, entries in request order, parsed by a small ustar walk
-  instead of ``tarfile``. Each request costs a fixed latency on the server (about 0.1 s on a two-target
-  cluster) and then tens of thousands of objects/s, so it pays off for batches of hundreds of objects
-  with several requests in flight (see ``ais_wds.prefetch``). Entries AIS reports missing, and whole
+  SDK's ``client.batch``); the reply is one tar, entries in request order, streamed through the core's
+  tar walk (``ais_wds.tario``) instead of ``tarfile``. AIS 5.0 holds a reply about 0.1 s when it carries
+  objects from other targets (the designated target waits for its receive queue to stay quiet for
+  ``noRxWindow``, xact/xs/moss.go), then serves tens of thousands of objects/s, so batch GETs pay off
+  with hundreds of objects per request and several requests in flight (see ``ais_wds.prefetch``). Entries AIS reports missing, and whole
   failed requests, are fetched again one by one, so errors are exactly those of the per-object path.
 
 Both return, for a list of URLs, a list in the same order whose items are ``bytes`` or the
