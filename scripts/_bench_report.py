@@ -225,14 +225,16 @@ def markdown(results: Dict[str, Any]) -> str:
                     "| path | MB/s (min-max) | samples/s | x limit | x wds+curl | x AISShardReader | TTFS ms (1st run) "
                     "| client CPU s/GB | peak RSS MiB (growth) |",
                     "|---|---|---|---|---|---|---|---|---|"]
+            rounds = results["config"]["rounds"]
             for r in (r for r in stream["rows"] if r["set"] == s["label"]):
                 if r.get("status") != "ok":
                     why = r.get("reason") or "; ".join(r.get("problems", [])) or (r.get("errors") or ["?"])[-1]
                     why = why.strip().splitlines()[-1][:160].replace("|", "/")
                     out.append(f"| {r['label']} | {r['status']}: {why} | | | | | | | |")
                     continue
+                partial = f" ({r['runs_ok']}/{rounds} runs ok)" if r.get("runs_ok", rounds) < rounds else ""
                 out.append(
-                    f"| {r['label']} | {_num(r['mb_s'])} ({_num(r['mb_s_min'])}-{_num(r['mb_s_max'])}) "
+                    f"| {r['label']}{partial} | {_num(r['mb_s'])} ({_num(r['mb_s_min'])}-{_num(r['mb_s_max'])}) "
                     f"| {_num(r['samples_s'])}{'*' if r['samples_s_equivalent'] else ''} | {_x(r.get('x_limit'))} "
                     f"| {_x(r.get('x_wds_curl'))} | {_x(r.get('x_shard_reader'))} | {_num(r['ttfs_median_ms'], 1)} ({_num(r.get('ttfs_first_ms'), 1)}) "
                     f"| {_cpu(r.get('cpu_s_per_gb'))} | {r['peak_rss_mib']:.0f} ({r['rss_growth_mib']:+.1f}) |")

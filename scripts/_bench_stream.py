@@ -108,12 +108,20 @@ def setup_raw_http_client(cfg):
     conns: Dict[str, http.client.HTTPConnection] = {}
     urls = cfg["http_urls"]
 
+    def request(netloc: str, path: str) -> http.client.HTTPResponse:
+        conn = conns.get(netloc) or conns.setdefault(netloc, http.client.HTTPConnection(netloc))
+        try:
+            conn.request("GET", path)
+            return conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            conn.close()  # the server dropped the idle keep-alive connection: reconnect once, like urllib3
+            conn.request("GET", path)
+            return conn.getresponse()
+
     def get(url: str) -> http.client.HTTPResponse:
         for _ in range(3):  # the gateway answers with a redirect to the target
             u = urlsplit(url)
-            conn = conns.get(u.netloc) or conns.setdefault(u.netloc, http.client.HTTPConnection(u.netloc))
-            conn.request("GET", f"{u.path}?{u.query}")
-            resp = conn.getresponse()
+            resp = request(u.netloc, f"{u.path}?{u.query}")
             if resp.status in (301, 302, 307, 308):
                 resp.read()
                 url = resp.getheader("Location")
@@ -493,6 +501,7 @@ def _summarize(res: Dict[str, Any], shard_set) -> Dict[str, Any]:
     children_kb = max(r["children_peak_rss_kb"] for r in runs)
     res.update(
         status="ok" if not bad else "wrong result",
+        runs_ok=len(runs),
         problems=sorted(set(bad)),
         seconds_median=med,
         mb_s=shard_set.total_bytes / med / 1e6,
