@@ -102,14 +102,15 @@ def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
                              f"growth {r['growth_small_mib']:.1f} MiB at {sizes['small_shard_mib']:.0f} MiB shards, "
                              f"{r['growth_large_mib']:.1f} MiB at {sizes['large_shard_mib']:.0f} MiB shards",
                              unit="MiB more", higher_is_better=False))
-    out.extend(_small_object_goals(results.get("small_objects", {})))
-    ra = results.get("random_access", {})
+    not_run = {"status": "not run", "reason": "not run (--sections)"}
+    out.extend(_small_object_goals(results.get("small_objects", not_run)))
+    ra = results.get("random_access", not_run)
     res = ra.get("result") or {}
     out.append(_goal("random access: >= 10x archpath GET per member",
                      res.get("speedup_vs_archpath_single_thread"), 10.0,
                      _detail(res, ("shard_dataset_samples_per_s", "archpath_per_member_samples_per_s"))
                      or ra.get("reason", "")))
-    pk = results.get("pack", {})
+    pk = results.get("pack", not_run)
     res = pk.get("result") or {}
     out.append(_goal("packing: >= 0.5x a raw GET+PUT copy", res.get("pack_vs_raw_copy"), 0.5,
                      _detail(res, ("pack_MB_per_s", "raw_copy_MB_per_s")) or pk.get("reason", "")))
@@ -124,7 +125,7 @@ def _small_object_goals(section: Dict[str, Any]) -> List[Dict[str, Any]]:
     speedups = {k: v for k, v in flat.items() if "speedup" in k.lower() and isinstance(v, (int, float))}
     if not speedups:
         return [_goal("small objects: >= 5x aistore.pytorch at equal workers", None, 5.0,
-                      section.get("reason", "no speedup figure in the result"))]
+                      section.get("reason") or "no speedup figure in the result")]
     return [_goal(f"small objects: >= 5x aistore.pytorch ({k})", float(v), 5.0, _small_detail(res, k))
             for k, v in speedups.items()]
 
