@@ -342,7 +342,9 @@ def worker_main(conn, cfg: Dict[str, Any]) -> None:
     except Exception:  # noqa: BLE001 - reported to the parent
         conn.send({"error": traceback.format_exc(limit=8)})
         return
-    conn.send({"ready": True, "baseline_rss_kb": _status_kb("VmRSS")})
+    import ais_wds
+
+    conn.send({"ready": True, "baseline_rss_kb": _status_kb("VmRSS"), "ais_wds": ais_wds.__file__})
     while True:
         cmd = conn.recv()
         if cmd == "profile":
@@ -434,6 +436,9 @@ def measure_set(shard_set, contenders: Sequence[str], *, endpoint: str, rounds: 
             if "error" in msg:
                 results[name]["errors"].append(msg["error"])
                 log(f"    {name}: setup failed: {msg['error'].strip().splitlines()[-1]}")
+            elif msg["ais_wds"] != _ais_wds_file():
+                results[name]["errors"].append(f"the cell imported {msg['ais_wds']}, not {_ais_wds_file()}")
+                log(f"    {name}: wrong ais_wds in the cell: {msg['ais_wds']}")
             else:
                 results[name]["baseline_rss_kb"] = msg["baseline_rss_kb"]
                 live.append(name)
@@ -464,6 +469,12 @@ def measure_set(shard_set, contenders: Sequence[str], *, endpoint: str, rounds: 
             if proc.is_alive():
                 proc.kill()
     return [_summarize(results[name], shard_set) for name in contenders]
+
+
+def _ais_wds_file() -> str:
+    import ais_wds
+
+    return ais_wds.__file__
 
 
 def _recv(conn, proc, timeout: float) -> Dict[str, Any]:
