@@ -14,6 +14,7 @@ Private to ``ais_wds.map_dataset``.
 from __future__ import annotations
 
 import os
+import threading
 from array import array
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -81,7 +82,8 @@ class AISSampler(Sampler):
 
 
 class ReadAhead:
-    """Per-process read-ahead state of one dataset (never pickled; rebuilt after fork).
+    """Per-process read-ahead state of one dataset (never pickled; rebuilt after fork). Thread-safe; it
+    reads ahead usefully when batches are asked for in sampler order.
 
     Args:
         engine: fetches the predicted batches (batch GETs); its ``max_bytes`` bounds what is read ahead.
@@ -101,6 +103,7 @@ class ReadAhead:
         self._horizon = (-1, 0)  # (last position predicted, batch size)
         self._bytes = 0  # listed bytes in _ahead and _waiting
         self.hits = 0  # batches served from the read-ahead in this process (diagnostics)
+        self._lock, self._lock_pid = threading.Lock(), os.getpid()
 
     def __getstate__(self) -> dict:
         return {"engine": self.engine, "objects": self.objects}
@@ -121,14 +124,17 @@ class ReadAhead:
         """
         if self.objects <= 0 or not indices:
             return None
-        self._sync(spec, len(listing))
-        pos = self._locate(indices)
-        if pos is None:
-            return None
-        size = len(indices)
-        mine = self._ahead.pop(pos, None)
-        self._drop_before(pos, mine)
-        self._predict(listing, pos, size, stride)
+        if self._lock_pid != os.getpid():  # a forked copy: whatever held the parent's lock is not here
+            self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        with self._lock:
+            self._sync(spec, len(listing))
+            pos = self._locate(indices)
+            if pos is None:
+                return None
+            size = len(indices)
+            mine = self._ahead.pop(pos, None)
+            self._drop_before(pos, mine)
+            self._predict(listing, pos, size, stride)
         if mine is None or mine[2] != size:
             return None
         self.hits += 1

@@ -52,7 +52,8 @@ class AISDataset(Dataset):
         EmptyListingError, BucketNotFoundError, ConnectError, RequestError, URLError: listing failed.
 
     Process safety: picklable (the listing, not connections, is pickled); each DataLoader worker opens
-    its own connections. Thread safety: ``__getitem__`` / ``__getitems__`` may be called from threads.
+    its own connections. Thread safety: ``__getitem__`` / ``__getitems__`` may be called from threads
+    (read-ahead helps only when batches come in sampler order).
     """
 
     def __init__(
