@@ -3,7 +3,7 @@
 
     AIS_ENDPOINT=http://127.0.0.1:PORT .venv/bin/python scripts/bench_small_objects.py [--scale S] [--workers 0,2]
 
-The data is ``20000 x scale`` objects of 10 KiB under ``ais://bench-ais-wds/small-v1/n<N>-s<SIZE>/``
+The data is ``20000 x scale`` (at least 4096) objects of 10 KiB under ``ais://bench-ais-wds/small-v1/n<N>-s<SIZE>/``
 (uploaded on the first run, reused after). Every measure is one full epoch through a torch DataLoader
 at the same ``num_workers`` and batch size, timed from building the dataset (listing included) to the
 last batch, and checked: every object exactly once with its full size. ``speedup_*`` is ais_wds's
@@ -34,6 +34,7 @@ from ais_wds.writer import write_bytes  # noqa: E402
 
 BUCKET = "bench-ais-wds"
 OBJECTS = 20_000
+MIN_OBJECTS = 4096  # 16 batches: below that, the first (not read-ahead) batches and start-up dominate
 SIZE = 10 << 10
 BATCH = 256
 
@@ -134,7 +135,7 @@ def _median_run(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
 def run(client: Any = None, scale: float = 1.0, *, workers: Sequence[int] = (0, 2), batch_size: int = BATCH,
         size: int = SIZE, mp_context: str = "fork", peers: bool = True, alternatives: bool = True,
         rounds: int = 1) -> Dict[str, Any]:
-    """Samples/s of ais_wds and aistore.pytorch on ``20000 x scale`` objects of ``size`` bytes.
+    """Samples/s of ais_wds and aistore.pytorch on ``20000 x scale`` (at least 4096) objects of ``size`` bytes.
 
     Cases (each one epoch through a DataLoader with ``batch_size`` and ``num_workers`` in ``workers``):
     map-style in sequential order (both), map-style shuffled (ours: ``ds.sampler(shuffle=True)``; the
@@ -147,7 +148,7 @@ def run(client: Any = None, scale: float = 1.0, *, workers: Sequence[int] = (0, 
         ``{"setup": {...}, "nw<k>": {"<case>": {samples_per_s, ...}, ...}, "speedup_<kind>_nw<k>": x, ...}``.
     """
     client = ais_wds.Client.of(client)
-    n = max(256, int(OBJECTS * scale))
+    n = max(MIN_OBJECTS, int(OBJECTS * scale))
     prefix = ensure_objects(client, n, size)
     url = f"ais://{BUCKET}/{prefix}"
     sdk_bucket = client.sdk.bucket(BUCKET)
