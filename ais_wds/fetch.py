@@ -15,8 +15,9 @@ Per-object GETs of small objects are bound by per-request cost, not bandwidth. T
   tar walk (``ais_wds.tario``) instead of ``tarfile``. AIS 5.0 holds a reply about 0.1 s when it carries
   objects from other targets (the designated target waits for its receive queue to stay quiet for
   ``noRxWindow``, xact/xs/moss.go), then serves tens of thousands of objects/s, so batch GETs pay off
-  with hundreds of objects per request and several requests in flight (see ``ais_wds.prefetch``). Entries AIS reports missing, and whole
-  failed requests, are fetched again one by one, so errors are exactly those of the per-object path.
+  with hundreds of objects per request and several requests in flight (see ``ais_wds.prefetch``).
+  Entries AIS reports missing, and whole failed requests, are fetched again one by one, so errors are
+  exactly those of the per-object path.
 
 Both return, for a list of URLs, a list in the same order whose items are ``bytes`` or the
 :class:`~ais_wds.errors.AISWdsError` for that URL (never raised for per-object failures, so a caller
