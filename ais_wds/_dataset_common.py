@@ -13,8 +13,8 @@ from multiprocessing.context import get_spawning_popen
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from .client import Client
-from .errors import AISWdsError, BucketNotFoundError, ConfigError, NotFoundError, ReadError, RequestError
-from .fetch import FETCH_METHODS, Result, explain_remote, make_getter
+from .errors import AISWdsError, ConfigError, NotFoundError, ReadError, RequestError
+from .fetch import FETCH_METHODS, Result, make_getter
 from .listing import Listing, list_objects
 from .prefetch import Prefetcher
 
@@ -47,10 +47,7 @@ def build_listing(client: Client, urls_list: Any, ais_source_list: Any) -> Listi
     if not sources:
         raise ConfigError("give urls_list (prefix URLs such as 'ais://bucket/train/') and/or ais_source_list "
                           "(aistore SDK buckets or object groups)")
-    try:
-        return list_objects(sources, client)
-    except BucketNotFoundError as e:
-        raise explain_remote(e) from e.__cause__
+    return list_objects(sources, client)
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
     except ImportError:  # pragma: no cover
         pass
     if isinstance(exc, (ErrBckNotFound, ErrRemoteBckNotFound)):
-        return BucketNotFoundError("bucket does not exist", url=url)
+        return _bucket_not_found(exc, url)
     if isinstance(exc, ErrObjNotFound):
         return ObjectNotFoundError("object does not exist", url=url)
     if isinstance(exc, AISError):
@@ -95,6 +95,36 @@ def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
         return ReadError(f"read failed after retries: {type(exc).__name__}: {_short(str(exc))}", url=url,
                          offset=offset)
     return RequestError(f"request failed: {type(exc).__name__}: {_short(str(exc))}", url=url)
+
+
+def _bucket_not_found(exc: BaseException, url: str) -> BucketNotFoundError:
+    """A missing bucket; for a cloud bucket (s3://, gs://, ...) with AIS's own reason.
+
+    AIS answers "not found" both for a missing cloud bucket and for a cluster that has no backend for
+    that provider ("AWS backend is missing in the cluster configuration") or no access to it.
+    """
+    import json
+
+    from .urls import parse_url
+
+    try:
+        provider = parse_url(url.split("?", 1)[0]).provider
+    except AISWdsError:
+        provider = "ais"
+    if provider == "ais":
+        return BucketNotFoundError("bucket does not exist", url=url)
+    text = getattr(exc, "message", "") or str(exc)
+    try:
+        text = json.loads(text).get("message", text)
+    except (ValueError, AttributeError):
+        pass
+    reason = _short(str(text).split(", err: ", 1)[-1])
+    if "backend is missing" in reason:
+        return BucketNotFoundError(f"this AIS cluster cannot reach {provider} buckets: {reason}", url=url,
+                                   hint=f"deploy AIS with the {provider} backend and its credentials, or copy the "
+                                        f"data into an ais:// bucket")
+    return BucketNotFoundError(f"{provider} bucket not found or not accessible: {reason}", url=url,
+                               hint="check the bucket name, and the cloud credentials configured on the AIS cluster")
 
 
 def _short(text: str, limit: int = 300) -> str:

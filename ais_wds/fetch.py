@@ -29,7 +29,6 @@ connection pool and cluster map (checked by pid; neither is pickled).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -38,7 +37,7 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 from urllib.parse import quote, urlencode
 
 from .client import Client
-from .errors import AISWdsError, BucketNotFoundError, TarFormatError
+from .errors import AISWdsError, TarFormatError
 from .reader import read_bytes
 from .urls import AISUrl, parse_url
 from .tario import iter_members
@@ -71,40 +70,7 @@ def fetch_one(client: Client, url: str) -> Result:
     try:
         return read_bytes(url, client)
     except AISWdsError as e:
-        return explain_remote(e)
-
-
-def explain_remote(err: AISWdsError) -> AISWdsError:
-    """For a cloud bucket (s3://, gs://, ...), a :class:`BucketNotFoundError` that carries AIS's own reason.
-
-    AIS answers "not found" both for a missing cloud bucket and for a cluster that has no backend for
-    that provider ("AWS backend is missing in the cluster configuration") or no access to it; the core
-    error says only "bucket does not exist". Other errors are returned unchanged.
-    """
-    cause = err.__cause__
-    if not isinstance(err, BucketNotFoundError) or cause is None or not err.url:
-        return err
-    try:
-        u = parse_url(err.url.split("?", 1)[0])
-    except AISWdsError:
-        return err
-    if u.provider == "ais":
-        return err
-    text = getattr(cause, "message", "") or str(cause)
-    try:
-        text = json.loads(text).get("message", text)
-    except (ValueError, AttributeError):
-        pass
-    reason = " ".join(str(text).split(", err: ", 1)[-1].split())[:300]
-    if "backend is missing" in reason:
-        new = BucketNotFoundError(f"this AIS cluster cannot reach {u.provider} buckets: {reason}", url=err.url,
-                                  hint=f"deploy AIS with the {u.provider} backend and its credentials, or copy the "
-                                       f"data into an ais:// bucket")
-    else:
-        new = BucketNotFoundError(f"{u.provider} bucket not found or not accessible: {reason}", url=err.url,
-                                  hint="check the bucket name, and the cloud credentials configured on the AIS cluster")
-    new.__cause__ = cause
-    return new
+        return e
 
 
 class _ProcessState:
