@@ -16,10 +16,14 @@ from .errors import (
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth a retry: dropped connections, timeouts, 5xx/429 answers."""
+    import http.client
+
     import requests
     import urllib3.exceptions as u3
     from aistore.sdk.errors import AISError, ErrBckNotFound, ErrObjNotFound, ErrRemoteBckNotFound
 
+    if isinstance(exc, http.client.HTTPException):  # IncompleteRead, a broken chunked body, ...
+        return True
     if isinstance(exc, (ErrObjNotFound, ErrBckNotFound, ErrRemoteBckNotFound)):
         return False
     if isinstance(exc, AISError):

@@ -57,6 +57,7 @@ class ResumingObjectRaw(io.RawIOBase):
         self._pos = start
         self._end = end  # exclusive; learnt from the first response when None
         self._resp: Any = None
+        self._readinto: Any = None
         self._version: Optional[str] = None
         self._resumes = 0
         self._opened = False
@@ -80,7 +81,7 @@ class ResumingObjectRaw(io.RawIOBase):
             try:
                 if self._resp is None:
                     self._open()
-                n = self._resp.readinto(buf)
+                n = self._readinto(buf)
                 if n:
                     self._pos += n
                     return n
@@ -154,23 +155,40 @@ class ResumingObjectRaw(io.RawIOBase):
         elif self._end is None and not ranged and headers.get("Content-Length") is not None:
             self._end = int(headers["Content-Length"])
         self._resp = raw
+        self._readinto = _zero_copy_readinto(raw)
         self._opened = True
 
     def _release(self) -> None:
         """Return the connection to the pool after a complete body."""
         resp, self._resp = self._resp, None
+        self._readinto = None
         if resp is not None:
             resp.release_conn()
 
     def _drop(self) -> None:
         """Discard the current response (the connection is closed unless the body was complete)."""
         resp, self._resp = self._resp, None
+        self._readinto = None
         if resp is not None:
             try:
                 resp.close()
                 resp.release_conn()
             except Exception:  # noqa: BLE001 - best effort on a broken connection
                 pass
+
+
+def _zero_copy_readinto(resp: Any) -> Any:
+    """The fastest ``readinto`` for a urllib3 response body.
+
+    urllib3's own ``readinto`` reads a new bytes object and copies it into the buffer (measured ~1.1 s
+    of CPU per GB); http.client's fills the buffer directly (~0.25 s/GB). Its length checks stay on
+    (``IncompleteRead`` on a short body, retried by the caller). Bodies with a Content-Encoding go
+    through urllib3, which decodes them.
+    """
+    fp = getattr(resp, "_fp", None)
+    if fp is not None and hasattr(fp, "readinto") and not resp.headers.get("Content-Encoding"):
+        return fp.readinto
+    return resp.readinto
 
 
 def _content_range_total(value: str) -> Optional[int]:

@@ -192,6 +192,9 @@ class _RawReader(io.RawIOBase):
 
 
 def _buffered(stream: Any, bufsize: int) -> io.BufferedReader:
+    if isinstance(stream, io.BufferedReader):
+        # already buffered (ais_wds.open_object, open(path, "rb")): a second buffer only adds a copy
+        return stream
     return io.BufferedReader(_RawReader(stream), max(bufsize, _BLOCK))
 
 
