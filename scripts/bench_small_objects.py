@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import time
-import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -37,18 +36,6 @@ OBJECTS = 20_000
 MIN_OBJECTS = 4096  # 16 batches: below that, the first (not read-ahead) batches and start-up dominate
 SIZE = 10 << 10
 BATCH = 256
-
-
-def _ensure_alive_progress() -> None:
-    """aistore.pytorch 2.0.0 imports ``alive_progress`` (its [pytorch] extra, not installed here); the
-    peers call ``alive_it(..., disable=True)``, so a pass-through stands in when it is missing. (Under
-    ``--start-method spawn`` the peers' workers re-import aistore.pytorch and need the real package.)"""
-    try:
-        import alive_progress  # noqa: F401
-    except ImportError:
-        shim = types.ModuleType("alive_progress")
-        shim.alive_it = lambda it, *args, **kwargs: it
-        sys.modules["alive_progress"] = shim
 
 
 def ensure_objects(client: ais_wds.Client, n: int, size: int, threads: int = 16) -> str:
@@ -156,7 +143,6 @@ def run(client: Any = None, scale: float = 1.0, *, workers: Sequence[int] = (0, 
              "cpus": os.cpu_count(), "source": url, "rounds": rounds, "load_avg_before": os.getloadavg()[0]}
     out: Dict[str, Any] = {"setup": setup}
     if peers:
-        _ensure_alive_progress()
         from aistore.pytorch import AISIterDataset as PeerIter, AISMapDataset as PeerMap
     for nw in workers:
         def epoch(make: Callable[[], Any], sampler_of: Optional[Callable[[Any], Any]] = None) -> Dict[str, Any]:
