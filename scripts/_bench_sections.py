@@ -67,7 +67,6 @@ def run_section(name: str, client: Any, scale: float, log: Callable[[str], None]
 
 CLI_BIN = REPO / ".cache" / "bench" / "bin" / "ais"
 AIS_RELEASE = "v1.5.0"
-DEFAULT_AIS_GIT = "/work/.mirror/NVIDIA+aistore/repo"
 
 
 def find_ais_cli(explicit: Optional[str] = None) -> Optional[str]:
@@ -82,7 +81,7 @@ def build_ais_cli(timeout: float = 300, log: Callable[[str], None] = print) -> s
 
     The CLI is its own module (github.com/NVIDIA/aistore/cmd/cli) with no release tag of its own, so
     the Go module proxy cannot serve it by version. Its source is taken from a git clone of AIS
-    (``$AIS_GIT``, the local mirror, or a shallow clone from GitHub), and its pseudo-version
+    (``$AIS_GIT``, else a shallow clone from GitHub), and its pseudo-version
     requirement on the root module is replaced by the ``AIS_RELEASE`` module from the proxy.
 
     Returns:
@@ -96,7 +95,7 @@ def build_ais_cli(timeout: float = 300, log: Callable[[str], None] = print) -> s
         raise RuntimeError("no `go` on PATH")
     deadline = time.monotonic() + timeout
     with tempfile.TemporaryDirectory(prefix="ais-cli-build-") as tmp:
-        git_dir = os.environ.get("AIS_GIT") or (DEFAULT_AIS_GIT if os.path.isdir(DEFAULT_AIS_GIT) else None)
+        git_dir = os.environ.get("AIS_GIT")  # a git clone of AIS, if you have one
         if not git_dir:
             git_dir = os.path.join(tmp, "aistore.git")
             _run(["git", "clone", "--bare", "--depth", "1", "--branch", AIS_RELEASE,
