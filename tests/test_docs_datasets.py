@@ -13,7 +13,10 @@ import pytest
 from ais_wds import write_bytes
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", DOC.read_text(encoding="utf-8"), flags=re.M | re.S)
+README_BLOCKS = re.findall(r"^<!-- runs as a test.*?-->\n```python\n(.*?)^```", README.read_text(encoding="utf-8"),
+                           flags=re.M | re.S)
 
 
 def _image(i: int) -> bytes:
@@ -38,3 +41,14 @@ def test_docs_example_runs(index, readme_bucket, ais_endpoint, monkeypatch):
     monkeypatch.setenv("AIS_ENDPOINT", ais_endpoint)
     code = compile(BLOCKS[index], f"{DOC.name}[python block {index}]", "exec")
     exec(code, {"__name__": f"docs_datasets_block{index}"})
+
+
+def test_the_readme_has_runnable_dataset_examples():
+    assert len(README_BLOCKS) >= 1
+
+
+@pytest.mark.parametrize("index", range(len(README_BLOCKS)), ids=[f"readme{i}" for i in range(len(README_BLOCKS))])
+def test_readme_example_runs(index, readme_bucket, ais_endpoint, monkeypatch):
+    monkeypatch.setenv("AIS_ENDPOINT", ais_endpoint)
+    code = compile(README_BLOCKS[index], f"README.md[marked python block {index}]", "exec")
+    exec(code, {"__name__": f"readme_block{index}"})
