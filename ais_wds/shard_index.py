@@ -41,10 +41,11 @@ from webdataset.tariterators import base_plus_ext
 from . import tarwrite
 from .client import Client
 from .errors import EmptyListingError, ShardIndexError, TarFormatError
+from .fetch import read_ranges_batched
 from .listing import Listing, list_objects
 from .reader import open_object, read_bytes
 from .tario import iter_member_spans
-from .urls import expand_urls, parse_url
+from .urls import expand_urls
 from .writer import write_bytes
 
 logger = logging.getLogger(__name__)
@@ -307,21 +308,16 @@ def verify_spans(url: str, spans: Sequence[Tuple[str, int, int, int]], client: C
     Since consecutive verified headers leave no room between members, this proves the layout.
     False on any mismatch, and when AIS cannot serve batched ranged reads.
     """
-    u = parse_url(url)
-    bucket = client.bucket(u)
     try:
         for first in range(0, len(spans), _VERIFY_BATCH):
             chunk = spans[first:first + _VERIFY_BATCH]
-            batch = client.sdk.batch(bucket=bucket)
-            for _, header_offset, _, _ in chunk:
-                batch.add(u.path, start=header_offset or None, length=tarwrite.BLOCK)
-            checked = 0
-            for (name, _, _, size), (_, block) in zip(chunk, batch.get()):
+            blocks = read_ranges_batched(client, url, [(header_offset, tarwrite.BLOCK)
+                                                       for _, header_offset, _, _ in chunk])
+            if len(blocks) != len(chunk):
+                return False
+            for (name, _, _, size), block in zip(chunk, blocks):
                 if not _header_matches(block, name, size):
                     return False
-                checked += 1
-            if checked != len(chunk):
-                return False
     except Exception as e:  # noqa: BLE001 - any failure: fall back to streaming
         logger.info("%s: batched header check unavailable (%s: %s); streaming instead", url, type(e).__name__, e)
         return False
