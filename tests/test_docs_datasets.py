@@ -32,23 +32,15 @@ def readme_bucket(client, ais_endpoint):
     return "readme"
 
 
-def test_the_doc_has_python_examples():
-    assert len(BLOCKS) >= 6
+EXAMPLES = [(DOC.name, i, block) for i, block in enumerate(BLOCKS)] + \
+           [(README.name, i, block) for i, block in enumerate(README_BLOCKS)]
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_docs_example_runs(index, readme_bucket, ais_endpoint, monkeypatch):
+def test_the_docs_and_the_readme_have_python_examples():
+    assert len(BLOCKS) >= 6 and len(README_BLOCKS) >= 1
+
+
+@pytest.mark.parametrize("source,index,code", EXAMPLES, ids=[f"{s}-block{i}" for s, i, _ in EXAMPLES])
+def test_docs_example_runs(source, index, code, readme_bucket, ais_endpoint, monkeypatch):
     monkeypatch.setenv("AIS_ENDPOINT", ais_endpoint)
-    code = compile(BLOCKS[index], f"{DOC.name}[python block {index}]", "exec")
-    exec(code, {"__name__": f"docs_datasets_block{index}"})
-
-
-def test_the_readme_has_runnable_dataset_examples():
-    assert len(README_BLOCKS) >= 1
-
-
-@pytest.mark.parametrize("index", range(len(README_BLOCKS)), ids=[f"readme{i}" for i in range(len(README_BLOCKS))])
-def test_readme_example_runs(index, readme_bucket, ais_endpoint, monkeypatch):
-    monkeypatch.setenv("AIS_ENDPOINT", ais_endpoint)
-    code = compile(README_BLOCKS[index], f"README.md[marked python block {index}]", "exec")
-    exec(code, {"__name__": f"readme_block{index}"})
+    exec(compile(code, f"{source}[python block {index}]", "exec"), {"__name__": f"docs_example_{index}"})
