@@ -122,11 +122,12 @@ def _keys_of(sample):
     return sample["__key__"]
 
 
-def test_spawned_workers_read_through_ais_wds_with_plain_webdataset_and_shard_urls(shards, client):
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_spawned_workers_read_through_ais_wds_with_plain_webdataset_and_shard_urls(shards, client, start_method):
     bucket, _ = shards
     ds = wds.WebDataset(shard_urls(f"ais://{bucket}/train/", client=client), shardshuffle=False,
                         nodesplitter=None, workersplitter=wds.split_by_worker).map(_keys_of)
-    loader = torch.utils.data.DataLoader(ds, num_workers=2, batch_size=None, multiprocessing_context="spawn")
+    loader = torch.utils.data.DataLoader(ds, num_workers=2, batch_size=None, multiprocessing_context=start_method)
     assert sorted(loader) == [f"sample{i:05d}" for i in range(NSHARDS * PER_SHARD)]
 
 
