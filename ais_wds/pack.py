@@ -36,7 +36,7 @@ from .fetch import DirectGetter
 from .listing import list_objects
 from .pack_plan import (DEFAULT_SHARD_SIZE, KeyRule, PackError, PackOptions, Plan, PlannedMember, PlannedShard,
                         ShardNames, make_plan, parse_size, source_objects)
-from .reader import open_object, read_bytes
+from .reader import read_bytes, read_range
 from .shard_index import index_from_plan, save_index, wids_location
 from .urls import expand_urls
 from .writer import DEFAULT_PART_SIZE, open_writer, write_bytes
@@ -328,7 +328,7 @@ class _Fetcher:
             ReadError: the object's size changed since listing. Other AISWdsError: from the read.
         """
         if not whole:
-            return _read_range_into(url, start, end, self.client)
+            return read_range(url, start, end, self.client)
         data = self.getter.get(url)
         if isinstance(data, AISWdsError):
             raise data
@@ -336,23 +336,6 @@ class _Fetcher:
             raise ReadError(f"object size changed since listing ({len(data)} bytes, expected {end})", url=url,
                             hint="re-run the pack; the source changed while packing")
         return data
-
-
-def _read_range_into(url: str, start: int, end: int, client: Client) -> bytearray:
-    """Bytes [start, end) of ``url`` read into one preallocated buffer (resuming reads)."""
-    buf = bytearray(end - start)
-    view = memoryview(buf)
-    got = 0
-    with open_object(url, client, start=start, end=end, bufsize=64 << 10) as f:
-        while got < len(buf):
-            n = f.readinto(view[got:])
-            if not n:
-                break
-            got += n
-    if got != len(buf):
-        raise ReadError(f"object shorter than listed (expected at least {end} bytes)", url=url, offset=start + got,
-                        hint="re-run the pack; the source changed while packing")
-    return buf
 
 
 def _pieces(member: PlannedMember) -> List[Tuple[int, int, bool]]:

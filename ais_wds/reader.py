@@ -221,20 +221,29 @@ def open_object(
     return io.BufferedReader(raw, buffer_size=bufsize)
 
 
-def read_range(url: Union[str, AISUrl], start: int, end: int, client: Union[Client, str, None] = None) -> bytes:
+def read_range(url: Union[str, AISUrl], start: int, end: int, client: Union[Client, str, None] = None) -> bytearray:
     """Bytes ``[start, end)`` of the object, with resume; exactly ``end - start`` bytes or an error.
+
+    The bytes are read straight into one preallocated buffer (returned as a ``bytearray``).
 
     Raises:
         ReadError: the object is shorter than ``end``, or retries ran out.
     """
-    if end <= start:
-        return b""
-    with open_object(url, client, start=start, end=end) as f:
-        data = f.read()
-    if len(data) != end - start:
-        raise ReadError(f"range {start}-{end} returned {len(data)} bytes", url=str(url), offset=start + len(data),
-                        hint="the object is shorter than the range; is the index stale?")
-    return data
+    buf = bytearray(max(end - start, 0))
+    if not buf:
+        return buf
+    view = memoryview(buf)
+    got = 0
+    with open_object(url, client, start=start, end=end, bufsize=64 << 10) as f:
+        while got < len(buf):
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    if got != len(buf):
+        raise ReadError(f"range {start}-{end} returned {got} bytes", url=str(url), offset=start + got,
+                        hint="the object is shorter than expected: it changed since it was listed or indexed")
+    return buf
 
 
 def read_bytes(url: Union[str, AISUrl], client: Union[Client, str, None] = None) -> bytes:
