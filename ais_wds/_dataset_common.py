@@ -10,7 +10,7 @@ import multiprocessing
 import os
 from dataclasses import dataclass
 from multiprocessing.context import get_spawning_popen
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .client import Client
 from .errors import AISWdsError, ConfigError, NotFoundError, ReadError, RequestError
@@ -169,8 +169,3 @@ def check_indices(n: int, indices: Sequence[int]) -> List[int]:
             raise IndexError(f"index {i} out of range for a dataset of {n} objects")
         out.append(j)
     return out
-
-
-def client_of(client_url: Union[Client, str, None]) -> Client:
-    """A :class:`Client` from a Client, an endpoint URL or None (environment)."""
-    return Client.of(client_url)

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from torch.utils.data import IterableDataset
 
-from ._dataset_common import ErrorPolicy, FetchSettings, Transform, apply, build_listing, client_of
+from ._dataset_common import ErrorPolicy, FetchSettings, Transform, apply, build_listing
 from .client import Client
 from .errors import ConfigError
 from .listing import Listing
@@ -73,7 +73,7 @@ class AISIterDataset(IterableDataset):
         threads: int = 4,
         max_bytes: int = 256 << 20,
     ):
-        self.client = client_of(client_url)
+        self.client = Client.of(client_url)
         self.listing: Listing = build_listing(self.client, urls_list, ais_source_list)
         self.transform = transform
         self.shuffle = shuffle

@@ -14,8 +14,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 from torch.utils.data import Dataset, get_worker_info
 
-from ._dataset_common import (ErrorPolicy, FetchSettings, Transform, apply, build_listing, check_indices,
-                              client_of)
+from ._dataset_common import (ErrorPolicy, FetchSettings, Transform, apply, build_listing, check_indices)
 from .client import Client
 from .fetch import DirectGetter
 from .listing import Listing
@@ -69,7 +68,7 @@ class AISDataset(Dataset):
         batch_size: int = 256,
         read_ahead: int = 2048,
     ):
-        self.client = client_of(client_url)
+        self.client = Client.of(client_url)
         self.listing: Listing = build_listing(self.client, urls_list, ais_source_list)
         self.transform = transform
         self._policy = ErrorPolicy(on_error)

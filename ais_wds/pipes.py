@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 
 from torch.utils.data import IterableDataset
 
-from ._dataset_common import as_list, client_of
+from ._dataset_common import as_list
 from .client import Client
 from .listing import list_objects
 from .partition import current_part
@@ -69,7 +69,7 @@ class AISFileLister(IterableDataset):
 
     def __init__(self, url: Union[Client, str, None] = None, source_datapipe: Optional[Iterable[Any]] = None, *,
                  allow_empty: bool = False, split: bool = True):
-        self.client = client_of(url)
+        self.client = Client.of(url)
         self.allow_empty = allow_empty
         self.split = split
         self.source_datapipe = source_datapipe
@@ -118,7 +118,7 @@ class AISFileLoader(IterableDataset):
 
     def __init__(self, url: Union[Client, str, None] = None, source_datapipe: Optional[Iterable[Any]] = None, *,
                  bufsize: int = DEFAULT_BUFSIZE, split: bool = True):
-        self.client = client_of(url)
+        self.client = Client.of(url)
         self.source_datapipe = source_datapipe
         self.bufsize = bufsize
         self.split = split
