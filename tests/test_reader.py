@@ -181,3 +181,19 @@ def test_stream_resumes_after_the_owning_target_is_killed_and_restarted(client, 
     assert received == size
     assert got.hexdigest() == digest.hexdigest()
     assert resumes >= 1
+
+
+def test_errors_and_logs_never_carry_the_auth_token(ais_endpoint, objects, caplog):
+    bucket, _ = objects
+    client = Client(ais_endpoint, token="tok-0123456789-secret")
+    caplog.set_level("DEBUG")
+    errors = []
+    for call in (lambda: read_bytes(f"ais://{bucket}/missing", client),
+                 lambda: read_bytes("ais://no-such-bucket-ais-wds/x", client),
+                 lambda: read_bytes("ais://b/x", Client("http://127.0.0.1:9", token="tok-0123456789-secret"))):
+        with pytest.raises(Exception) as info:
+            call()
+        errors.append(f"{info.value!r} {info.value}")
+    assert all("tok-0123456789-secret" not in e for e in errors)
+    assert "tok-0123456789-secret" not in caplog.text
+    assert "tok-0123456789-secret" not in repr(client)
