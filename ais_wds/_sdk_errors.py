@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 from .errors import (
@@ -12,6 +13,30 @@ from .errors import (
     ReadError,
     RequestError,
 )
+
+
+class Backoff:
+    """The retry budget of one operation: ``budget`` seconds in all, waits of 0.2 s doubling to 2 s.
+
+    The clock starts at the first failure, so a long healthy stream keeps its whole budget for a resume.
+    Used by every retry loop of the core (reader, writer), never by front ends.
+    """
+
+    def __init__(self, budget: float):
+        self.budget = budget
+        self.attempts = 0
+        self._deadline: Optional[float] = None
+
+    def next_delay(self) -> Optional[float]:
+        """Seconds to wait before the next attempt, or None when the budget is spent."""
+        now = time.monotonic()
+        if self._deadline is None:
+            self._deadline = now + self.budget
+        if now >= self._deadline:
+            return None
+        delay = min(0.2 * 2 ** self.attempts, 2.0, self._deadline - now)
+        self.attempts += 1
+        return delay
 
 
 def is_transient(exc: BaseException) -> bool:

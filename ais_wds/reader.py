@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Any, Optional, Union
 
-from ._sdk_errors import is_gateway_unreachable, is_transient, translate
+from ._sdk_errors import Backoff, is_gateway_unreachable, is_transient, translate
 from .client import Client
 from .errors import AISWdsError, ReadError
 from .urls import AISUrl, parse_url
@@ -75,8 +75,7 @@ class ResumingObjectRaw(io.RawIOBase):
             return 0
         if self._end is not None and want > self._end - self._pos:
             buf = memoryview(buf)[: self._end - self._pos]
-        deadline: Optional[float] = None
-        attempt = 0
+        backoff = Backoff(self._client.config.retry_seconds)
         while True:
             try:
                 if self._resp is None:
@@ -95,20 +94,16 @@ class ResumingObjectRaw(io.RawIOBase):
                 raise
             except Exception as e:  # noqa: BLE001 - classified below
                 self._drop()
-                if not is_transient(e) or (not self._opened and is_gateway_unreachable(e, self._client.endpoint)):
-                    # never reached AIS at all: fail fast instead of retrying for retry_seconds
+                never_reached = not self._opened and is_gateway_unreachable(e, self._client.endpoint)
+                if not is_transient(e) or never_reached:  # a wrong or down endpoint fails fast
                     raise translate(e, self.name, endpoint=self._client.endpoint) from e
-                now = time.monotonic()
-                deadline = deadline or now + self._client.config.retry_seconds
-                if now >= deadline:
-                    raise ReadError(f"gave up after {attempt + 1} attempts over "
-                                    f"{self._client.config.retry_seconds:.0f}s ({type(e).__name__}: {e})",
-                                    url=self.name, offset=self._pos) from e
-                delay = min(0.2 * 2 ** attempt, 2.0, max(deadline - now, 0))
-                attempt += 1
+                delay = backoff.next_delay()
+                if delay is None:
+                    raise ReadError(f"gave up after {backoff.attempts + 1} attempts over {backoff.budget:.0f}s "
+                                    f"({type(e).__name__}: {e})", url=self.name, offset=self._pos) from e
                 self._resumes += 1
                 logger.warning("%s: %s at offset %d; resuming in %.1fs (attempt %d)", self.name,
-                               type(e).__name__, self._pos, delay, attempt)
+                               type(e).__name__, self._pos, delay, backoff.attempts)
                 time.sleep(delay)
 
     def close(self) -> None:
@@ -265,13 +260,12 @@ def read_member(url: Union[str, AISUrl], archpath: str, client: Union[Client, st
 
     client = Client.of(client)
     name = f"{url}?archpath={archpath}"
-    deadline = time.monotonic() + client.config.retry_seconds
-    attempt = 0
+    backoff = Backoff(client.config.retry_seconds)
     while True:
         try:
             return client.object(url).get_reader(archive_config=ArchiveConfig(archpath=archpath)).read_all()
         except Exception as e:  # noqa: BLE001 - classified below
-            if not is_transient(e) or time.monotonic() >= deadline:
+            delay = backoff.next_delay() if is_transient(e) else None
+            if delay is None:
                 raise translate(e, name, endpoint=client.endpoint) from e
-            time.sleep(min(0.2 * 2 ** attempt, 2.0))
-            attempt += 1
+            time.sleep(delay)

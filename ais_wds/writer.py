@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any, Optional, Union
 
-from ._sdk_errors import is_gateway_unreachable, is_transient, translate
+from ._sdk_errors import Backoff, is_gateway_unreachable, is_transient, translate
 from .client import Client
 from .errors import AISWdsError, WriteError
 from .urls import AISUrl, parse_url
@@ -165,8 +165,7 @@ class ObjectWriter(io.RawIOBase):
             raise AISResponseHandler().parse_error(resp)
 
     def _retry(self, what: str, fn: Any) -> Any:
-        deadline = time.monotonic() + self._client.config.retry_seconds
-        attempt = 0
+        backoff = Backoff(self._client.config.retry_seconds)
         while True:
             try:
                 result = fn()
@@ -175,14 +174,14 @@ class ObjectWriter(io.RawIOBase):
             except AISWdsError:
                 raise
             except Exception as e:  # noqa: BLE001 - classified below
-                gave_up = time.monotonic() >= deadline or (self._requests_ok == 0 and is_gateway_unreachable(e, self._client.endpoint))
-                if not is_transient(e) or gave_up:
+                never_reached = self._requests_ok == 0 and is_gateway_unreachable(e, self._client.endpoint)
+                delay = backoff.next_delay() if is_transient(e) and not never_reached else None
+                if delay is None:
                     err = translate(e, self.name, endpoint=self._client.endpoint)
                     raise WriteError(f"{what} failed: {err.message}", url=self.name,
                                      hint="nothing was committed; retry the write") from e
-                attempt += 1
                 logger.warning("%s: %s failed (%s); retrying", self.name, what, type(e).__name__)
-                time.sleep(min(0.2 * 2 ** attempt, 2.0))
+                time.sleep(delay)
 
     def _abort_quietly(self) -> None:
         mpu, self._mpu = self._mpu, None
