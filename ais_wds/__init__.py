@@ -1,12 +1,25 @@
 """ais_wds: stream PyTorch training data from NVIDIA AIStore.
 
-Importing this package registers native AIS handlers in webdataset's ``gopen`` for ``ais://`` and the
-cloud schemes reached through AIS (see :mod:`ais_wds.gopen`), so ``wds.WebDataset("ais://...")`` works.
+Layers (each imports only from the ones before it)::
 
-Layers: URL model + client config -> listing core + reader/writer core -> front ends (gopen opener,
-``WebDataset`` pipeline, object datasets, pipes, shard index) -> pack -> CLI.
+    urls, errors, client                      URL model + client config
+    listing, partition, reader, writer        the core (with its private machinery in _core/)
+    tar/                                      the tar format, read and written
+    streaming/  datasets/  shard_index/       front ends: webdataset, object datasets, index
+    pack/                                     loose objects -> shards
+    cli/                                      the ``ais-wds`` command
+
+The core and ``tar/`` import neither torch nor webdataset, so ``import ais_wds`` is quick; the names
+of the front ends (``WebDataset``, ``AISDataset``, ...) load on first access (PEP 562). Importing this
+package also arranges for ais_wds's ``ais://`` opener to be registered in webdataset's ``gopen`` as
+soon as webdataset is loaded (now or later), so ``wds.WebDataset("ais://...")`` works.
 """
 
+import importlib
+from typing import Any, List
+
+from . import _compat
+from ._version import __version__
 from .client import Client, ClientConfig
 from .errors import (
     AISWdsError,
@@ -24,26 +37,56 @@ from .errors import (
     URLError,
     WriteError,
 )
-from .gopen import AISOpener, register, worker_init_fn
-from .iter_dataset import AISIterDataset
 from .listing import Listing, list_objects
-from .map_dataset import AISDataset
-from .pack import PackReport, plan_pack  # the packer itself: ais_wds.pack.pack (kept off the top level so
-#                                           the name ais_wds.pack stays the module)
 from .partition import Part, current_part, epoch_order, partition
-from .pipeline import ShardSource, WebDataset
-from .pipes import AISFileLister, AISFileListerIterDataPipe, AISFileLoader, AISFileLoaderIterDataPipe
 from .reader import open_object, read_bytes, read_member, read_range
-from .shard_dataset import AISShardDataset
-from .shard_index import ShardIndex, build_index, load_index, save_index
-from .shards import DEFAULT_SHARD_SUFFIXES, ShardURL, shard_urls
-from .tario import iter_members, tar_samples, tarfile_to_samples
+from .streaming.gopen import AISOpener, register, register_on_import, worker_init_fn
+from .streaming.shards import DEFAULT_SHARD_SUFFIXES, ShardURL, shard_urls
+from .tar import group_by_keys, iter_members
 from .urls import AISUrl, expand_urls, parse_url
 from .writer import open_writer, write_bytes
 
-__version__ = "0.1.0"
+# name -> module, loaded on first access (they import torch, webdataset or the packer)
+_LAZY = {
+    "WebDataset": "ais_wds.streaming.pipeline",
+    "ShardSource": "ais_wds.streaming.pipeline",
+    "tar_samples": "ais_wds.streaming.stages",
+    "tarfile_to_samples": "ais_wds.streaming.stages",
+    "AISDataset": "ais_wds.datasets.map",
+    "AISIterDataset": "ais_wds.datasets.iterable",
+    "AISSampler": "ais_wds.datasets.sampler",
+    "AISFileLister": "ais_wds.datasets.pipes",
+    "AISFileListerIterDataPipe": "ais_wds.datasets.pipes",
+    "AISFileLoader": "ais_wds.datasets.pipes",
+    "AISFileLoaderIterDataPipe": "ais_wds.datasets.pipes",
+    "AISShardDataset": "ais_wds.shard_index.dataset",
+    "ShardIndex": "ais_wds.shard_index.index",
+    "build_index": "ais_wds.shard_index.index",
+    "load_index": "ais_wds.shard_index.index",
+    "save_index": "ais_wds.shard_index.index",
+    "PackReport": "ais_wds.pack.run",
+    "plan_pack": "ais_wds.pack.run",
+}
 
-__all__ = [name for name, value in dict(globals()).items()
-           if not name.startswith("_") and getattr(value, "__module__", "").startswith("ais_wds")]
+__all__ = sorted(
+    [name for name, value in dict(globals()).items()
+     if not name.startswith("_") and getattr(value, "__module__", "").startswith("ais_wds")]
+    + list(_LAZY)
+)
 
-register()
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ais_wds' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+_compat.install()
+register_on_import()

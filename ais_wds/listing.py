@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 
 import msgpack
 
-from ._sdk_errors import translate
+from ._core.retry import translate
 from .client import Client
 from .errors import AISWdsError, EmptyListingError
 from .urls import PROVIDER_TO_SCHEME, AISUrl, expand_urls, parse_url
@@ -113,7 +113,7 @@ def list_objects(
     allow_empty: bool = False,
     page_size: int = 0,
     on_page: Optional[Callable[[int], None]] = None,
-    flags: Sequence[Any] = (),
+    archive_members: bool = False,
 ) -> Listing:
     """List every object under one or many sources, in source order (each source sorted by name).
 
@@ -124,8 +124,8 @@ def list_objects(
         allow_empty: when False (the default) a source that matches nothing raises.
         page_size: objects per listing page (0: the backend's maximum).
         on_page: called with the running count after every page (progress display).
-        flags: aistore SDK ``ListObjectFlag`` values for URL sources, e.g. ``[ListObjectFlag.ARCH_DIR]``
-            (AIS's LsArchDir) also lists the members of shards as ``shard.tar/member`` entries.
+        archive_members: also list the members of shards as ``shard.tar/member`` entries (AIS's
+            LsArchDir: the cluster reads the archives; nothing is sent to the client but names and sizes).
 
     Returns:
         A :class:`Listing` of full URLs (in the scheme each source was written with) and sizes.
@@ -141,7 +141,7 @@ def list_objects(
     listing = Listing()
     for source in sources:
         for one in _expand(source):
-            part = _list_one(one, client, page_size, on_page, base=len(listing), flags=flags)
+            part = _list_one(one, client, page_size, on_page, base=len(listing), archive_members=archive_members)
             if not len(part) and not allow_empty:
                 raise EmptyListingError("prefix matched no object", url=_describe(one))
             listing.extend(part)
@@ -179,7 +179,7 @@ def _bucket_url(bucket: Any) -> AISUrl:
 
 
 def _list_one(source: Source, client: Client, page_size: int, on_page: Optional[Callable[[int], None]],
-              base: int, flags: Sequence[Any] = ()) -> Listing:
+              base: int, archive_members: bool = False) -> Listing:
     if isinstance(source, Listing):
         return source
     if isinstance(source, os.PathLike) or is_listing_file(source):
@@ -187,18 +187,23 @@ def _list_one(source: Source, client: Client, page_size: int, on_page: Optional[
     if _is_sdk_source(source):
         return _list_sdk_source(source, client)
     url = parse_url(source)
-    return _list_prefix(url, client, page_size, on_page, base, flags)
+    return _list_prefix(url, client, page_size, on_page, base, archive_members)
 
 
 def _list_prefix(url: AISUrl, client: Client, page_size: int, on_page: Optional[Callable[[int], None]],
-                 base: int, flags: Sequence[Any] = ()) -> Listing:
+                 base: int, archive_members: bool = False) -> Listing:
     bucket = client.bucket(url)
+    flags = None
+    if archive_members:
+        from aistore.sdk.list_object_flag import ListObjectFlag
+
+        flags = [ListObjectFlag.ARCH_DIR]
     out = Listing()
     token, uuid = "", ""
     try:
         while True:
             page = bucket.list_objects(prefix=url.path, props="name,size", page_size=page_size, uuid=uuid,
-                                       continuation_token=token, flags=list(flags) or None)
+                                       continuation_token=token, flags=flags)
             for entry in page.entries:
                 # directories / virtual entries carry no size and end with '/'
                 if entry.name.endswith("/"):

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
+from ._core.dist import torch_rank_world, torch_worker
 from .errors import ConfigError
 
 EVEN_MODES = (None, "drop", "repeat")
@@ -46,28 +47,16 @@ class Part:
 
 def dist_rank_world() -> tuple[int, int]:
     """(rank, world_size) from ``torch.distributed`` when initialised, else RANK / WORLD_SIZE, else (0, 1)."""
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    from_torch = torch_rank_world()
+    if from_torch is not None:
+        return from_torch
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def current_part() -> Part:
     """The :class:`Part` of the calling process: DDP rank and DataLoader worker (if inside one)."""
     rank, world = dist_rank_world()
-    worker, num_workers = 0, 1
-    try:
-        from torch.utils.data import get_worker_info
-
-        info = get_worker_info()
-        if info is not None:
-            worker, num_workers = info.id, info.num_workers
-    except ImportError:  # pragma: no cover
-        pass
+    worker, num_workers = torch_worker() or (0, 1)
     return Part(rank, world, worker, num_workers)
 
 

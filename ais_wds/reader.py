@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Any, Optional, Union
 
-from ._sdk_errors import Backoff, is_gateway_unreachable, is_transient, translate
+from ._core.retry import Backoff, is_gateway_unreachable, is_transient, translate
 from .client import Client
 from .errors import AISWdsError, ReadError
 from .urls import AISUrl, parse_url

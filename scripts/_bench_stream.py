@@ -178,7 +178,7 @@ def setup_wds_ais_gopen(cfg):
     import webdataset as wds
 
     import ais_wds
-    from ais_wds.gopen import is_registered
+    from ais_wds.streaming.gopen import is_registered
 
     ais_wds.register(ais_wds.Client(cfg["endpoint"]))
     assert is_registered()

@@ -27,8 +27,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ais_wds  # noqa: E402
-from ais_wds.iter_dataset import AISIterDataset  # noqa: E402
-from ais_wds.map_dataset import AISDataset  # noqa: E402
+from ais_wds.datasets.iterable import AISIterDataset  # noqa: E402
+from ais_wds.datasets.map import AISDataset  # noqa: E402
 from ais_wds.writer import write_bytes  # noqa: E402
 
 BUCKET = "bench-ais-wds"

@@ -1,6 +1,6 @@
 import time
 
-from ais_wds._sdk_errors import Backoff
+from ais_wds._core.retry import Backoff
 
 
 def test_backoff_doubles_from_a_fifth_of_a_second_up_to_two_seconds():

@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 from ais_wds import BucketNotFoundError, ConfigError, Listing, NotFoundError, ObjectNotFoundError, Part, write_bytes
 from ais_wds.datasets import (AISDataset, AISFileLister, AISFileListerIterDataPipe, AISFileLoader,
                               AISFileLoaderIterDataPipe, AISIterDataset)
-from ais_wds.fetch import BatchGetter, DirectGetter
-from ais_wds.prefetch import Prefetcher
+from ais_wds._core.fetch import BatchGetter, DirectGetter
+from ais_wds._core.prefetch import Prefetcher
 
 N = 40
 ODD_NAMES = ["odd/a b/c.d.e.jpg", "odd/ünï/cødé €.txt", "odd/" + "x" * 120 + "/y/z" * 20 + ".tar.gz",
@@ -105,7 +105,7 @@ def test_map_dataset_sampler_splits_ranks_like_distributed_sampler(client, data)
 
 
 def test_map_dataset_with_two_workers_yields_every_object_once_and_lists_only_in_main(client, data, monkeypatch):
-    import ais_wds._dataset_common as common
+    import ais_wds.datasets._common as common
     from torch.utils.data import get_worker_info
 
     real = common.list_objects
@@ -334,7 +334,7 @@ def test_object_deleted_after_listing_is_skipped_and_counted(client, bucket, cap
     objs, it, ds, gone = _with_deleted(client, bucket)
     expect = [(u, b) for u, b in sorted(objs.items()) if u != gone]
     skip_it = AISIterDataset.from_listing(it.listing, client, on_error="skip")
-    with caplog.at_level("WARNING", logger="ais_wds._dataset_common"):
+    with caplog.at_level("WARNING", logger="ais_wds.datasets._common"):
         assert list(skip_it) == expect
     assert skip_it.skipped == 1 and gone in caplog.text
     skip_ds = AISDataset.from_listing(ds.listing, client, on_error="skip", read_ahead=0)

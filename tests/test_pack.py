@@ -26,9 +26,9 @@ from ais_wds.cli import main as cli_main
 from ais_wds.errors import ConfigError
 from ais_wds.listing import list_objects
 from ais_wds.pack import pack
-from ais_wds.pack_plan import PackError
+from ais_wds.pack.plan import PackError
 from ais_wds.reader import read_bytes
-from ais_wds.shard_dataset import AISShardDataset
+from ais_wds.shard_index.dataset import AISShardDataset
 from ais_wds.shard_index import build_index, load_index
 from ais_wds.writer import write_bytes
 

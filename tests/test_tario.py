@@ -20,7 +20,7 @@ import pytest
 import webdataset as wds
 from webdataset.tariterators import base_plus_ext, tarfile_samples
 
-from ais_wds import tario
+from ais_wds.streaming import stages as tario
 from ais_wds.errors import TarFormatError
 
 GNU_TAR = "/usr/bin/tar"

@@ -12,7 +12,7 @@ import webdataset as wds
 
 import ais_wds
 from ais_wds import EmptyListingError, ObjectNotFoundError, read_bytes, shard_urls, write_bytes
-from ais_wds.gopen import AISOpener
+from ais_wds.streaming.gopen import AISOpener
 
 NSHARDS, PER_SHARD = 6, 50
 

@@ -6,7 +6,8 @@ import argparse
 from collections import Counter
 
 from ..client import Client
-from ..shard_index import build_index, save_index
+from ..shard_index.index import build_index, save_index
+from ..tar.names import shard_stem
 from ..urls import parse_url
 
 
@@ -30,7 +31,7 @@ def default_output(prefix: str) -> str:
     """``ais://b/train-`` -> ``ais://b/train.index.msgpack``; ``ais://b/dir/`` -> ``ais://b/dir/shards.index.msgpack``."""
     u = parse_url(prefix)
     directory, _, base = u.path.rpartition("/")
-    stem = base.rstrip("-_.") or "shards"
+    stem = shard_stem(base)
     return u.join(f"{directory}/{stem}.index.msgpack" if directory else f"{stem}.index.msgpack")
 
 

@@ -9,8 +9,8 @@ from typing import Any, List, Optional, Tuple
 
 from ..client import Client
 from ..errors import ConfigError
-from ..pack import PackReport, job_locations, make_options, pack, plan_pack
-from ..pack_plan import Plan, PlannedShard
+from ..pack.run import PackReport, job_locations, make_options, pack, plan_pack
+from ..pack.plan import Plan, PlannedShard
 
 
 def register(sub: argparse._SubParsersAction) -> None:

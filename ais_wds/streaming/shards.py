@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Iterable, List, Sequence, Union
 
-from .client import Client
-from .distributed import run_on_rank0_and_share
-from .errors import EmptyListingError
-from .listing import Listing, is_listing_file, list_objects
-from .urls import expand_urls, parse_url
+from ..client import Client
+from .._core.dist import run_on_rank0_and_share
+from ..errors import EmptyListingError
+from ..listing import Listing, is_listing_file, list_objects
+from ..urls import expand_urls, parse_url
 
 DEFAULT_SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.lz4")
 

@@ -4,7 +4,7 @@ Lists once, in ``__init__`` (the :class:`~ais_wds.listing.Listing` is what DataL
 fetches through the core: one object with a direct GET, a DataLoader batch (``__getitems__``) with
 parallel direct GETs (or AIS batch GETs). When the order of indices is known (``ds.sampler()``, or
 sequential order) each worker also reads its next batches ahead, as pipelined batch GETs
-(``ais_wds._readahead``).
+(``ais_wds.datasets._readahead``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from typing import Any, List, Optional, Sequence, Union
 
 from torch.utils.data import Dataset, get_worker_info
 
-from ._dataset_common import (ErrorPolicy, FetchSettings, Transform, apply, build_listing, check_indices)
-from .client import Client
-from .fetch import DirectGetter
-from .listing import Listing
-from ._readahead import AISSampler, OrderSpec, ReadAhead
+from ._common import (ErrorPolicy, FetchSettings, Transform, apply, build_listing, check_indices)
+from ..client import Client
+from .._core.fetch import DirectGetter
+from ..listing import Listing
+from ._readahead import ReadAhead
+from .sampler import AISSampler, OrderSpec
 
 logger = logging.getLogger(__name__)
 

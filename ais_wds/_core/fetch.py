@@ -12,10 +12,10 @@ Per-object GETs of small objects are bound by per-request cost, not bandwidth. T
   unreachable from clients, e.g. behind a Kubernetes service).
 * :class:`BatchGetter` (``batch``): many objects in one AIS batch GET (``/v1/ml/moss``, built with the
   SDK's ``client.batch``); the reply is one tar, entries in request order, streamed through the core's
-  tar walk (``ais_wds.tario``) instead of ``tarfile``. AIS 5.0 holds a reply about 0.1 s when it carries
+  tar walk (``ais_wds.tar.reader``) instead of ``tarfile``. AIS 5.0 holds a reply about 0.1 s when it carries
   objects from other targets (the designated target waits for its receive queue to stay quiet for
   ``noRxWindow``, xact/xs/moss.go), then serves tens of thousands of objects/s, so batch GETs pay off
-  with hundreds of objects per request and several requests in flight (see ``ais_wds.prefetch``).
+  with hundreds of objects per request and several requests in flight (see ``ais_wds._core.prefetch``).
   Entries AIS reports missing, and whole failed requests, are fetched again one by one, so errors are
   exactly those of the per-object path.
 
@@ -36,11 +36,11 @@ import time
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 from urllib.parse import quote, urlencode
 
-from .client import Client
-from .errors import AISWdsError, TarFormatError
-from .reader import read_bytes
-from .urls import AISUrl, parse_url
-from .tario import iter_members
+from ..client import Client
+from ..errors import AISWdsError, TarFormatError
+from ..reader import read_bytes
+from ..urls import AISUrl, parse_url
+from ..tar.reader import iter_members
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def make_getter(client: Union[Client, str, None], method: str = "batch", *, pool
     Raises:
         ConfigError: an unknown method.
     """
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     client = Client.of(client)
     if method == "get":

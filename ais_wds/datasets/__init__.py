@@ -7,9 +7,10 @@
 See docs/datasets.md.
 """
 
-from .iter_dataset import AISIterDataset
-from .map_dataset import AISDataset
+from .iterable import AISIterDataset
+from .map import AISDataset
 from .pipes import AISFileLister, AISFileListerIterDataPipe, AISFileLoader, AISFileLoaderIterDataPipe
+from .sampler import AISSampler
 
-__all__ = ["AISDataset", "AISIterDataset", "AISFileLister", "AISFileListerIterDataPipe", "AISFileLoader",
+__all__ = ["AISDataset", "AISIterDataset", "AISSampler", "AISFileLister", "AISFileListerIterDataPipe", "AISFileLoader",
            "AISFileLoaderIterDataPipe"]

@@ -1,6 +1,6 @@
 """What the object-level datasets share: sources -> one Listing, fetch settings, on_error, transform.
 
-Private to ``ais_wds.map_dataset``, ``ais_wds.iter_dataset`` and ``ais_wds.pipes``.
+Private to ``ais_wds.datasets.map``, ``ais_wds.datasets.iterable`` and ``ais_wds.datasets.pipes``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from multiprocessing.context import get_spawning_popen
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from .client import Client
-from .errors import AISWdsError, ConfigError, NotFoundError, ReadError, RequestError
-from .fetch import FETCH_METHODS, Result, make_getter
-from .listing import Listing, list_objects
-from .prefetch import Prefetcher
+from ..client import Client
+from ..errors import AISWdsError, ConfigError, NotFoundError, ReadError, RequestError
+from .._core.fetch import FETCH_METHODS, Result, make_getter
+from ..listing import Listing, list_objects
+from .._core.prefetch import Prefetcher
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def build_listing(client: Client, urls_list: Any, ais_source_list: Any) -> Listi
 
 @dataclass(frozen=True)
 class FetchSettings:
-    """How objects are fetched (see ``ais_wds.fetch`` and ``ais_wds.prefetch``).
+    """How objects are fetched (see ``ais_wds._core.fetch`` and ``ais_wds._core.prefetch``).
 
     Attributes:
         method: ``"batch"`` (AIS batch GET, several objects per request) or ``"get"`` (one direct GET each).

@@ -1,6 +1,8 @@
 """Native AIS handlers for webdataset's ``gopen``: the only global state ais_wds keeps.
 
-Importing ``ais_wds`` calls :func:`register`, which puts an :class:`AISOpener` into
+Importing ``ais_wds`` calls :func:`register_on_import`: when webdataset is loaded (now, or whenever it
+is imported later, by a hook on the import of ``webdataset.gopen``; this module itself imports neither
+webdataset nor torch) :func:`register` puts an :class:`AISOpener` into
 ``webdataset.gopen.gopen_schemes`` for ``ais`` and every provider scheme reached through AIS
 (``s3``, ``aws``, ``gs``, ``gcp``, ``az``, ``azure``, ``oc``, ``oci``), replacing webdataset's built-in
 ``ais`` handler (which shells out to the ``ais`` CLI) and its ``gs`` handler (gsutil). Then::
@@ -19,14 +21,18 @@ with ``DataLoader(worker_init_fn=ais_wds.worker_init_fn)``.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import logging
+import sys
 import threading
-from typing import Any, Iterable, Optional, Union
+from types import ModuleType
+from typing import Any, Iterable, Optional, Sequence, Union
 
-from .client import Client
-from .reader import DEFAULT_BUFSIZE, open_object
-from .urls import SCHEME_TO_PROVIDER
-from .writer import open_writer
+from ..client import Client
+from ..reader import DEFAULT_BUFSIZE, open_object
+from ..urls import SCHEME_TO_PROVIDER
+from ..writer import open_writer
 
 logger = logging.getLogger(__name__)
 
@@ -95,3 +101,50 @@ def worker_init_fn(worker_id: int) -> None:
     """A DataLoader ``worker_init_fn`` that makes sure the handlers are registered in the worker."""
     if not is_registered():
         register()
+
+
+_WDS_GOPEN = "webdataset.gopen"
+
+
+class _RegisterAfterImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when ``webdataset.gopen`` is imported, wraps its loader so that
+    :func:`register` runs right after the module has executed, then leaves ``sys.meta_path``."""
+
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None
+                  ) -> Optional[importlib.machinery.ModuleSpec]:
+        if fullname != _WDS_GOPEN:
+            return None
+        _remove_hook()
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _RegisteringLoader(spec.loader)
+        return spec
+
+
+class _RegisteringLoader(importlib.abc.Loader):
+    def __init__(self, inner: Any):
+        self._inner = inner
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[ModuleType]:
+        return self._inner.create_module(spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._inner.exec_module(module)
+        register()
+
+
+def _remove_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterAfterImport)]
+
+
+def register_on_import() -> None:
+    """Register now if ``webdataset.gopen`` is loaded, else as soon as it is imported (idempotent).
+
+    This is what ``import ais_wds`` does, so that importing ais_wds never imports webdataset (or torch),
+    yet ``wds.WebDataset("ais://...")`` works whichever of the two the script imports first.
+    """
+    if _WDS_GOPEN in sys.modules:
+        register()
+    elif not any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterAfterImport())

@@ -1,10 +1,10 @@
-"""Pack objects into WebDataset tar shards: execution of a :mod:`ais_wds.pack_plan` plan.
+"""Pack objects into WebDataset tar shards: execution of a :mod:`ais_wds.pack.plan` plan.
 
 ``pack(sources, "ais://dst/train-%06d.tar")`` lists the sources, makes the (deterministic) plan, then
 writes this part's shards:
 
 * members are fetched by a pool of ``workers`` GET threads, ahead of the writer, within a byte
-  window per shard (whole objects straight from their target with :class:`ais_wds.fetch.DirectGetter`;
+  window per shard (whole objects straight from their target with :class:`ais_wds._core.fetch.DirectGetter`;
   objects over 8 MiB as resuming ranged chunks), and streamed into an
   all-or-nothing writer (:func:`ais_wds.writer.open_writer`) whose multipart parts are uploaded as
   they fill; memory is bounded by ``parallel_shards x (window + 2 x part size)`` whatever the
@@ -29,17 +29,17 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from . import tarwrite
-from .client import Client
-from .errors import AISWdsError, ReadError
-from .fetch import DirectGetter
-from .listing import list_objects
-from .pack_plan import (DEFAULT_SHARD_SIZE, KeyRule, PackError, PackOptions, Plan, PlannedMember, PlannedShard,
+from ..tar import writer as tarwrite
+from ..client import Client
+from ..errors import AISWdsError, ReadError
+from .._core.fetch import DirectGetter
+from ..listing import list_objects
+from .plan import (DEFAULT_SHARD_SIZE, KeyRule, PackError, PackOptions, Plan, PlannedMember, PlannedShard,
                         ShardNames, make_plan, parse_size, source_objects)
-from .reader import read_bytes, read_range
-from .shard_index import index_from_plan, save_index, wids_location
-from .urls import expand_urls
-from .writer import DEFAULT_PART_SIZE, open_writer, write_bytes
+from ..reader import read_bytes, read_range
+from ..shard_index.index import index_from_plan, save_index, wids_location
+from ..urls import expand_urls
+from ..writer import DEFAULT_PART_SIZE, open_writer, write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def pack(
             one sample larger than the target.
         samples_per_shard: fixed number of samples per shard instead of a size.
         key: sample key rule: ``"wds"`` (webdataset's), ``"stem"`` or a regex with one group
-            (see :class:`~ais_wds.pack_plan.KeyRule`).
+            (see :class:`~ais_wds.pack.plan.KeyRule`).
         exts: extensions every sample should have; ``missing_extension`` says what to do when one is
             missing (``ignore``, ``warn``, ``abort``, ``exclude``; the same policy covers objects
             whose names yield no key or extension: they are skipped, or abort the job).

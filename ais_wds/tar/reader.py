@@ -47,21 +47,21 @@ import sys
 import zlib
 from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, Optional, Set, Tuple
 
-from webdataset.filters import pipelinefilter
-from webdataset.gopen import gopen
-from webdataset.handlers import reraise_exception
-from webdataset.tariterators import base_plus_ext
+from ..errors import TarFormatError
+from .names import base_plus_ext, is_meta_member
 
-from .errors import TarFormatError
-
-__all__ = ["DEFAULT_BUFSIZE", "group_by_keys", "iter_member_spans", "iter_members", "tar_samples",
-           "tarfile_to_samples"]
+__all__ = ["DEFAULT_BUFSIZE", "group_by_keys", "iter_member_spans", "iter_members"]
 
 #: Read-buffer size put in front of the stream. Members larger than this are read straight from
 #: the stream into their ``bytes`` object (one copy); smaller ones come out of the buffer.
 DEFAULT_BUFSIZE = 1 << 18
 
 Handler = Callable[[Exception], bool]
+
+
+def reraise(exn: Exception) -> bool:
+    """The default handler: re-raise (webdataset's ``reraise_exception``)."""
+    raise exn
 
 _BLOCK = 512
 _ENCODING = "utf-8" if sys.platform == "win32" else sys.getfilesystemencoding()
@@ -75,7 +75,6 @@ _T_LONGNAME, _T_LONGLINK, _T_SPARSE = ord("L"), ord("K"), ord("S")
 _PAX_TYPES = frozenset(b"xXg")
 _T_GLOBAL = ord("g")
 
-_SKIP_META = re.compile(r"__[^/]*__($|/)")  # webdataset's skip_meta default
 _PAX_RECORD = re.compile(rb"(\d+) ([^=]+)=")
 _PAX_HDRCHARSET = re.compile(rb"\d+ hdrcharset=([^\n]+)\n")
 
@@ -251,7 +250,7 @@ def iter_members(
 
     Thread safety: the generator and the stream belong to one thread at a time.
     """
-    return _walk(stream, bufsize, url, False, None)
+    return walk(stream, bufsize, url, False, None)
 
 
 def iter_member_spans(
@@ -279,10 +278,10 @@ def iter_member_spans(
 
     Thread safety: the generator and the stream belong to one thread at a time.
     """
-    return _walk(stream, bufsize, url, False, None, spans=True)  # type: ignore[return-value]
+    return walk(stream, bufsize, url, False, None, spans=True)  # type: ignore[return-value]
 
 
-def _walk(
+def walk(
     stream: Any, bufsize: int, url: Optional[str], skip_meta: bool, name_filter: Optional[NameFilter],
     spans: bool = False,
 ) -> Iterator[Any]:
@@ -362,9 +361,8 @@ def _walk(
                 ext_offset = -1
 
             wanted: Optional[str] = name
-            if skip_meta and name[:2] == "__":
-                if ("/" not in name and name.endswith("__")) or _SKIP_META.match(name):
-                    wanted = None
+            if skip_meta and is_meta_member(name):
+                wanted = None
             if name_filter is not None and wanted is not None:
                 try:
                     wanted = name_filter(name)
@@ -495,7 +493,7 @@ def group_by_keys(
     keys: Callable[[str], Tuple[Optional[str], Optional[str]]] = base_plus_ext,
     lcase: bool = True,
     suffixes: Optional[Set[str]] = None,
-    handler: Handler = reraise_exception,
+    handler: Handler = reraise,
     local_path: Optional[str] = None,
 ) -> Iterator[Dict[str, Any]]:
     """Group the ``(name, data)`` members of one shard into webdataset samples.
@@ -525,10 +523,10 @@ def group_by_keys(
 
     Thread safety: the generator belongs to one thread at a time.
     """
-    yield from _group(members, url, local_path, keys, lcase, suffixes, handler)
+    yield from group_members(members, url, local_path, keys, lcase, suffixes, handler)
 
 
-def _group(
+def group_members(
     members: Iterable[Tuple[str, bytes]],
     url: Optional[str],
     local_path: Optional[str],
@@ -581,7 +579,7 @@ def _group(
     return stopped
 
 
-def _member_filter(
+def member_filter(
     handler: Handler,
     select_files: Optional[Callable[[str], bool]],
     rename_files: Optional[Callable[[str], str]],
@@ -608,92 +606,8 @@ def _member_filter(
     return name_filter
 
 
-def tar_samples(
-    src: Iterable[Dict[str, Any]],
-    handler: Handler = reraise_exception,
-    select_files: Optional[Callable[[str], bool]] = None,
-    rename_files: Optional[Callable[[str], str]] = None,
-    *,
-    bufsize: int = DEFAULT_BUFSIZE,
-) -> Iterator[Dict[str, Any]]:
-    """Turn shards into samples: a drop-in for ``webdataset.tarfile_samples``.
-
-    For each source dict, uses its ``"stream"`` if it has one (as ``webdataset.url_opener``
-    produces) or opens ``"url"`` with ``webdataset.gopen`` otherwise, then yields the shard's
-    samples, keyed and grouped like webdataset (``__key__``, ``__url__``, and ``__local_path__``
-    when the source has ``"local_path"``). Members named like ``__meta__`` are skipped, as
-    webdataset does. Each stream is closed once the shard is done, failed or abandoned (errors
-    from ``close()`` are ignored).
-
-    Handler semantics are webdataset's. An exception while opening a URL gets ``(url,)``
-    appended to its ``args``; one while reading a shard (e.g. :class:`TarFormatError`) gets
-    ``(stream, url)``. ``handler(exn)`` returning True moves on to the next shard, False stops the
-    whole iteration; the default re-raises. The sample being assembled when a shard fails is
-    dropped. Exceptions from ``rename_files`` / ``select_files`` get ``" @ <stream>"`` appended to
-    their message; True skips the member, False ends the shard normally. A duplicate suffix in a
-    sample raises ``ValueError``; True skips the member, False stops the whole iteration.
-
-    Args:
-        src: an iterable of dicts with ``"url"`` and optionally ``"stream"`` / ``"local_path"``.
-        handler: exception handler, e.g. ``webdataset.warn_and_continue``.
-        select_files: keep only members whose (renamed) name it accepts; the data of the others
-            is skipped without being kept in memory.
-        rename_files: maps a member name to the name used for keys.
-        bufsize: read-buffer size per stream.
-
-    Returns:
-        A generator of sample dicts.
-
-    Raises:
-        Whatever ``handler`` raises (by default, the exception itself, e.g. TarFormatError).
-
-    Thread safety: the generator belongs to one thread at a time.
-    """
-    # Like webdataset, an exception that grouping's handler re-raised is not handled again.
-    handled: list = [None]
-
-    def group_handler(exn: Exception) -> bool:
-        handled[0] = exn
-        return handler(exn)
-
-    for source in src:
-        url = source["url"]
-        stream = source.get("stream")
-        if stream is None:
-            try:
-                stream = gopen(url)
-            except Exception as exn:
-                exn.args = exn.args + (url,)
-                if handler(exn):
-                    continue
-                break
-        try:
-            members = _walk(stream, bufsize, url, True, _member_filter(handler, select_files, rename_files, stream))
-            stopped = yield from _group(
-                members, url, source.get("local_path"), base_plus_ext, True, None, group_handler
-            )
-        except Exception as exn:
-            if exn is handled[0]:
-                raise
-            exn.args = exn.args + (stream, url)
-            handled[0] = None
-            if handler(exn):
-                continue
-            break
-        finally:
-            _close_quietly(stream)
-        if stopped:
-            break
-
-
-def _close_quietly(stream: Any) -> None:
+def close_quietly(stream: Any) -> None:
     try:
         stream.close()
     except Exception:  # the shard is read; a failing close() changes nothing for the caller
         pass
-
-
-#: ``tarfile_to_samples(handler=..., select_files=..., rename_files=...)`` is a pipeline stage,
-#: e.g. ``wds.DataPipeline(wds.SimpleShardList(urls), wds.split_by_worker, tarfile_to_samples(),
-#: wds.decode(), ...)``: a drop-in for ``webdataset.tarfile_to_samples``.
-tarfile_to_samples = pipelinefilter(tar_samples)

@@ -1,6 +1,6 @@
 """The fetch-ahead engine: fetch many small objects on a thread pool, bounded, results in order.
 
-Work is cut into *units*: consecutive objects fetched by one call of a getter (``ais_wds.fetch``): one
+Work is cut into *units*: consecutive objects fetched by one call of a getter (``ais_wds._core.fetch``): one
 object per unit for per-object GETs, up to ``batch_size`` objects (and ``batch_bytes``) for batch GETs.
 Up to ``depth`` units and ``max_bytes`` bytes are in flight at once (listed sizes; an unknown size
 counts as the mean size fetched so far, ``unknown_size`` before that); results come back in input
@@ -25,7 +25,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .fetch import Getter, Result
 
 logger = logging.getLogger(__name__)

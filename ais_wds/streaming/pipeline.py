@@ -8,7 +8,7 @@ Where plain ``wds.WebDataset`` bites, this one:
 * lets a worker with no shard yield nothing (logged once) instead of raising;
 * lists prefixes once per job (rank 0, shared over torch.distributed), never per worker;
 * opens shards through the reader core directly (no gopen lookup, so spawn workers need nothing
-  registered) and expands them with ais_wds's fast tar path (:mod:`ais_wds.tario`).
+  registered) and expands them with ais_wds's fast tar path (:mod:`ais_wds.streaming.stages`).
 
 It is a ``wds.DataPipeline`` with webdataset's fluid methods (``.shuffle``, ``.decode``, ``.to_tuple``,
 ``.map``, ``.batched``, ``.with_epoch`` ...), so code written for ``wds.WebDataset`` keeps working.
@@ -24,11 +24,11 @@ import webdataset as wds
 from torch.utils.data import IterableDataset
 from webdataset.handlers import reraise_exception
 
-from . import tario
-from .client import Client
-from .listing import Listing
-from .partition import current_part, epoch_order, partition
-from .reader import open_object
+from . import stages
+from ..client import Client
+from ..listing import Listing
+from ..partition import current_part, epoch_order, partition
+from ..reader import open_object
 from .shards import DEFAULT_SHARD_SUFFIXES, shard_urls
 
 logger = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         super().__init__(
             self.shards,
             wds.pipelinefilter(open_shards)(client=self.client, handler=handler),
-            tario.tarfile_to_samples(handler=handler, select_files=select_files, rename_files=rename_files),
+            stages.tarfile_to_samples(handler=handler, select_files=select_files, rename_files=rename_files),
         )
 
     @property

@@ -3,7 +3,7 @@
 ``AISShardDataset(index_or_prefix)`` holds, per sample, only (shard number, byte offset, length) from
 a shard index (:mod:`ais_wds.shard_index`): 20 bytes a sample, in arrays that pickle as bytes and are
 shared copy-on-write by forked DataLoader workers. ``ds[i]`` reads the sample's byte range, which
-covers all its members with their tar headers, and parses it with :mod:`ais_wds.tario` into the
+covers all its members with their tar headers, and parses it with :mod:`ais_wds.tar.reader` into the
 webdataset sample dict (``__key__``, ``__url__``, lower-cased extension -> bytes).
 
 ``ds.__getitems__(indices)`` (used by ``torch.utils.data.DataLoader`` for a whole batch) reads the
@@ -25,10 +25,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from torch.utils.data import Dataset
 
-from .client import Client
-from .reader import read_range
-from .shard_index import ShardIndex, ShardIndexError, build_index, load_index
-from .tario import group_by_keys, iter_members
+from ..client import Client
+from ..reader import read_range
+from .index import ShardIndex, ShardIndexError, build_index, load_index
+from ..tar.reader import group_by_keys, iter_members
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from .errors import (
+from ..errors import (
     AISWdsError,
     BucketNotFoundError,
     ConnectError,
@@ -56,10 +56,8 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                         u3.HTTPError, ConnectionError, TimeoutError)):
         return True
-    try:
-        from tenacity import RetryError
-    except ImportError:  # pragma: no cover
-        return False
+    from tenacity import RetryError
+
     return isinstance(exc, RetryError)
 
 
@@ -72,13 +70,10 @@ def is_gateway_unreachable(exc: BaseException, endpoint: str) -> bool:
     import requests
     from urllib.parse import urlsplit
 
-    try:
-        from tenacity import RetryError
+    from tenacity import RetryError
 
-        if isinstance(exc, RetryError) and exc.last_attempt.exception() is not None:
-            exc = exc.last_attempt.exception()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(exc, RetryError) and exc.last_attempt.exception() is not None:
+        exc = exc.last_attempt.exception()
     if not isinstance(exc, requests.exceptions.ConnectionError) or isinstance(
             exc, requests.exceptions.ChunkedEncodingError):
         return False
@@ -98,13 +93,10 @@ def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
 
     if isinstance(exc, AISWdsError):
         return exc
-    try:
-        from tenacity import RetryError
+    from tenacity import RetryError
 
-        if isinstance(exc, RetryError) and exc.last_attempt.exception() is not None:
-            exc = exc.last_attempt.exception()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(exc, RetryError) and exc.last_attempt.exception() is not None:
+        exc = exc.last_attempt.exception()
     if isinstance(exc, (ErrBckNotFound, ErrRemoteBckNotFound)):
         return _bucket_not_found(exc, url)
     if isinstance(exc, ErrObjNotFound):
@@ -134,7 +126,7 @@ def _bucket_not_found(exc: BaseException, url: str) -> BucketNotFoundError:
     """
     import json
 
-    from .urls import parse_url
+    from ..urls import parse_url
 
     try:
         provider = parse_url(url.split("?", 1)[0]).provider

@@ -17,7 +17,7 @@ Steps (see :func:`make_plan`):
    the tar layout is computed exactly (:mod:`ais_wds.tarwrite`), every member's offset is known.
 
 Inside a shard each sample is written as ``<key>.<ext>`` members that webdataset (and
-:mod:`ais_wds.tario`) read back as exactly one sample with that key: a written key's last path
+:mod:`ais_wds.tar.reader`) read back as exactly one sample with that key: a written key's last path
 component never contains a dot (``stem`` and regex keys get their dots replaced by ``_``).
 
 Pure logic; no I/O. Thread- and process-safe.
@@ -31,11 +31,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from webdataset.tariterators import base_plus_ext
 
-from . import tarwrite
-from .errors import ConfigError, PackError
-from .urls import expand_urls, parse_url
+from ..tar import writer as tarwrite
+from ..tar.names import base_plus_ext, shard_stem
+from ..errors import ConfigError, PackError
+from ..urls import expand_urls, parse_url
 
 MISSING_EXTENSION_ACTIONS = ("ignore", "warn", "abort", "exclude")
 DEFAULT_SHARD_SIZE = 256 << 20
@@ -369,8 +369,7 @@ class ShardNames:
         first ``%`` or ``{`` and trailing ``-_.`` (``ais://dst/train-%06d.tar`` -> ``ais://dst/train``)."""
         u = parse_url(self.template)
         directory, _, base = u.path.rpartition("/")
-        cut = min((i for i in (base.find("%"), base.find("{")) if i >= 0), default=len(base))
-        stem = base[:cut].rstrip("-_.") or "shards"
+        stem = shard_stem(base)
         return u.join(f"{directory}/{stem}" if directory else stem)
 
 

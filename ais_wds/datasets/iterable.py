@@ -2,7 +2,7 @@
 
 Lists once, in ``__init__``. Each iterator takes its :class:`~ais_wds.partition.Part` of the epoch's
 order (``epoch_order`` + ``partition``: every object exactly once across ranks x workers), and fetches
-ahead through the engine (``ais_wds.prefetch``), by default as pipelined AIS batch GETs.
+ahead through the engine (``ais_wds._core.prefetch``), by default as pipelined AIS batch GETs.
 
 Iteration state, in the torchdata.nodes spirit: an iterator counts the objects it has handed out (or
 skipped); ``state_dict()`` reports it and ``load_state_dict()`` makes the next iterator start after
@@ -16,11 +16,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from torch.utils.data import IterableDataset
 
-from ._dataset_common import ErrorPolicy, FetchSettings, Transform, apply, build_listing
-from .client import Client
-from .errors import ConfigError
-from .listing import Listing
-from .partition import Part, current_part, dist_rank_world, epoch_order, partition
+from ._common import ErrorPolicy, FetchSettings, Transform, apply, build_listing
+from ..client import Client
+from ..errors import ConfigError
+from ..listing import Listing
+from ..partition import Part, current_part, dist_rank_world, epoch_order, partition
 
 logger = logging.getLogger(__name__)
 

@@ -36,23 +36,22 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import msgpack
-from webdataset.tariterators import base_plus_ext
 
-from . import tarwrite
-from .client import Client
-from .errors import EmptyListingError, ShardIndexError, TarFormatError
-from .fetch import read_ranges_batched
-from .listing import Listing, list_objects
-from .reader import open_object, read_bytes
-from .tario import iter_member_spans
-from .urls import expand_urls
-from .writer import write_bytes
+from ..tar import writer as tarwrite
+from ..client import Client
+from ..errors import EmptyListingError, ShardIndexError, TarFormatError
+from .._core.fetch import read_ranges_batched
+from ..listing import Listing, list_objects
+from ..reader import open_object, read_bytes
+from ..tar.names import base_plus_ext, is_meta_member
+from ..tar.reader import iter_member_spans
+from ..urls import expand_urls
+from ..writer import write_bytes
 
 logger = logging.getLogger(__name__)
 
 INDEX_KIND = "ais-wds-shard-index-v1"
 WIDS_KIND = "wids-shard-index-v1"
-_SKIP_META = re.compile(r"__[^/]*__($|/)")
 _VERIFY_BATCH = 1000  # headers per batched GET
 _FIRST_SAMPLE_LIMIT = 4 << 20  # bytes read to learn the member order of a shard's first sample
 
@@ -207,7 +206,7 @@ def load_index(location: str, client: Union[Client, str, None] = None) -> ShardI
 
 
 def _split(name: str) -> Tuple[Optional[str], Optional[str]]:
-    if _SKIP_META.match(name) or (name[:2] == "__" and "/" not in name and name.endswith("__")):
+    if is_meta_member(name):
         return None, None
     return base_plus_ext(name)
 
@@ -245,7 +244,7 @@ def record_from_spans(url: str, size: int, spans: Iterable[Tuple[str, int, int, 
 
 
 def index_from_plan(plan: Any) -> ShardIndex:
-    """The index of the shards a :class:`~ais_wds.pack_plan.Plan` describes (no I/O)."""
+    """The index of the shards a :class:`~ais_wds.pack.plan.Plan` describes (no I/O)."""
     index = ShardIndex(plan=plan.fingerprint())
     for shard in plan.shards:
         spans = []
@@ -393,9 +392,7 @@ def _index_one(url: str, size: int, members: Optional[List[Tuple[str, int]]], cl
 
 def _members_worth_listing(shard_url: str, client: Client, min_member_size: int) -> bool:
     """Probe one shard's archive listing: are its members large enough for the listing route to pay?"""
-    from aistore.sdk.list_object_flag import ListObjectFlag
-
-    probe = _group_archive_listing(list_objects(shard_url, client, allow_empty=True, flags=[ListObjectFlag.ARCH_DIR]))
+    probe = _group_archive_listing(list_objects(shard_url, client, allow_empty=True, archive_members=True))
     members = next((m for url, _, m in probe if url == shard_url), [])
     return bool(members) and sum(size for _, size in members) / len(members) >= min_member_size
 
@@ -433,8 +430,6 @@ def build_index(sources: Union[str, Sequence[str]], client: Union[Client, str, N
     """
     if method not in ("auto", "list", "stream"):
         raise ValueError(f"method must be auto, list or stream, got {method!r}")
-    from aistore.sdk.list_object_flag import ListObjectFlag
-
     client = Client.of(client)
     sources = expand_urls([sources] if isinstance(sources, str) else list(sources))
     shards = _group_archive_listing(list_objects(sources, client, allow_empty=True))
@@ -444,7 +439,7 @@ def build_index(sources: Union[str, Sequence[str]], client: Union[Client, str, N
                                                                                    min_member_size))
     if use_listing:
         shards = _group_archive_listing(list_objects(sources, client, allow_empty=True,
-                                                     flags=[ListObjectFlag.ARCH_DIR]))
+                                                     archive_members=True))
 
     def one(item: Tuple[str, int, List[Tuple[str, int]]]) -> ShardRecord:
         record, how = _index_one(item[0], item[1], item[2] if use_listing else None, client, method,
