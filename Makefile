@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: install cluster cluster-stop demo test unit bench bench-quick clean
+.PHONY: install cluster cluster-stop demo lint test unit bench bench-quick clean
 
 install: $(STAMP)
 
@@ -22,7 +22,11 @@ cluster-stop:
 demo: install
 	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) examples/train_digits.py
 
-test: install
+lint: install
+	.venv/bin/ruff check ais_wds tests scripts examples
+	.venv/bin/mypy
+
+test: install lint
 	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 unit: install

@@ -2,8 +2,10 @@
 
 :class:`Client` is what every ais_wds front end holds. It is a small picklable value (only its
 :class:`ClientConfig` crosses process boundaries); the aistore SDK client behind it is created lazily
-in the process that uses it and rebuilt after ``fork`` (checked by pid) and after unpickling, so
-DataLoader workers under fork, spawn and forkserver each get their own connection pool.
+in the process that uses it and rebuilt after ``fork`` and after unpickling, so DataLoader workers
+under fork, spawn and forkserver each get their own. A Client owns every connection ais_wds makes (SDK
+client, HTTP session, direct-GET pool, cluster map: see ``ais_wds._core.connections``); every front
+end that holds one Client shares them.
 
 Resolution order for every setting: explicit argument, then environment variable, then default.
 
@@ -24,18 +26,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Union
 
+from ._core.connections import Connections
+from ._core.process_local import ProcessLocal
 from .errors import ConfigError
 from .urls import AISUrl, parse_url
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "http://localhost:8080"
-_ENV_THAT_REQUESTS_READS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-                            "all_proxy", "no_proxy", "NETRC", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -77,7 +78,7 @@ class ClientConfig:
         connect_timeout: Optional[float] = None,
         read_timeout: Optional[float] = None,
         retry_seconds: Optional[float] = None,
-    ) -> "ClientConfig":
+    ) -> ClientConfig:
         """Fill every unset argument from the environment, then from defaults, and validate.
 
         Raises:
@@ -107,27 +108,6 @@ class ClientConfig:
         return config
 
 
-def _sdk_retry_config(connect_budget: float) -> Any:
-    """HTTP and network retries for SDK requests: short, so an unreachable endpoint fails in seconds.
-
-    Reads resume on their own (see ``ais_wds.reader``); these retries only cover one request.
-    """
-    from aistore.sdk.retry_config import NETWORK_RETRY_EXCEPTIONS, RetryConfig
-    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
-    from urllib3.util.retry import Retry
-
-    return RetryConfig(
-        http_retry=Retry(total=3, backoff_factor=0.5, status_forcelist=[429, 500, 502, 503, 504],
-                         connect=0, read=0, raise_on_status=False),
-        network_retry=Retrying(
-            wait=wait_exponential(multiplier=0.2, min=0.2, max=2.0),
-            stop=stop_after_attempt(4) | stop_after_delay(connect_budget),
-            retry=retry_if_exception_type(NETWORK_RETRY_EXCEPTIONS),
-            reraise=True,
-        ),
-    )
-
-
 class Client:
     """A handle on one AIS cluster, safe to pickle and to use after fork.
 
@@ -145,13 +125,10 @@ class Client:
             self.config = dataclasses.replace(endpoint, **settings) if settings else endpoint
         else:
             self.config = ClientConfig.resolve(endpoint, **settings)
-        self._sdk = None
-        self._http = None
-        self._pid = -1
-        self._lock = threading.Lock()
+        self._connections: ProcessLocal[Connections] = ProcessLocal(self._connect)
 
     @classmethod
-    def of(cls, client: Union["Client", str, None] = None) -> "Client":
+    def of(cls, client: Union[Client, str, None] = None) -> Client:
         """Return ``client`` if it is a Client, else a new one for that endpoint (or the default)."""
         return client if isinstance(client, Client) else cls(client)
 
@@ -162,55 +139,20 @@ class Client:
     @property
     def sdk(self) -> Any:
         """The aistore SDK ``Client`` of this process (created on first use, rebuilt after fork)."""
-        self._ensure_process_state()
-        return self._sdk
+        return self._connections.get().sdk
 
     @property
     def http(self) -> Any:
         """A ``requests.Session`` of this process with the same TLS, auth and pool settings as the SDK
         client, for the few requests the SDK cannot shape (see ``ais_wds.writer``)."""
-        self._ensure_process_state()
-        return self._http
+        return self._connections.get().http
 
-    def _ensure_process_state(self) -> None:
-        pid = os.getpid()
-        if self._sdk is None or self._pid != pid:
-            with self._lock:
-                if self._sdk is None or self._pid != pid:
-                    self._sdk = self._make_sdk_client()
-                    self._http = self._make_http_session()
-                    self._pid = pid
+    def connections(self) -> Connections:
+        """This process's :class:`~ais_wds._core.connections.Connections` (for the core's fetchers)."""
+        return self._connections.get()
 
-    def _make_http_session(self) -> Any:
-        import requests
-        from requests.adapters import HTTPAdapter
-
-        c = self.config
-        session = requests.Session()
-        # requests otherwise re-reads netrc and proxy settings on every request (~15% of pack's CPU)
-        session.trust_env = any(os.environ.get(v) for v in _ENV_THAT_REQUESTS_READS)
-        session.verify = False if c.skip_verify else (c.ca_cert or True)
-        if c.token:
-            session.headers["Authorization"] = f"Bearer {c.token}"
-        adapter = HTTPAdapter(pool_connections=c.max_pool_size, pool_maxsize=c.max_pool_size)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return session
-
-    def _make_sdk_client(self) -> Any:
-        from aistore.sdk import Client as SDKClient
-
-        c = self.config
-        logger.debug("creating aistore client for %s in pid %d", c.endpoint, os.getpid())
-        return SDKClient(
-            c.endpoint,
-            skip_verify=c.skip_verify,
-            ca_cert=c.ca_cert,
-            timeout=(c.connect_timeout, c.read_timeout),
-            retry_config=_sdk_retry_config(connect_budget=max(c.connect_timeout * 2, 5.0)),
-            token=c.token,
-            max_pool_size=c.max_pool_size,
-        )
+    def _connect(self) -> Connections:
+        return Connections(self.config)
 
     def bucket(self, url: Union[str, AISUrl]) -> Any:
         """The SDK ``Bucket`` for ``url``'s bucket (no request is made)."""
@@ -227,20 +169,17 @@ class Client:
         u = parse_url(url)
         return self.bucket(u).object(u.path)
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> Dict[str, Any]:
         return {"config": self.config}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: Dict[str, Any]) -> None:
         self.config = state["config"]
-        self._sdk = None
-        self._http = None
-        self._pid = -1
-        self._lock = threading.Lock()
+        self._connections = ProcessLocal(self._connect)
 
     def __repr__(self) -> str:
         return f"Client(endpoint={self.config.endpoint!r})"
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: Any) -> bool:
         return isinstance(other, Client) and other.config == self.config
 
     def __hash__(self) -> int:

@@ -78,7 +78,8 @@ class ObjectNotFoundError(NotFoundError):
 class ConnectError(AISWdsError, ConnectionError):
     """The AIS endpoint cannot be reached."""
 
-    default_hint = "is the cluster running? set AIS_ENDPOINT or pass endpoint=; `scripts/ais-local start` runs one locally"
+    default_hint = ("is the cluster running? set AIS_ENDPOINT or pass endpoint=; "
+                    "`scripts/ais-local start` runs one locally")
 
 
 class ReadError(AISWdsError, IOError):

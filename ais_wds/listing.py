@@ -58,23 +58,23 @@ class Listing:
         self.urls.append(url)
         self.sizes.append(size)
 
-    def extend(self, other: "Listing") -> None:
+    def extend(self, other: Listing) -> None:
         self.urls.extend(other.urls)
         self.sizes.extend(other.sizes)
 
-    def select(self, indices: Iterable[int]) -> "Listing":
+    def select(self, indices: Iterable[int]) -> Listing:
         """A new Listing of the entries at ``indices``, in that order."""
         idx = list(indices)
         return Listing([self.urls[i] for i in idx], [self.sizes[i] for i in idx])
 
-    def filter(self, keep: Callable[[str], bool]) -> "Listing":
+    def filter(self, keep: Callable[[str], bool]) -> Listing:
         """A new Listing of the entries whose URL satisfies ``keep``."""
         return self.select(i for i, u in enumerate(self.urls) if keep(u))
 
-    def sorted(self) -> "Listing":
+    def sorted(self) -> Listing:
         return self.select(sorted(range(len(self)), key=self.urls.__getitem__))
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
+    def save(self, path: Union[str, os.PathLike[str]]) -> None:
         """Write the listing as msgpack to ``path`` atomically (temp file + rename)."""
         tmp = f"{os.fspath(path)}.tmp.{os.getpid()}"
         with open(tmp, "wb") as f:
@@ -82,7 +82,7 @@ class Listing:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike]) -> "Listing":
+    def load(cls, path: Union[str, os.PathLike[str]]) -> Listing:
         """Read a listing written by :meth:`save`.
 
         Raises:
@@ -91,7 +91,7 @@ class Listing:
         with open(path, "rb") as f:
             try:
                 data = msgpack.unpack(f, raw=False)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any decoding failure means: not a listing file
                 raise AISWdsError(f"not a msgpack listing: {e}", url=os.fspath(path)) from None
         if not isinstance(data, dict) or data.get("kind") != LISTING_KIND:
             raise AISWdsError(f"not an ais_wds listing (expected kind {LISTING_KIND!r})", url=os.fspath(path),
@@ -159,17 +159,17 @@ def _is_sdk_source(obj: Any) -> bool:
 
 
 def _describe(source: Source) -> str:
-    if isinstance(source, (str, AISUrl)):
-        return str(source)
+    if isinstance(source, (str, AISUrl, Listing)):
+        return str(source) if not isinstance(source, Listing) else f"a listing of {len(source)} objects"
     if _is_sdk_source(source):
-        bck = getattr(source, "bck", source)
+        bck: Any = getattr(source, "bck", source)
         return f"{PROVIDER_TO_SCHEME.get(str(_provider(bck)), 'ais')}://{bck.name}/ ({type(source).__name__})"
     return repr(source)
 
 
 def _provider(bucket: Any) -> str:
     p = bucket.provider
-    return getattr(p, "value", p)
+    return str(getattr(p, "value", p))
 
 
 def _bucket_url(bucket: Any) -> AISUrl:
@@ -182,7 +182,7 @@ def _list_one(source: Source, client: Client, page_size: int, on_page: Optional[
               base: int, archive_members: bool = False) -> Listing:
     if isinstance(source, Listing):
         return source
-    if isinstance(source, os.PathLike) or is_listing_file(source):
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and is_listing_file(source)):
         return Listing.load(source)
     if _is_sdk_source(source):
         return _list_sdk_source(source, client)

@@ -80,7 +80,7 @@ class ResumingObjectRaw(io.RawIOBase):
             try:
                 if self._resp is None:
                     self._open()
-                n = self._readinto(buf)
+                n: int = self._readinto(buf)
                 if n:
                     self._pos += n
                     return n
@@ -263,7 +263,8 @@ def read_member(url: Union[str, AISUrl], archpath: str, client: Union[Client, st
     backoff = Backoff(client.config.retry_seconds)
     while True:
         try:
-            return client.object(url).get_reader(archive_config=ArchiveConfig(archpath=archpath)).read_all()
+            data: bytes = client.object(url).get_reader(archive_config=ArchiveConfig(archpath=archpath)).read_all()
+            return data
         except Exception as e:  # noqa: BLE001 - classified below
             delay = backoff.next_delay() if is_transient(e) else None
             if delay is None:

@@ -68,7 +68,7 @@ class AISUrl:
         return bool(self.ns_uuid or self.ns_name)
 
     @classmethod
-    def parse(cls, url: str) -> "AISUrl":
+    def parse(cls, url: str) -> AISUrl:
         """Parse ``url``.
 
         Raises:
@@ -109,7 +109,7 @@ class AISUrl:
         """The URL of the bucket alone, with a trailing slash: ``ais://bucket/``."""
         return str(self.with_path("")) + "/"
 
-    def with_path(self, path: str) -> "AISUrl":
+    def with_path(self, path: str) -> AISUrl:
         """The same bucket with another object name or prefix."""
         return AISUrl(self.scheme, self.bucket, path, self.ns_uuid, self.ns_name)
 
@@ -120,7 +120,7 @@ class AISUrl:
 
 def parse_url(url: Union[str, AISUrl]) -> AISUrl:
     """Parse one URL; see :meth:`AISUrl.parse`."""
-    return AISUrl.parse(url)
+    return url if isinstance(url, AISUrl) else AISUrl.parse(url)
 
 
 def is_ais_url(url: str) -> bool:

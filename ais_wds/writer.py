@@ -19,11 +19,11 @@ import io
 import logging
 import sys
 import time
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from ._core.retry import Backoff, is_gateway_unreachable, is_transient, translate
 from .client import Client
-from .errors import AISWdsError, WriteError
+from .errors import AISWdsError, ObjectNotFoundError, WriteError
 from .urls import AISUrl, parse_url
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class ObjectWriter(io.RawIOBase):
             self._abort_quietly()
             raise
 
-    def _put(self, data: bytes, params: Optional[dict] = None) -> None:
+    def _put(self, data: bytes, params: Optional[Dict[str, str]] = None) -> None:
         """PUT ``data`` to the target that owns the object.
 
         The gateway answers every PUT with a redirect to a target. Sending the body to the gateway first
@@ -207,3 +207,21 @@ def write_bytes(url: Union[str, AISUrl], data: bytes, client: Union[Client, str,
     w = open_writer(url, client, part_size=max(len(data) + 1, 1))
     w.write(data)
     w.close()
+
+
+def delete_object(url: Union[str, AISUrl], client: Union[Client, str, None] = None, *,
+                  missing_ok: bool = True) -> None:
+    """Delete object ``url``.
+
+    Raises:
+        ObjectNotFoundError: it does not exist (only when ``missing_ok`` is False).
+        ConnectError, RequestError: from AIS.
+    """
+    client = Client.of(client)
+    try:
+        client.object(url).delete()
+    except Exception as e:  # noqa: BLE001 - translated into the typed hierarchy
+        err = translate(e, str(url), endpoint=client.endpoint)
+        if missing_ok and isinstance(err, ObjectNotFoundError):
+            return
+        raise err from None

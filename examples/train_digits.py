@@ -40,7 +40,8 @@ def write_shards(client: ais_wds.Client) -> None:
                 sink.write({"__key__": f"digit{i:05d}", "input.npy": buf.getvalue(), "cls": int(digits.target[i])})
 
 
-def make_loader(split: str, client: ais_wds.Client, *, shuffle: bool) -> tuple[ais_wds.WebDataset, torch.utils.data.DataLoader]:
+def make_loader(split: str, client: ais_wds.Client, *, shuffle: bool
+                ) -> tuple[ais_wds.WebDataset, torch.utils.data.DataLoader]:
     dataset = ais_wds.WebDataset(f"ais://{BUCKET}/digits-{split}-", client=client, shuffle=shuffle, seed=0)
     pipeline = dataset.shuffle(300 if shuffle else 0).decode().to_tuple("input.npy", "cls").batched(64)
     # persistent workers keep their pipeline between epochs; each pass advances its epoch, so the

@@ -4,8 +4,9 @@ measurement runs in a fresh process (forked from the server) without paying seco
 
 from __future__ import annotations
 
-import ais_wds  # noqa: F401  (registers the ais:// gopen handlers)
 import aistore.pytorch  # noqa: F401
 import torch  # noqa: F401
 import urllib3  # noqa: F401
 import webdataset  # noqa: F401
+
+import ais_wds  # noqa: F401  (registers the ais:// gopen handlers)

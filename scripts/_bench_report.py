@@ -114,6 +114,14 @@ def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
     res = pk.get("result") or {}
     out.append(_goal("packing: >= 0.5x a raw GET+PUT copy", res.get("pack_vs_raw_copy"), 0.5,
                      _detail(res, ("pack_MB_per_s", "raw_copy_MB_per_s")) or pk.get("reason", "")))
+    st = (results.get("startup", not_run).get("result") or {}).get("startup") or {}
+    for name in ("import ais_wds", "import ais_wds.cli", "ais-wds --help"):
+        row = st.get(name) or {}
+        out.append(_goal(f"start-up: `{name}` <= 1.5x `import aistore.sdk`", row.get("x_sdk_import_time"), 1.5,
+                         f"{row['median_wall_s'] * 1000:.0f} ms, peak RSS {row['median_peak_rss_mib']:.0f} MiB"
+                         if row else "not run", higher_is_better=False))
+        out.append(_goal(f"start-up: `{name}` peak RSS < 100 MiB", row.get("median_peak_rss_mib"), 100.0,
+                         "", unit="MiB", higher_is_better=False))
     return out
 
 
@@ -248,7 +256,7 @@ def markdown(results: Dict[str, Any]) -> str:
             out.append(f"| {r['label']} | {r['growth_small_mib']:.1f} MiB | {r['growth_large_mib']:.1f} MiB "
                        f"| {r['delta_mib']:+.1f} MiB |")
     for key, title in (("small_objects", "2. Small objects"), ("random_access", "3. Random access inside shards"),
-                       ("pack", "4. Packing")):
+                       ("pack", "4. Packing"), ("startup", "5. Start-up: import and CLI, vs import aistore.sdk")):
         out += ["", f"## {title}", ""] + _section(results.get(key) or {"status": "not run"})
     return "\n".join(out) + "\n"
 

@@ -27,6 +27,7 @@ SECTIONS = {
     "small_objects": ("bench_small_objects.py", "run"),
     "random_access": ("bench_pack_index.py", "run_random_access"),
     "pack": ("bench_pack_index.py", "run_pack"),
+    "startup": ("bench_startup.py", "run"),
 }
 
 

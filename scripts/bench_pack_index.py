@@ -25,13 +25,13 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from ais_wds.client import Client  # noqa: E402
+from ais_wds import tarwrite  # noqa: E402
 from ais_wds._core.fetch import DirectGetter  # noqa: E402
+from ais_wds.client import Client  # noqa: E402
 from ais_wds.pack import pack  # noqa: E402
 from ais_wds.reader import read_bytes, read_member  # noqa: E402
-from ais_wds.shard_index.dataset import AISShardDataset, parse_sample  # noqa: E402
-from ais_wds import tarwrite  # noqa: E402
 from ais_wds.shard_index import build_index  # noqa: E402
+from ais_wds.shard_index.dataset import AISShardDataset, parse_sample  # noqa: E402
 from ais_wds.writer import write_bytes  # noqa: E402
 
 THREADS = 16
@@ -179,7 +179,7 @@ def _pack_vs_copy(client: Client, objects: Dict[str, bytes], shard_size: str) ->
         _upload(client, src, objects)
         total = sum(len(v) for v in objects.values())
 
-        getter = DirectGetter(client, pool_size=THREADS)  # the same GET path pack uses
+        getter = DirectGetter(client)  # the same GET path pack uses
 
         def raw_copy(name: str) -> None:
             data = getter.get(f"ais://{src}/{name}")

@@ -143,9 +143,11 @@ def run(client: Any = None, scale: float = 1.0, *, workers: Sequence[int] = (0, 
              "cpus": os.cpu_count(), "source": url, "rounds": rounds, "load_avg_before": os.getloadavg()[0]}
     out: Dict[str, Any] = {"setup": setup}
     if peers:
-        from aistore.pytorch import AISIterDataset as PeerIter, AISMapDataset as PeerMap
+        from aistore.pytorch import AISIterDataset as PeerIter
+        from aistore.pytorch import AISMapDataset as PeerMap
     for nw in workers:
-        def epoch(make: Callable[[], Any], sampler_of: Optional[Callable[[Any], Any]] = None) -> Dict[str, Any]:
+        def epoch(make: Callable[[], Any], sampler_of: Optional[Callable[[Any], Any]] = None,
+                  nw: int = nw) -> Dict[str, Any]:
             return _epoch(make, nw, batch_size, mp_context, n, size, sampler_of)
 
         cases: Dict[str, Callable[[], Dict[str, Any]]] = {

@@ -32,7 +32,7 @@ def ais_endpoint() -> str:
                               stdin=subprocess.DEVNULL, timeout=900)
         if proc.returncode != 0:
             pytest.fail(f"the local AIS cluster did not start:\n{proc.stderr[-6000:]}", pytrace=False)
-        line = [l for l in proc.stdout.splitlines() if l.startswith("AIS_ENDPOINT=")]
+        line = [x for x in proc.stdout.splitlines() if x.startswith("AIS_ENDPOINT=")]
         if not line:
             pytest.fail(f"scripts/ais-local start printed no endpoint:\n{proc.stdout}\n{proc.stderr[-3000:]}")
         endpoint = line[-1].split("=", 1)[1]

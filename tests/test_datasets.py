@@ -13,10 +13,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from ais_wds import BucketNotFoundError, ConfigError, Listing, NotFoundError, ObjectNotFoundError, Part, write_bytes
-from ais_wds.datasets import (AISDataset, AISFileLister, AISFileListerIterDataPipe, AISFileLoader,
-                              AISFileLoaderIterDataPipe, AISIterDataset)
 from ais_wds._core.fetch import BatchGetter, DirectGetter
 from ais_wds._core.prefetch import Prefetcher
+from ais_wds.datasets import (
+    AISDataset,
+    AISFileLister,
+    AISFileListerIterDataPipe,
+    AISFileLoader,
+    AISFileLoaderIterDataPipe,
+    AISIterDataset,
+)
 
 N = 40
 ODD_NAMES = ["odd/a b/c.d.e.jpg", "odd/ünï/cødé €.txt", "odd/" + "x" * 120 + "/y/z" * 20 + ".tar.gz",
@@ -105,8 +111,9 @@ def test_map_dataset_sampler_splits_ranks_like_distributed_sampler(client, data)
 
 
 def test_map_dataset_with_two_workers_yields_every_object_once_and_lists_only_in_main(client, data, monkeypatch):
-    import ais_wds.datasets._common as common
     from torch.utils.data import get_worker_info
+
+    import ais_wds.datasets._common as common
 
     real = common.list_objects
 
@@ -493,7 +500,7 @@ def test_prefetcher_stops_fetching_when_the_consumer_stops():
 
 
 def test_batch_getter_serves_several_buckets_in_request_order(client, data, bucket):
-    extra = _fresh(client, bucket, {"m/x": b"x" * 3, "m/empty": b""})
+    _fresh(client, bucket, {"m/x": b"x" * 3, "m/empty": b""})
     urls = [sorted(data)[5], f"ais://{bucket}/m/x", sorted(data)[1], f"ais://{bucket}/m/empty",
             f"ais://{bucket}/m/missing"]
     got = BatchGetter(client).fetch(urls)

@@ -28,8 +28,8 @@ from ais_wds.listing import list_objects
 from ais_wds.pack import pack
 from ais_wds.pack.plan import PackError
 from ais_wds.reader import read_bytes
-from ais_wds.shard_index.dataset import AISShardDataset
 from ais_wds.shard_index import build_index, load_index
+from ais_wds.shard_index.dataset import AISShardDataset
 from ais_wds.writer import write_bytes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -301,7 +301,8 @@ def test_gnu_tar_shards_are_indexed_exactly_and_served_by_the_dataset(client, bu
         files = sorted(p.name for p in (root / "sub.d").iterdir())
         variants = {
             "gnu-with-dirs.tar": ["tar", "cf", "-", "--sort=name", "-C", str(root.parent), "data"],
-            "posix-longnames.tar": ["tar", "cf", "-", "--format=posix", "--sort=name", "-C", str(root / "sub.d"), *files],
+            "posix-longnames.tar": ["tar", "cf", "-", "--format=posix", "--sort=name", "-C", str(root / "sub.d"),
+                                    *files],
             "plain-files.tar": ["tar", "cf", "-", "--format=ustar", "-C", str(root / "sub.d"),
                                 *[f for f in files if len(f) < 100]],
         }

@@ -11,8 +11,16 @@ from webdataset.tariterators import base_plus_ext
 
 from ais_wds import tarwrite
 from ais_wds.errors import ConfigError
-from ais_wds.pack.plan import (KeyRule, PackError, PackOptions, ShardNames, SourceObject, make_plan, parse_size,
-                               source_objects)
+from ais_wds.pack.plan import (
+    KeyRule,
+    PackError,
+    PackOptions,
+    ShardNames,
+    SourceObject,
+    make_plan,
+    parse_size,
+    source_objects,
+)
 
 
 def objs(spec: dict) -> list:

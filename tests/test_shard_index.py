@@ -11,9 +11,17 @@ from ais_wds import tarwrite
 from ais_wds.listing import Listing
 from ais_wds.pack.plan import PackOptions, SourceObject, make_plan
 from ais_wds.shard_index.dataset import AISShardDataset, parse_sample
-from ais_wds.shard_index.index import (ShardIndex, ShardIndexError, _group_archive_listing, _header_matches,
-                                 _key_then_ext_order, _predicted_spans, index_from_plan, record_from_spans,
-                                 wids_location)
+from ais_wds.shard_index.index import (
+    ShardIndex,
+    ShardIndexError,
+    _group_archive_listing,
+    _header_matches,
+    _key_then_ext_order,
+    _predicted_spans,
+    index_from_plan,
+    record_from_spans,
+    wids_location,
+)
 from ais_wds.tar.reader import iter_member_spans
 
 

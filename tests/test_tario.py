@@ -8,7 +8,6 @@ tarfile, plus hand-patched headers for the corners no writer produces on demand.
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import random
@@ -20,8 +19,8 @@ import pytest
 import webdataset as wds
 from webdataset.tariterators import base_plus_ext, tarfile_samples
 
-from ais_wds.streaming import stages as tario
 from ais_wds.errors import TarFormatError
+from ais_wds.streaming import stages as tario
 
 GNU_TAR = "/usr/bin/tar"
 
@@ -94,7 +93,7 @@ def write_tree(root):
         "s511.bin": (bytes(range(256)) * 2)[:511],
         "s512.bin": (bytes(range(256)) * 2)[:512],
         "s513.bin": (bytes(range(256)) * 3)[:513],
-        "ünïcödé/日本語.txt": "unicode".encode(),
+        "ünïcödé/日本語.txt": b"unicode",
         "emoji_😀.cls": b"5",
         ("d" * 120) + ".bin": b"name over 100 chars",
         "long/" + "p" * 140 + "/" + "q" * 90 + ".dat": b"path over 255 chars",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Callable, Optional, Tuple, TypeVar
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def run_on_rank0_and_share(fn: Callable[[], T]) -> T:
     dist = _initialised_dist()
     if dist is None or dist.get_world_size() < 2:
         return fn()
-    box: list = [None]
+    box: List[Any] = [None]
     if dist.get_rank() == 0:
         try:
             box[0] = ("ok", fn())
@@ -63,4 +63,4 @@ def run_on_rank0_and_share(fn: Callable[[], T]) -> T:
     status, value = box[0]
     if status == "error":
         raise value
-    return value
+    return value  # type: ignore[no-any-return]  # fn()'s result, through pickle

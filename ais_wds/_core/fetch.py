@@ -4,7 +4,7 @@ Per-object GETs of small objects are bound by per-request cost, not bandwidth. T
 
 * :class:`DirectGetter` (``get``): one GET per object, sent straight to the target that owns the object
   (computed on the client from the cluster map, as the SDK's ``get_reader(direct=True)`` does), over
-  a plain urllib3 pool. This skips the gateway's redirect and the requests/SDK layers (about 2x the
+  the client's urllib3 pool. This skips the gateway's redirect and the requests/SDK layers (about 2x the
   objects/s of ``read_bytes`` on a small cluster). Anything unusual (a non-200 answer, a short body,
   a connection failure, a namespaced bucket) falls back to :func:`ais_wds.reader.read_bytes`, which
   goes through the gateway, resumes, retries and raises the core's typed errors. After a connection
@@ -23,24 +23,22 @@ Both return, for a list of URLs, a list in the same order whose items are ``byte
 :class:`~ais_wds.errors.AISWdsError` for that URL (never raised for per-object failures, so a caller
 can skip or raise per item). Cluster-wide failures (:class:`ConnectError`) are returned per item too.
 
-Thread safety: a getter may be shared by threads. Process safety: each process builds its own
-connection pool and cluster map (checked by pid; neither is pickled).
+Thread safety: a getter may be shared by threads. Process safety: connections and the cluster map
+belong to the :class:`Client` (one set per process, see ``ais_wds._core.connections``); a getter
+pickles only its settings.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
-from urllib.parse import quote, urlencode
 
 from ..client import Client
 from ..errors import AISWdsError, TarFormatError
 from ..reader import read_bytes
-from ..urls import AISUrl, parse_url
 from ..tar.reader import iter_members
+from ..urls import AISUrl, parse_url
 
 logger = logging.getLogger(__name__)
 
@@ -73,49 +71,25 @@ def fetch_one(client: Client, url: str) -> Result:
         return e
 
 
-class _ProcessState:
-    """What a getter builds per process: urllib3 pool, request headers, cluster map."""
-
-    def __init__(self, client: Client, pool_size: int):
-        import urllib3
-
-        c = client.config
-        kw: Dict[str, Any] = {}
-        if c.endpoint.startswith("https://"):
-            kw = {"cert_reqs": "CERT_NONE"} if c.skip_verify else {"ca_certs": c.ca_cert} if c.ca_cert else {}
-        self.pool = urllib3.PoolManager(num_pools=64, maxsize=pool_size, block=False, retries=False, **kw)
-        self.timeout = urllib3.Timeout(connect=c.connect_timeout, read=c.read_timeout)
-        self.headers = {"Authorization": f"Bearer {c.token}"} if c.token else {}
-        self.smap: Any = None
-        self.smap_time = 0.0
-        self.direct_off_until = 0.0
-        self.qparams: Dict[Tuple[str, str], str] = {}
-        self.lock = threading.Lock()
-
-
 class DirectGetter:
     """Per-object GETs straight to the owning target, falling back to the reader core.
 
     Args:
         client: the :class:`Client`.
-        pool_size: connections kept per target (match the number of fetching threads).
         direct: False sends every GET through :func:`read_bytes` (the gateway path) instead.
     """
 
-    def __init__(self, client: Union[Client, str, None] = None, *, pool_size: int = 16, direct: bool = True):
+    def __init__(self, client: Union[Client, str, None] = None, *, direct: bool = True):
         self.client = Client.of(client)
-        self.pool_size = pool_size
         self.direct = direct
         self.fallbacks = 0  # GETs that took the reader core's path instead (diagnostics; per process)
-        self._state: Optional[_ProcessState] = None
-        self._pid = -1
-        self._lock = threading.Lock()
+        self._direct_off_until = 0.0
 
-    def __getstate__(self) -> dict:
-        return {"client": self.client, "pool_size": self.pool_size, "direct": self.direct}
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"client": self.client, "direct": self.direct}
 
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["client"], pool_size=state["pool_size"], direct=state["direct"])
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__init__(state["client"], direct=state["direct"])  # type: ignore[misc]
 
     def fetch(self, urls: Sequence[str]) -> List[Result]:
         """Fetch each URL in turn (the prefetch engine runs several getters' calls in threads)."""
@@ -131,51 +105,26 @@ class DirectGetter:
         return fetch_one(self.client, url)
 
     # -- internals --------------------------------------------------------------------------------
-    def _process_state(self) -> _ProcessState:
-        pid = os.getpid()
-        if self._state is None or self._pid != pid:
-            with self._lock:
-                if self._state is None or self._pid != pid:
-                    self._state = _ProcessState(self.client, self.pool_size)
-                    self._pid = pid
-        return self._state
-
-    def _target_url(self, st: _ProcessState, u: AISUrl) -> Optional[str]:
-        now = time.monotonic()
-        if st.smap is None or now - st.smap_time > 60.0:
-            with st.lock:
-                if st.smap is None or now - st.smap_time > 60.0:
-                    st.smap = self.client.sdk.cluster().get_info()
-                    st.smap_time = time.monotonic()
-        key = (u.provider, u.bucket)
-        qs = st.qparams.get(key)
-        if qs is None:
-            qs = st.qparams[key] = urlencode(self.client.bucket(u).qparam)
-        node = st.smap.get_target_for_object(_uname(u))
-        if node is None or node.public_net is None:
-            return None
-        return f"{node.public_net.direct_url}/v1/objects/{quote(u.bucket)}/{quote(u.path)}?{qs}"
-
     def _try_direct(self, url: str) -> Optional[bytes]:
         """The object's bytes over the direct path, or None to fall back to the reader core."""
-        st = self._process_state()
-        if time.monotonic() < st.direct_off_until:
+        if time.monotonic() < self._direct_off_until:
             return None
+        conn = self.client.connections()
         try:
             u = parse_url(url)
             if u.has_namespace or not u.path:
                 return None
-            target = self._target_url(st, u)
+            target = conn.direct_url(u, self.client.bucket(u))
             if target is None:
                 return None
-            resp = st.pool.request("GET", target, headers=st.headers, timeout=st.timeout, redirect=False,
-                                   preload_content=True)
+            resp = conn.pool.request("GET", target, headers=conn.headers, timeout=conn.timeout, redirect=False,
+                                     preload_content=True)
         except Exception as e:  # noqa: BLE001 - any failure: use the gateway path, which classifies it
             import urllib3.exceptions as u3
 
             if isinstance(e, (u3.NewConnectionError, u3.ConnectTimeoutError, u3.MaxRetryError)):
-                st.direct_off_until = time.monotonic() + DIRECT_RETRY_AFTER
-                st.smap = None
+                self._direct_off_until = time.monotonic() + DIRECT_RETRY_AFTER
+                conn.forget_cluster_map()
                 logger.warning("direct GET to a target failed (%s); using the gateway for %.0fs",
                                type(e).__name__, DIRECT_RETRY_AFTER)
             else:
@@ -184,9 +133,10 @@ class DirectGetter:
         if resp.status != 200:
             logger.debug("%s: direct GET answered %d; falling back", url, resp.status)
             # a stale cluster map sends GETs to the wrong target: refresh it within a few seconds
-            st.smap_time = min(st.smap_time, time.monotonic() - 55.0)
+            conn.refresh_cluster_map_soon()
             return None
-        return resp.data
+        data: bytes = resp.data
+        return data
 
 
 class BatchGetter:
@@ -204,11 +154,11 @@ class BatchGetter:
         self._failures = 0  # whole batch requests failed in a row (this process)
         self._off_until = 0.0
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> Dict[str, Any]:
         return {"client": self.client, "single": self.single}
 
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["client"], single=state["single"])
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__init__(state["client"], single=state["single"])  # type: ignore[misc]
 
     def fetch(self, urls: Sequence[str]) -> List[Result]:
         """Fetch ``urls`` with one batch request (one per call; callers bound the batch size)."""
@@ -230,10 +180,8 @@ class BatchGetter:
                            else "")
             return self.single.fetch(urls)
         self._failures = 0
-        for i, r in enumerate(results):
-            if r is None:  # AIS could not serve it in the batch: ask again for the exact error
-                results[i] = self.single.get(urls[i])
-        return results
+        # entries AIS could not serve in the batch (None): ask again for the exact error
+        return [r if r is not None else self.single.get(urls[i]) for i, r in enumerate(results)]
 
     def _request(self, parsed: Sequence[AISUrl], urls: Sequence[str]) -> List[Optional[Result]]:
         first = parsed[0]
@@ -283,7 +231,7 @@ def read_ranges_batched(client: Client, url: str, ranges: Sequence[Tuple[int, in
     return [data for _, data in batch.get()]
 
 
-def make_getter(client: Union[Client, str, None], method: str = "batch", *, pool_size: int = 16) -> Getter:
+def make_getter(client: Union[Client, str, None], method: str = "batch") -> Getter:
     """The getter for ``method``: ``"get"`` (:class:`DirectGetter`) or ``"batch"`` (:class:`BatchGetter`).
 
     Raises:
@@ -293,12 +241,7 @@ def make_getter(client: Union[Client, str, None], method: str = "batch", *, pool
 
     client = Client.of(client)
     if method == "get":
-        return DirectGetter(client, pool_size=pool_size)
+        return DirectGetter(client)
     if method == "batch":
-        return BatchGetter(client, single=DirectGetter(client, pool_size=pool_size))
+        return BatchGetter(client, single=DirectGetter(client))
     raise ConfigError(f"fetch method must be one of {FETCH_METHODS}, got {method!r}")
-
-
-def _uname(u: AISUrl) -> str:
-    """AIS's unified object name (``provider/@uuid#ns/bucket/name``) for cluster-map placement."""
-    return f"{u.provider}/@{u.ns_uuid}#{u.ns_name}/{u.bucket}/{u.path}"

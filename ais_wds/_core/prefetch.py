@@ -19,14 +19,13 @@ part of a dataset sent to DataLoader workers (fork, spawn or forkserver).
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 from .fetch import Getter, Result
+from .process_local import ProcessLocal
 
 logger = logging.getLogger(__name__)
 
@@ -63,28 +62,25 @@ class Prefetcher:
         self.depth = depth or 2 * threads
         self.max_bytes = max_bytes
         self.unknown_size = unknown_size
-        self._executor: Optional[ThreadPoolExecutor] = None
-        self._pid = -1
-        self._lock = threading.Lock()
+        self._executor: ProcessLocal[ThreadPoolExecutor] = ProcessLocal(self._new_pool)
 
     # -- pickling: the pool stays in its process -------------------------------------------------
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_executor=None, _pid=-1, _lock=None)
+        del state["_executor"]
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._executor = ProcessLocal(self._new_pool)
 
     def close(self) -> None:
         """Stop the thread pool of this process (queued fetches are cancelled). The engine stays usable."""
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None and self._pid == os.getpid():
+        executor = self._executor.clear()
+        if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
-    def __enter__(self) -> "Prefetcher":
+    def __enter__(self) -> Prefetcher:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -99,7 +95,7 @@ class Prefetcher:
         executor = self._pool()
         estimate = _SizeEstimate(self.unknown_size)
         units = self._units(iter(items), estimate=estimate)
-        pending: Deque[Tuple[List[Item], Future, int]] = deque()
+        pending: Deque[Tuple[List[Item], Future[List[Result]], int]] = deque()
         in_bytes = 0
 
         def fill() -> None:
@@ -134,7 +130,7 @@ class Prefetcher:
         """
         return self.submit(items).result()
 
-    def submit(self, items: Sequence[Item], *, spread: bool = True) -> "Pending":
+    def submit(self, items: Sequence[Item], *, spread: bool = True) -> Pending:
         """Start fetching ``items`` in the background; returns at once.
 
         Args:
@@ -153,16 +149,13 @@ class Prefetcher:
 
     # -- internals ---------------------------------------------------------------------------------
     def _pool(self) -> ThreadPoolExecutor:
-        pid = os.getpid()
-        if self._executor is None or self._pid != pid:
-            with self._lock:
-                if self._executor is None or self._pid != pid:
-                    self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="ais-wds-fetch")
-                    self._pid = pid
-        return self._executor
+        return self._executor.get()
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self.threads, thread_name_prefix="ais-wds-fetch")
 
     def _units(self, it: Iterator[Item], per_unit: Optional[int] = None,
-               estimate: Optional["_SizeEstimate"] = None) -> Iterator[List[Item]]:
+               estimate: Optional[_SizeEstimate] = None) -> Iterator[List[Item]]:
         """Cut ``it`` into units of at most ``per_unit`` objects and ``batch_bytes`` listed bytes."""
         per_unit = per_unit or self.batch_size
         if per_unit == 1:
@@ -186,7 +179,7 @@ class Prefetcher:
 class Pending:
     """Fetches started by :meth:`Prefetcher.submit`: ``result()`` waits for them, ``cancel()`` drops them."""
 
-    def __init__(self, futures: List[Future]):
+    def __init__(self, futures: List[Future[List[Result]]]):
         self._futures = futures
 
     def done(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import (
     AISWdsError,
@@ -36,7 +36,7 @@ class Backoff:
             return None
         delay = min(0.2 * 2 ** self.attempts, 2.0, self._deadline - now)
         self.attempts += 1
-        return delay
+        return float(delay)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -67,13 +67,13 @@ def is_gateway_unreachable(exc: BaseException, endpoint: str) -> bool:
     A refused connection to a *target* (after a redirect, e.g. while it restarts) is not this: it is
     transient and worth retrying.
     """
-    import requests
     from urllib.parse import urlsplit
 
+    import requests
     from tenacity import RetryError
 
-    if isinstance(exc, RetryError) and exc.last_attempt.exception() is not None:
-        exc = exc.last_attempt.exception()
+    if isinstance(exc, RetryError):
+        exc = exc.last_attempt.exception() or exc
     if not isinstance(exc, requests.exceptions.ConnectionError) or isinstance(
             exc, requests.exceptions.ChunkedEncodingError):
         return False
@@ -95,8 +95,8 @@ def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
         return exc
     from tenacity import RetryError
 
-    if isinstance(exc, RetryError) and exc.last_attempt.exception() is not None:
-        exc = exc.last_attempt.exception()
+    if isinstance(exc, RetryError):
+        exc = exc.last_attempt.exception() or exc
     if isinstance(exc, (ErrBckNotFound, ErrRemoteBckNotFound)):
         return _bucket_not_found(exc, url)
     if isinstance(exc, ErrObjNotFound):
@@ -151,3 +151,24 @@ def _bucket_not_found(exc: BaseException, url: str) -> BucketNotFoundError:
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def sdk_retry_config(connect_budget: float) -> Any:
+    """HTTP and network retries for SDK requests: short, so an unreachable endpoint fails in seconds.
+
+    Reads resume on their own (see ``ais_wds.reader``); these retries only cover one request.
+    """
+    from aistore.sdk.retry_config import NETWORK_RETRY_EXCEPTIONS, RetryConfig
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
+    from urllib3.util.retry import Retry
+
+    return RetryConfig(
+        http_retry=Retry(total=3, backoff_factor=0.5, status_forcelist=[429, 500, 502, 503, 504],
+                         connect=0, read=0, raise_on_status=False),
+        network_retry=Retrying(
+            wait=wait_exponential(multiplier=0.2, min=0.2, max=2.0),
+            stop=stop_after_attempt(4) | stop_after_delay(connect_budget),
+            retry=retry_if_exception_type(NETWORK_RETRY_EXCEPTIONS),
+            reraise=True,
+        ),
+    )

@@ -8,6 +8,7 @@ import sys
 
 from ..client import Client
 from ..reader import open_object, read_member
+from ._args import byte_range
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Stream an object to stdout through the resuming reader.")
     p.add_argument("url", metavar="URL", help="object URL, e.g. ais://bucket/train-000000.tar")
     p.add_argument("--archpath", help="print only this member of a shard (tar, tgz, tar.lz4, zip)")
-    p.add_argument("--range", metavar="START-END", help="byte range, END exclusive (e.g. 0-1024)")
+    p.add_argument("--range", metavar="START-END", type=byte_range,
+                   help="byte range, END exclusive (e.g. 0-1024)")
     p.set_defaults(func=run)
 
 
@@ -25,10 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.archpath:
         out.write(read_member(args.url, args.archpath, client))
         return 0
-    start, end = 0, None
-    if args.range:
-        a, _, b = args.range.partition("-")
-        start, end = int(a or 0), (int(b) if b else None)
+    start, end = args.range or (0, None)
     with open_object(args.url, client, start=start, end=end) as f:
         shutil.copyfileobj(f, out, 1 << 20)
     out.flush()

@@ -7,6 +7,7 @@ import sys
 
 from ..client import Client
 from ..listing import list_objects
+from ._args import human_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
         bar = tqdm(unit=" obj", desc="listing", file=sys.stderr, leave=False)
 
     def on_page(count: int) -> None:
-        bar.update(count - bar.n)
+        if bar is not None:
+            bar.update(count - bar.n)
 
     try:
         listing = list_objects(args.urls, client, allow_empty=args.allow_empty, on_page=on_page if bar else None)
@@ -39,16 +41,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for url, size in listing:
             out.write(f"{size:>14}  {url}\n")
-    out.write(f"{len(listing)} objects, {listing.total_size} bytes ({_human(listing.total_size)})\n")
+    out.write(f"{len(listing)} objects, {listing.total_size} bytes ({human_size(listing.total_size)})\n")
     if args.save:
         listing.save(args.save)
         print(f"saved listing to {args.save}", file=sys.stderr)
     return 0
 
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n} B"

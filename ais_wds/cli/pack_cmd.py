@@ -9,8 +9,9 @@ from typing import Any, List, Optional, Tuple
 
 from ..client import Client
 from ..errors import ConfigError
-from ..pack.run import PackReport, job_locations, make_options, pack, plan_pack
 from ..pack.plan import Plan, PlannedShard
+from ..pack.run import PackReport, PackSettings, job_locations, pack, plan_pack
+from ._args import human_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,19 +63,19 @@ def run(args: argparse.Namespace) -> int:
     sources, dst = args.paths[:-1], args.paths[-1]
     client = Client(args.endpoint)
     exts = [e for e in args.exts.split(",") if e.strip()]
-    settings = dict(shard_size=args.shard_size, samples_per_shard=args.samples_per_shard, key=args.key, exts=exts,
-                    missing_extension=args.missing_extension, shuffle=args.shuffle, mtime=args.mtime)
-    plan = plan_pack(sources, dst, client, options=make_options(**settings), strip_prefix=args.strip_prefix)
-    part = _part(args.part)
+    settings = PackSettings(shard_size=args.shard_size, samples_per_shard=args.samples_per_shard, key=args.key,
+                            exts=exts, missing_extension=args.missing_extension, shuffle=args.shuffle,
+                            strip_prefix=args.strip_prefix, mtime=args.mtime, workers=args.workers,
+                            parallel_shards=args.parallel_shards, resume=args.resume, overwrite=args.overwrite,
+                            part=_part(args.part), index=args.index)
+    plan = plan_pack(sources, dst, client, options=settings.plan_options(), strip_prefix=settings.strip_prefix)
     if args.dry_run:
-        _print_plan(plan, dst, args.index, part, show_keys=args.show_keys)
+        _print_plan(plan, dst, settings.index, settings.part, show_keys=args.show_keys)
         return 1 if plan.problems() else 0
     bar = _ProgressBar(enabled=not args.no_progress and sys.stderr.isatty())
     try:
-        report = pack(sources, dst, client, **settings, strip_prefix=args.strip_prefix, workers=args.workers,
-                      parallel_shards=args.parallel_shards, resume=args.resume, overwrite=args.overwrite, part=part,
-                      index=args.index, progress=bar.update if bar.enabled else None,
-                      on_start=bar.start if bar.enabled else None, plan=plan)
+        report = pack(sources, dst, client, settings, plan=plan, progress=bar.update if bar.enabled else None,
+                      on_start=bar.start if bar.enabled else None)
     finally:
         bar.close()
     _print_report(report)
@@ -109,13 +110,6 @@ class _ProgressBar:
             self._bar.close()
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
 
 def _spread(values: List[int], fmt: Any = str) -> str:
     if not values:
@@ -128,12 +122,12 @@ def _print_plan(plan: Plan, dst: str, index: Optional[str], part: Tuple[int, int
     shards = plan.shards
     index_url, wids_url, _ = job_locations(dst, index)
     out.write(f"plan {plan.fingerprint()}: {len(shards)} shards, {plan.num_samples} samples, {plan.num_members} "
-              f"files, {_human(plan.total_size)} ({_human(plan.data_size)} of data)\n")
-    out.write(f"  shard size:        {_spread([s.size for s in shards], _human)}\n")
+              f"files, {human_size(plan.total_size)} ({human_size(plan.data_size)} of data)\n")
+    out.write(f"  shard size:        {_spread([s.size for s in shards], human_size)}\n")
     out.write(f"  samples per shard: {_spread([len(s.samples) for s in shards], lambda v: f'{v:.0f}')}\n")
     if part[1] > 1:
         mine = plan.part(*part)
-        out.write(f"  part {part[0]}/{part[1]}: {len(mine)} shards, {_human(sum(s.size for s in mine))}\n")
+        out.write(f"  part {part[0]}/{part[1]}: {len(mine)} shards, {human_size(sum(s.size for s in mine))}\n")
     out.write(f"  index: {index_url}\n  wids descriptor: {wids_url}\n")
     if plan.oversize_samples:
         out.write(f"  {plan.oversize_samples} sample(s) larger than the shard size (one shard each)\n")
@@ -153,7 +147,7 @@ def _print_plan(plan: Plan, dst: str, index: Optional[str], part: Tuple[int, int
         out.write(f"  cannot pack: {problem}\n")
     limit = len(shards) if show_keys or len(shards) <= 25 else 20
     for shard in shards[:limit]:
-        out.write(f"{shard.url}\t{_human(shard.size)}\t{len(shard.samples)} samples\n")
+        out.write(f"{shard.url}\t{human_size(shard.size)}\t{len(shard.samples)} samples\n")
         if show_keys:
             for sample in shard.samples:
                 out.write(f"  [{sample.key}] " + " ".join(m.name for m in sample.members) + "\n")
@@ -164,7 +158,7 @@ def _print_plan(plan: Plan, dst: str, index: Optional[str], part: Tuple[int, int
 def _print_report(report: PackReport) -> None:
     rate = report.bytes_per_second / 1e6
     print(f"wrote {len(report.written)} shard(s), skipped {len(report.skipped)} existing; {report.samples} samples, "
-          f"{_human(report.bytes)} in {report.seconds:.1f}s ({rate:.1f} MB/s)")
+          f"{human_size(report.bytes)} in {report.seconds:.1f}s ({rate:.1f} MB/s)")
     if report.index_url:
         print(f"index: {report.index_url}\nwids descriptor: {report.wids_url}")
     else:

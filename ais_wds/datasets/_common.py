@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from multiprocessing.context import get_spawning_popen
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
+from .._core.fetch import FETCH_METHODS, Result, make_getter
+from .._core.prefetch import Prefetcher
 from ..client import Client
 from ..errors import AISWdsError, ConfigError, NotFoundError, ReadError, RequestError
-from .._core.fetch import FETCH_METHODS, Result, make_getter
 from ..listing import Listing, list_objects
-from .._core.prefetch import Prefetcher
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class FetchSettings:
 
     def engine(self, client: Client) -> Prefetcher:
         batch = self.batch_size if self.method == "batch" else 1
-        return Prefetcher(make_getter(client, self.method, pool_size=max(self.threads, 4)), threads=self.threads,
+        return Prefetcher(make_getter(client, self.method), threads=self.threads,
                           batch_size=batch, max_bytes=self.max_bytes)
 
 

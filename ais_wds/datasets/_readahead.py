@@ -13,19 +13,19 @@ Private to ``ais_wds.datasets.map``.
 
 from __future__ import annotations
 
-import os
 import threading
 from array import array
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .._core.fetch import Result
-from ..listing import Listing
 from .._core.prefetch import Item, Pending, Prefetcher
+from .._core.process_local import ProcessLocal
+from ..listing import Listing
 from .sampler import OrderSpec
 
 
 class ReadAhead:
-    """Per-process read-ahead state of one dataset (never pickled; rebuilt after fork). Thread-safe; it
+    """Read-ahead of one dataset; its state lives per process (never pickled, empty after fork). Thread-safe; it
     reads ahead usefully when batches are asked for in sampler order.
 
     Args:
@@ -36,23 +36,22 @@ class ReadAhead:
     def __init__(self, engine: Prefetcher, objects: int):
         self.engine = engine
         self.objects = objects
-        self._pid = -1
-        self._spec: Optional[OrderSpec] = None
-        self._order = array("q")  # the known order (empty: sequential)
-        self._inverse = array("q")  # index -> position in the order, -1 if not in it
-        # first position of a batch -> (the request fetching it, its offset there, objects, listed bytes)
-        self._ahead: Dict[int, Tuple[Pending, int, int, int]] = {}
-        self._waiting: List[Tuple[int, List[Item], int]] = []  # predicted, not requested yet (too few)
-        self._horizon = (-1, 0)  # (last position predicted, batch size)
-        self._bytes = 0  # listed bytes in _ahead and _waiting
-        self.hits = 0  # batches served from the read-ahead in this process (diagnostics)
-        self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        self._local: ProcessLocal[_ProcessReadAhead] = ProcessLocal(self._new_state)
+
+    def _new_state(self) -> _ProcessReadAhead:
+        return _ProcessReadAhead(self.engine, self.objects)
 
     def __getstate__(self) -> dict:
         return {"engine": self.engine, "objects": self.objects}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["engine"], state["objects"])
+        self.__init__(state["engine"], state["objects"])  # type: ignore[misc]
+
+    @property
+    def hits(self) -> int:
+        """Batches served from the read-ahead in this process (diagnostics)."""
+        state = self._local.peek()
+        return state.hits if state is not None else 0
 
     def take(self, listing: Listing, spec: Optional[OrderSpec], indices: Sequence[int], stride: int
              ) -> Optional[List[Result]]:
@@ -65,10 +64,42 @@ class ReadAhead:
             indices: the batch asked for.
             stride: batches between two batches of this worker (the DataLoader's ``num_workers``, >= 1).
         """
+        return self._local.get().take(listing, spec, indices, stride)
+
+
+class _ProcessReadAhead:
+    """The predictions and requests of one process (a forked copy starts empty: the parent's fetch
+    threads do not exist in it)."""
+
+    def __init__(self, engine: Prefetcher, objects: int):
+        self.engine = engine
+        self.objects = objects
+        self._spec: Optional[OrderSpec] = None
+        self._order = array("q")  # the known order (empty: sequential)
+        self._inverse = array("q")  # index -> position in the order, -1 if not in it
+        # first position of a batch -> (the request fetching it, its offset there, objects, listed bytes)
+        self._ahead: Dict[int, Tuple[Pending, int, int, int]] = {}
+        self._waiting: List[Tuple[int, List[Item], int]] = []  # predicted, not requested yet (too few)
+        self._horizon = (-1, 0)  # (last position predicted, batch size)
+        self._bytes = 0  # listed bytes in _ahead and _waiting
+        self.hits = 0  # batches served from the read-ahead in this process (diagnostics)
+        self._lock = threading.Lock()
+
+    def take(self, listing: Listing, spec: Optional[OrderSpec], indices: Sequence[int], stride: int
+             ) -> Optional[List[Result]]:
+        """See :meth:`ReadAhead.take`.
+
+        The results for ``indices`` if they were read ahead (waits for them), else None. Either way,
+        when ``indices`` sit in the known order, starts fetching this worker's next batches (``objects``).
+
+        Args:
+            listing: the dataset's listing.
+            spec: the order the sampler follows (None: sequential order).
+            indices: the batch asked for.
+            stride: batches between two batches of this worker (the DataLoader's ``num_workers``, >= 1).
+        """
         if self.objects <= 0 or not indices:
             return None
-        if self._lock_pid != os.getpid():  # a forked copy: whatever held the parent's lock is not here
-            self._lock, self._lock_pid = threading.Lock(), os.getpid()
         with self._lock:
             self._sync(spec, len(listing))
             pos = self._locate(indices)
@@ -143,14 +174,10 @@ class ReadAhead:
             offset += len(items)
 
     def _sync(self, spec: Optional[OrderSpec], n: int) -> None:
-        pid = os.getpid()
-        if pid != self._pid or spec != self._spec:
-            if pid == self._pid:  # same process, new order: the old predictions are useless
-                for entry in self._ahead.values():
-                    entry[0].cancel()
-            # (a forked copy keeps no fetches: the parent's threads do not exist here)
-            self._pid, self._ahead, self._waiting, self._horizon, self._bytes = pid, {}, [], (-1, 0), 0
-        if spec != self._spec:
+        if spec != self._spec:  # a new order: the old predictions are useless
+            for entry in self._ahead.values():
+                entry[0].cancel()
+            self._ahead, self._waiting, self._horizon, self._bytes = {}, [], (-1, 0), 0
             self._spec = spec
             self._order = array("q", spec.order(n) if spec is not None else [])
             self._inverse = array("q", [-1]) * n if spec is not None else array("q")

@@ -16,11 +16,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from torch.utils.data import IterableDataset
 
-from ._common import ErrorPolicy, FetchSettings, Transform, apply, build_listing
 from ..client import Client
 from ..errors import ConfigError
 from ..listing import Listing
 from ..partition import Part, current_part, dist_rank_world, epoch_order, partition
+from ._common import ErrorPolicy, FetchSettings, Transform, apply, build_listing
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class AISIterDataset(IterableDataset):
 
     @classmethod
     def from_listing(cls, listing: Listing, client_url: Union[Client, str, None] = None, **options: Any
-                     ) -> "AISIterDataset":
+                     ) -> AISIterDataset:
         """A dataset over an existing listing (e.g. ``Listing.load("train.msgpack")``); no listing request."""
         return cls(client_url, ais_source_list=[listing], **options)
 

@@ -14,10 +14,10 @@ from typing import Any, List, Optional, Sequence, Union
 
 from torch.utils.data import Dataset, get_worker_info
 
-from ._common import (ErrorPolicy, FetchSettings, Transform, apply, build_listing, check_indices)
-from ..client import Client
 from .._core.fetch import DirectGetter
+from ..client import Client
 from ..listing import Listing
+from ._common import ErrorPolicy, FetchSettings, Transform, apply, build_listing, check_indices
 from ._readahead import ReadAhead
 from .sampler import AISSampler, OrderSpec
 
@@ -88,7 +88,7 @@ class AISDataset(Dataset):
 
     @classmethod
     def from_listing(cls, listing: Listing, client_url: Union[Client, str, None] = None, **options: Any
-                     ) -> "AISDataset":
+                     ) -> AISDataset:
         """A dataset over an existing listing (e.g. ``Listing.load("train.msgpack")``); no listing request."""
         return cls(client_url, ais_source_list=[listing], **options)
 

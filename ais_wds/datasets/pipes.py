@@ -21,11 +21,11 @@ from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 
 from torch.utils.data import IterableDataset
 
-from ._common import as_list
 from ..client import Client
 from ..listing import list_objects
 from ..partition import current_part
 from ..reader import DEFAULT_BUFSIZE, open_object
+from ._common import as_list
 
 logger = logging.getLogger(__name__)
 

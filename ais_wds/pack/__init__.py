@@ -7,7 +7,7 @@
 """
 
 from .plan import DEFAULT_SHARD_SIZE, PackOptions, Plan, make_plan
-from .run import PackReport, job_locations, pack, plan_pack
+from .run import PackReport, PackSettings, job_locations, pack, plan_pack
 
-__all__ = ["DEFAULT_SHARD_SIZE", "PackOptions", "PackReport", "Plan", "job_locations", "make_plan", "pack",
-           "plan_pack"]
+__all__ = ["DEFAULT_SHARD_SIZE", "PackOptions", "PackReport", "PackSettings", "Plan", "job_locations", "make_plan",
+           "pack", "plan_pack"]

@@ -31,10 +31,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-
+from ..errors import ConfigError, PackError
 from ..tar import writer as tarwrite
 from ..tar.names import base_plus_ext, shard_stem
-from ..errors import ConfigError, PackError
 from ..urls import expand_urls, parse_url
 
 MISSING_EXTENSION_ACTIONS = ("ignore", "warn", "abort", "exclude")
@@ -102,10 +101,10 @@ class KeyRule:
     """
 
     spec: str = "wds"
-    pattern: Optional["re.Pattern[str]"] = None
+    pattern: Optional[re.Pattern[str]] = None
 
     @classmethod
-    def parse(cls, spec: Optional[str]) -> "KeyRule":
+    def parse(cls, spec: Optional[str]) -> KeyRule:
         """Raises: ConfigError: an invalid regex, or one without exactly one group."""
         spec = spec or "wds"
         if spec in ("wds", "stem"):

@@ -19,6 +19,7 @@ Thread safety: ``pack`` may be called from any thread; it runs its own thread po
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,19 +28,30 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from ..tar import writer as tarwrite
-from ..client import Client
-from ..errors import AISWdsError, ReadError
 from .._core.fetch import DirectGetter
+from ..client import Client
+from ..errors import AISWdsError, ConfigError, ReadError
 from ..listing import list_objects
-from .plan import (DEFAULT_SHARD_SIZE, KeyRule, PackError, PackOptions, Plan, PlannedMember, PlannedShard,
-                        ShardNames, make_plan, parse_size, source_objects)
 from ..reader import read_bytes, read_range
 from ..shard_index.index import index_from_plan, save_index, wids_location
+from ..tar import writer as tarwrite
 from ..urls import expand_urls
-from ..writer import DEFAULT_PART_SIZE, open_writer, write_bytes
+from ..writer import DEFAULT_PART_SIZE, delete_object, open_writer, write_bytes
+from .plan import (
+    DEFAULT_SHARD_SIZE,
+    KeyRule,
+    PackError,
+    PackOptions,
+    Plan,
+    PlannedMember,
+    PlannedShard,
+    ShardNames,
+    make_plan,
+    parse_size,
+    source_objects,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,17 +104,59 @@ def job_locations(dst_pattern: str, index: Optional[str] = None) -> Tuple[str, s
     return index, wids_location(index), f"{stem}.pack-plan.json"
 
 
-def make_options(*, shard_size: Union[int, str] = DEFAULT_SHARD_SIZE, samples_per_shard: Optional[int] = None,
-                 key: str = "wds", exts: Sequence[str] = (), missing_extension: str = "warn",
-                 shuffle: Optional[int] = None, mtime: int = 0) -> PackOptions:
-    """:class:`PackOptions` from :func:`pack`'s keyword arguments (sizes may be strings like ``"256MiB"``).
+@dataclass(frozen=True)
+class PackSettings:
+    """Every setting of a pack job, in one value (the CLI's flags map onto it one to one).
 
-    Raises:
-        ConfigError: an invalid value.
+    Planning (they decide the plan; see :class:`~ais_wds.pack.plan.PackOptions`):
+        shard_size: target shard size (bytes or ``"256MiB"``); a shard exceeds it only when it holds
+            one sample larger than the target.
+        samples_per_shard: fixed number of samples per shard instead of a size.
+        key: sample key rule: ``"wds"`` (webdataset's), ``"stem"`` or a regex with one group
+            (see :class:`~ais_wds.pack.plan.KeyRule`).
+        exts: extensions every sample should have; ``missing_extension`` says what to do when one is
+            missing (``ignore``, ``warn``, ``abort``, ``exclude``; the same policy covers objects
+            whose names yield no key or extension: they are skipped, or abort the job).
+        shuffle: seed for a deterministic shuffle of the sample order (None keeps key order).
+        strip_prefix: member names without the directory part of the source prefix.
+        mtime: integer mtime of every member (0 makes shards byte-reproducible).
+
+    Execution:
+        dry_run: plan and report only; write nothing.
+        workers: parallel GET requests.
+        parallel_shards: shards written (PUT) at once; default ``max(1, workers // 4)``.
+        resume: skip shards that already exist complete (same plan); write the others.
+        overwrite: replace existing shards. Without ``resume`` or ``overwrite``, an existing shard of
+            the plan is an error.
+        part: ``(I, N)``: write only shards whose number is I modulo N (N machines, same arguments).
+        index: where to write the shard index (default ``<stem>.index.msgpack`` beside the shards).
     """
-    return PackOptions(shard_size=parse_size(shard_size), samples_per_shard=samples_per_shard,
-                       key_rule=KeyRule.parse(key), exts=tuple(exts), missing_extension=missing_extension,
-                       shuffle_seed=shuffle, mtime=mtime)
+
+    shard_size: Union[int, str] = DEFAULT_SHARD_SIZE
+    samples_per_shard: Optional[int] = None
+    key: str = "wds"
+    exts: Sequence[str] = ()
+    missing_extension: str = "warn"
+    shuffle: Optional[int] = None
+    strip_prefix: bool = False
+    mtime: int = 0
+    dry_run: bool = False
+    workers: int = 16
+    parallel_shards: Optional[int] = None
+    resume: bool = False
+    overwrite: bool = False
+    part: Tuple[int, int] = (0, 1)
+    index: Optional[str] = None
+
+    def plan_options(self) -> PackOptions:
+        """The :class:`PackOptions` these settings plan with.
+
+        Raises:
+            ConfigError: an invalid value.
+        """
+        return PackOptions(shard_size=parse_size(self.shard_size), samples_per_shard=self.samples_per_shard,
+                           key_rule=KeyRule.parse(self.key), exts=tuple(self.exts),
+                           missing_extension=self.missing_extension, shuffle_seed=self.shuffle, mtime=self.mtime)
 
 
 def plan_pack(sources: Union[str, Sequence[str]], dst_pattern: str, client: Union[Client, str, None] = None, *,
@@ -124,25 +178,12 @@ def pack(
     sources: Union[str, Sequence[str]],
     dst_pattern: str,
     client: Union[Client, str, None] = None,
+    settings: Optional[PackSettings] = None,
     *,
-    shard_size: Union[int, str] = DEFAULT_SHARD_SIZE,
-    samples_per_shard: Optional[int] = None,
-    key: str = "wds",
-    exts: Sequence[str] = (),
-    missing_extension: str = "warn",
-    shuffle: Optional[int] = None,
-    strip_prefix: bool = False,
-    mtime: int = 0,
-    dry_run: bool = False,
-    workers: int = 16,
-    parallel_shards: Optional[int] = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    part: Tuple[int, int] = (0, 1),
-    index: Optional[str] = None,
+    plan: Optional[Plan] = None,
     progress: Optional[Progress] = None,
     on_start: Optional[Callable[[List[PlannedShard]], None]] = None,
-    plan: Optional[Plan] = None,
+    **overrides: Any,
 ) -> PackReport:
     """Pack the objects under ``sources`` into tar shards named by ``dst_pattern``.
 
@@ -150,29 +191,12 @@ def pack(
         sources: prefix URL(s) of any provider (braces expanded).
         dst_pattern: ``ais://dst/train-%06d.tar`` or ``ais://dst/train-{000000..000099}.tar``.
         client: a :class:`Client` or an endpoint.
-        shard_size: target shard size (bytes or ``"256MiB"``); a shard exceeds it only when it holds
-            one sample larger than the target.
-        samples_per_shard: fixed number of samples per shard instead of a size.
-        key: sample key rule: ``"wds"`` (webdataset's), ``"stem"`` or a regex with one group
-            (see :class:`~ais_wds.pack.plan.KeyRule`).
-        exts: extensions every sample should have; ``missing_extension`` says what to do when one is
-            missing (``ignore``, ``warn``, ``abort``, ``exclude``; the same policy covers objects
-            whose names yield no key or extension: they are skipped, or abort the job).
-        shuffle: seed for a deterministic shuffle of the sample order (None keeps key order).
-        strip_prefix: member names without the directory part of the source prefix.
-        mtime: integer mtime of every member (0 makes shards byte-reproducible).
-        dry_run: plan and report only; write nothing.
-        workers: parallel GET requests.
-        parallel_shards: shards written (PUT) at once; default ``max(1, workers // 4)``.
-        resume: skip shards that already exist complete (same plan); write the others.
-        overwrite: replace existing shards. Without ``resume`` or ``overwrite``, an existing shard of
-            the plan is an error.
-        part: ``(I, N)``: write only shards whose number is I modulo N (N machines, same arguments).
-        index: where to write the shard index (default ``<stem>.index.msgpack`` beside the shards).
+        settings: a :class:`PackSettings` (default: all defaults).
+        plan: a plan made earlier (:func:`plan_pack`) from the same sources with the same planning
+            settings; skips listing and planning.
         progress: called with running (samples, member data bytes) totals, from worker threads.
         on_start: called with the shards this run is about to write (after resume/overwrite checks).
-        plan: a plan made earlier (:func:`plan_pack`) with the same sources and options; skips listing
-            and planning.
+        **overrides: any :class:`PackSettings` field, e.g. ``pack(src, dst, shard_size="64MiB")``.
 
     Returns:
         A :class:`PackReport`.
@@ -180,30 +204,39 @@ def pack(
     Raises:
         PackError: plan problems (key conflicts, missing extensions under ``abort``), existing shards
             without resume/overwrite, or a resume with a different plan.
-        EmptyListingError, ConfigError, WriteError, ReadError, NotFoundError: from listing, options,
-            uploads and reads. On any error no partial shard is left behind.
+        ConfigError: an unknown or invalid setting, or a ``plan`` made with other planning settings.
+        EmptyListingError, WriteError, ReadError, NotFoundError: from listing, uploads and reads.
+            On any error no partial shard is left behind.
     """
+    try:
+        settings = dataclasses.replace(settings or PackSettings(), **overrides)
+    except TypeError as e:
+        raise ConfigError(f"pack: {e}", hint="settings are the fields of PackSettings") from None
     client = Client.of(client)
-    parallel_shards = parallel_shards or max(1, workers // 4)
+    workers, index, part = settings.workers, settings.index, settings.part
+    parallel_shards = settings.parallel_shards or max(1, workers // 4)
     if client.config.max_pool_size < workers + parallel_shards:
         # every GET thread and every uploading shard holds a connection: size the pool for them
         client = Client(client.config, max_pool_size=workers + parallel_shards)
-    options = make_options(shard_size=shard_size, samples_per_shard=samples_per_shard, key=key, exts=exts,
-                           missing_extension=missing_extension, shuffle=shuffle, mtime=mtime)
+    options = settings.plan_options()
     if plan is None:
-        plan = plan_pack(sources, dst_pattern, client, options=options, strip_prefix=strip_prefix)
+        plan = plan_pack(sources, dst_pattern, client, options=options, strip_prefix=settings.strip_prefix)
+    elif plan.options != options:
+        raise ConfigError("pack: the given plan was made with other planning settings",
+                          hint="plan with plan_pack(..., options=settings.plan_options()) or pass no plan")
     index_url, _, plan_url = job_locations(dst_pattern, index)
-    report = PackReport(plan, part, dry_run, plan_url=plan_url)
+    report = PackReport(plan, part, settings.dry_run, plan_url=plan_url)
     _log_plan_warnings(plan)
-    if dry_run:
+    if settings.dry_run:
         return report
     plan.check()
     mine = plan.part(*part)
     existing = _existing_sizes(dst_pattern, client)
+    resume, overwrite = settings.resume, settings.overwrite
     _check_marker(plan, plan_url, existing, client, resume=resume, overwrite=overwrite)
     todo = _select_shards(mine, existing, resume=resume, overwrite=overwrite, report=report)
     if overwrite and index_url in existing:
-        client.object(index_url).delete()  # it describes the shards about to be replaced
+        delete_object(index_url, client)  # it describes the shards about to be replaced
     if plan_url not in existing or overwrite:
         write_bytes(plan_url, _marker(plan, dst_pattern), client)
     if on_start:
@@ -317,9 +350,9 @@ class _Fetcher:
     """GETs of member pieces: whole objects through the core's direct-to-target getter, chunks of
     large objects as resuming range reads."""
 
-    def __init__(self, client: Client, pool_size: int):
+    def __init__(self, client: Client):
         self.client = client
-        self.getter = DirectGetter(client, pool_size=pool_size)
+        self.getter = DirectGetter(client)
 
     def __call__(self, url: str, start: int, end: int, whole: bool) -> Union[bytes, bytearray]:
         """Bytes [start, end) of ``url``; ``whole``: the object must be exactly ``end`` bytes long.
@@ -430,7 +463,7 @@ def _write_shards(todo: List[PlannedShard], client: Client, mtime: int, workers:
     error: Optional[BaseException] = None
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="pack-get") as gets, \
             ThreadPoolExecutor(max(1, parallel_shards), thread_name_prefix="pack-put") as puts:
-        fetch = _Fetcher(client, pool_size=workers)
+        fetch = _Fetcher(client)
         futures = {puts.submit(_ShardJob(s, client, gets, fetch, mtime, stop, totals, DEFAULT_WINDOW).run): s
                    for s in todo}
         try:

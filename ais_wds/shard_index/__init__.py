@@ -8,8 +8,16 @@
 
 from typing import Any
 
-from .index import (SampleSpan, ShardIndex, ShardIndexError, ShardRecord, build_index, load_index, save_index,
-                    wids_location)
+from .index import (
+    SampleSpan,
+    ShardIndex,
+    ShardIndexError,
+    ShardRecord,
+    build_index,
+    load_index,
+    save_index,
+    wids_location,
+)
 
 __all__ = ["AISShardDataset", "SampleSpan", "ShardIndex", "ShardIndexError", "ShardRecord", "build_index",
            "load_index", "save_index", "wids_location"]

@@ -17,25 +17,24 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import threading
 from array import array
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from torch.utils.data import Dataset
 
+from .._core.process_local import ProcessLocal
 from ..client import Client
 from ..reader import read_range
-from .index import ShardIndex, ShardIndexError, build_index, load_index
 from ..tar.reader import group_by_keys, iter_members
+from .index import ShardIndex, ShardIndexError, build_index, load_index
 
 logger = logging.getLogger(__name__)
 
 Sample = Dict[str, Any]
 
 
-def parse_sample(data: bytes, url: str) -> Sample:
+def parse_sample(data: Union[bytes, bytearray, memoryview], url: str) -> Sample:
     """The one webdataset sample in the tar fragment ``data`` (from shard ``url``).
 
     Raises:
@@ -85,9 +84,7 @@ class AISShardDataset(Dataset):
             self._shard.extend([number] * len(shard))
             self._offset.extend(shard.offsets)
             self._length.extend(shard.lengths)
-        self._pool: Optional[ThreadPoolExecutor] = None
-        self._pool_pid = -1
-        self._pool_lock = threading.Lock()
+        self._pool: ProcessLocal[ThreadPoolExecutor] = ProcessLocal(self._new_pool)
 
     def _resolve(self, source: Union[ShardIndex, str]) -> ShardIndex:
         if isinstance(source, ShardIndex):
@@ -148,21 +145,17 @@ class AISShardDataset(Dataset):
         return runs
 
     def _threads(self) -> ThreadPoolExecutor:
-        """This process's thread pool (a pool inherited through fork has no threads: make a new one)."""
-        pid = os.getpid()
-        if self._pool is None or self._pool_pid != pid:
-            with self._pool_lock:
-                if self._pool is None or self._pool_pid != pid:
-                    self._pool = ThreadPoolExecutor(max(1, self.threads), thread_name_prefix="ais-shard-ds")
-                    self._pool_pid = pid
-        return self._pool  # type: ignore[return-value]
+        """This process's thread pool."""
+        return self._pool.get()
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max(1, self.threads), thread_name_prefix="ais-shard-ds")
 
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
-        state["_pool"] = None
-        del state["_pool_lock"]
+        del state["_pool"]
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._pool_lock = threading.Lock()
+        self._pool = ProcessLocal(self._new_pool)

@@ -30,19 +30,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import msgpack
 
-from ..tar import writer as tarwrite
+from .._core.fetch import read_ranges_batched
 from ..client import Client
 from ..errors import EmptyListingError, ShardIndexError, TarFormatError
-from .._core.fetch import read_ranges_batched
 from ..listing import Listing, list_objects
 from ..reader import open_object, read_bytes
+from ..tar import writer as tarwrite
 from ..tar.names import base_plus_ext, is_meta_member
 from ..tar.reader import iter_member_spans
 from ..urls import expand_urls
@@ -128,7 +127,7 @@ class ShardIndex:
                              use_bin_type=True)
 
     @classmethod
-    def from_bytes(cls, data: bytes, origin: str = "index") -> "ShardIndex":
+    def from_bytes(cls, data: bytes, origin: str = "index") -> ShardIndex:
         """Raises: ShardIndexError: not an ais_wds shard index."""
         try:
             doc = msgpack.unpackb(data, raw=False, strict_map_key=False)
@@ -273,7 +272,8 @@ def stream_record(url: str, size: int, client: Client) -> ShardRecord:
         except TarFormatError as e:
             if e.offset == 0:
                 raise TarFormatError(f"not an uncompressed tar ({e.message})", url=url, offset=0,
-                                     hint="only .tar shards can be read by byte range; compressed ones cannot") from None
+                                     hint="only .tar shards can be read by byte range; compressed ones cannot",
+                                     ) from None
             raise
 
 
@@ -361,7 +361,8 @@ def _first_sample_order(url: str, size: int, client: Client) -> Optional[Dict[st
     return {ext: rank for rank, ext in enumerate(order)} if order else None
 
 
-def _key_then_ext_order(members: Sequence[Tuple[str, int]], ext_rank: Dict[str, int]) -> Optional[List[Tuple[str, int]]]:
+def _key_then_ext_order(members: Sequence[Tuple[str, int]], ext_rank: Dict[str, int]
+                        ) -> Optional[List[Tuple[str, int]]]:
     """``members`` as a writer that sorts samples by key and orders members by ``ext_rank`` would write them."""
     groups: Dict[str, List[Tuple[int, str, str, int]]] = {}
     for name, msize in members:

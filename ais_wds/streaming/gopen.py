@@ -25,10 +25,10 @@ import importlib.abc
 import importlib.machinery
 import logging
 import sys
-import threading
 from types import ModuleType
 from typing import Any, Iterable, Optional, Sequence, Union
 
+from .._core.process_local import ProcessLocal
 from ..client import Client
 from ..reader import DEFAULT_BUFSIZE, open_object
 from ..urls import SCHEME_TO_PROVIDER
@@ -47,15 +47,11 @@ class AISOpener:
 
     def __init__(self, client: Union[Client, str, None] = None):
         self._client = Client.of(client) if client is not None else None
-        self._lock = threading.Lock()
+        self._from_env: ProcessLocal[Client] = ProcessLocal(Client)
 
     @property
     def client(self) -> Client:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = Client()
-        return self._client
+        return self._client if self._client is not None else self._from_env.get()
 
     def __call__(self, url: str, mode: str = "rb", bufsize: int = 8192, **kw: Any) -> Any:
         if mode == "rb":
@@ -127,7 +123,8 @@ class _RegisteringLoader(importlib.abc.Loader):
         self._inner = inner
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[ModuleType]:
-        return self._inner.create_module(spec)  # type: ignore[no-any-return]
+        module: Optional[ModuleType] = self._inner.create_module(spec)
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
         self._inner.exec_module(module)

@@ -24,11 +24,11 @@ import webdataset as wds
 from torch.utils.data import IterableDataset
 from webdataset.handlers import reraise_exception
 
-from . import stages
 from ..client import Client
 from ..listing import Listing
 from ..partition import current_part, epoch_order, partition
 from ..reader import open_object
+from . import stages
 from .shards import DEFAULT_SHARD_SUFFIXES, shard_urls
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         suffixes: Iterable[str] = DEFAULT_SHARD_SUFFIXES,
     ):
         self.client = Client.of(client)
-        urls: List[str] = shard_urls(source, suffixes=suffixes, client=self.client)
+        urls: Sequence[str] = shard_urls(source, suffixes=suffixes, client=self.client)
         self.shards = ShardSource(urls, shuffle=shuffle, seed=seed, even=even, resampled=resampled)
         super().__init__(
             self.shards,

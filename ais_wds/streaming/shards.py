@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Iterable, List, Sequence, Union
 
-from ..client import Client
 from .._core.dist import run_on_rank0_and_share
+from ..client import Client
 from ..errors import EmptyListingError
 from ..listing import Listing, is_listing_file, list_objects
 from ..urls import expand_urls, parse_url

@@ -15,8 +15,18 @@ from webdataset.filters import pipelinefilter
 from webdataset.gopen import gopen
 
 from ..tar.names import base_plus_ext
-from ..tar.reader import (DEFAULT_BUFSIZE, Handler, close_quietly, group_by_keys, group_members, iter_member_spans,
-                          iter_members, member_filter, reraise, walk)
+from ..tar.reader import (
+    DEFAULT_BUFSIZE,
+    Handler,
+    close_quietly,
+    group_by_keys,
+    group_members,
+    iter_member_spans,
+    iter_members,
+    member_filter,
+    reraise,
+    walk,
+)
 
 __all__ = ["DEFAULT_BUFSIZE", "group_by_keys", "iter_member_spans", "iter_members", "tar_samples",
            "tarfile_to_samples"]
@@ -76,7 +86,7 @@ def tar_samples(
         if stream is None:
             try:
                 stream = gopen(url)
-            except Exception as exn:
+            except Exception as exn:  # noqa: BLE001 - webdataset's handler decides, as in its url_opener
                 exn.args = exn.args + (url,)
                 if handler(exn):
                     continue

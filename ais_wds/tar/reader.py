@@ -45,7 +45,7 @@ import lzma
 import re
 import sys
 import zlib
-from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, Optional, Set, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Generator, Iterable, Iterator, Optional, Set, Tuple
 
 from ..errors import TarFormatError
 from .names import base_plus_ext, is_meta_member
@@ -197,10 +197,14 @@ def _buffered(stream: Any, bufsize: int) -> io.BufferedReader:
     return io.BufferedReader(_RawReader(stream), max(bufsize, _BLOCK))
 
 
+def _gzip_reader(f: Any) -> gzip.GzipFile:
+    return gzip.GzipFile(fileobj=f, mode="rb")
+
+
 def _decompressed(head: bytes, rest: io.BufferedReader, bufsize: int) -> Optional[io.BufferedReader]:
     """A decompressing reader if ``head`` (the first block) starts a gzip, bzip2 or xz stream."""
     if head.startswith(b"\x1f\x8b\x08"):
-        opener: Any = lambda f: gzip.GzipFile(fileobj=f, mode="rb")
+        opener: Any = _gzip_reader
     elif head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
         opener = bz2.BZ2File
     elif head.startswith((b"\xfd7zXZ\x00", b"\x5d\x00\x00\x80")):
@@ -278,7 +282,7 @@ def iter_member_spans(
 
     Thread safety: the generator and the stream belong to one thread at a time.
     """
-    return walk(stream, bufsize, url, False, None, spans=True)  # type: ignore[return-value]
+    return walk(stream, bufsize, url, False, None, spans=True)
 
 
 def walk(
@@ -534,7 +538,7 @@ def group_members(
     lcase: bool,
     suffixes: Optional[Set[str]],
     handler: Handler,
-) -> Iterator[Dict[str, Any]]:
+) -> Generator[Dict[str, Any], None, bool]:
     """group_by_keys; the generator returns True when the handler asked to stop."""
     split_fast = keys is base_plus_ext
     current: Optional[Dict[str, Any]] = None
@@ -568,7 +572,7 @@ def group_members(
                 current[suffix] = data  # type: ignore[index]
             if local_path is not None:
                 current["__local_path__"] = local_path
-        except Exception as exn:
+        except Exception as exn:  # noqa: BLE001 - the webdataset handler decides what to do
             exn.args = exn.args + (None, url)
             if handler(exn):
                 continue
@@ -596,7 +600,7 @@ def member_filter(
             if select_files is not None and not select_files(fname):
                 return None
             return fname
-        except Exception as exn:
+        except Exception as exn:  # noqa: BLE001 - the webdataset handler decides what to do
             if exn.args:
                 exn.args = (f"{exn.args[0]} @ {stream}",) + exn.args[1:]
             if handler(exn):
@@ -609,5 +613,5 @@ def member_filter(
 def close_quietly(stream: Any) -> None:
     try:
         stream.close()
-    except Exception:  # the shard is read; a failing close() changes nothing for the caller
+    except Exception:  # noqa: BLE001 - the shard is read; a failing close() changes nothing for the caller
         pass

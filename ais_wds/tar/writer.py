@@ -57,7 +57,7 @@ def _pax_payload(name: str, size: int) -> bytes:
         records.append(("size", str(size)))
     out = bytearray()
     for key, value in records:
-        body = f" {key}={value}\n".encode("utf-8")
+        body = f" {key}={value}\n".encode()
         length = len(body) + 1
         while len(str(length)) + len(body) != length:  # the length counts its own digits
             length = len(str(length)) + len(body)

@@ -1,0 +1,129 @@
+"""One process's connections to one AIS cluster, owned by a :class:`~ais_wds.client.Client`.
+
+Everything that talks HTTP in ais_wds goes through here: the aistore SDK client (listing, range and
+archive reads, batch GET, multipart upload), a ``requests`` session (the few requests the SDK cannot
+shape), a urllib3 pool (direct-to-target GETs of small objects) and the cluster map that says which
+target owns an object. All share the client's endpoint, TLS, token, pool size and timeouts; they are
+built once per process (the client keeps them in a :class:`~ais_wds._core.process_local.ProcessLocal`)
+and never pickled.
+
+Thread safety: every member may be used from many threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from urllib.parse import quote, urlencode
+
+from ..urls import AISUrl
+
+if TYPE_CHECKING:
+    from ..client import ClientConfig
+
+logger = logging.getLogger(__name__)
+
+DIRECT_POOL_MIN = 64
+"""Idle connections kept per target for direct GETs, at least (fetch threads of a dataset or pack)."""
+
+CLUSTER_MAP_TTL = 60.0
+"""Seconds a cluster map is trusted before it is fetched again."""
+
+_ENV_THAT_REQUESTS_READS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+                            "all_proxy", "no_proxy", "NETRC", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+class Connections:
+    """The SDK client, HTTP session, direct-GET pool and cluster map of one process for one config."""
+
+    def __init__(self, config: ClientConfig):
+        logger.debug("connecting to AIS at %s in pid %d", config.endpoint, os.getpid())
+        self.config = config
+        self.sdk = _sdk_client(config)
+        self.http = _requests_session(config)
+        self.pool, self.timeout = _urllib3_pool(config)
+        self.headers: Dict[str, str] = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+        self._smap: Any = None
+        self._smap_time = 0.0
+        self._qparams: Dict[Tuple[str, str, str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def direct_url(self, u: AISUrl, bucket: Any) -> Optional[str]:
+        """The GET URL of object ``u`` on the target that owns it (from the cluster map), or None.
+
+        Args:
+            u: the object's URL.
+            bucket: its SDK ``Bucket`` (for the provider/namespace query parameters).
+        """
+        now = time.monotonic()
+        if self._smap is None or now - self._smap_time > CLUSTER_MAP_TTL:
+            with self._lock:
+                if self._smap is None or now - self._smap_time > CLUSTER_MAP_TTL:
+                    self._smap = self.sdk.cluster().get_info()
+                    self._smap_time = time.monotonic()
+        key = (u.provider, u.ns_uuid, u.ns_name, u.bucket)
+        qs = self._qparams.get(key)
+        if qs is None:
+            qs = self._qparams[key] = urlencode(bucket.qparam)
+        node = self._smap.get_target_for_object(_uname(u))
+        if node is None or node.public_net is None:
+            return None
+        return f"{node.public_net.direct_url}/v1/objects/{quote(u.bucket)}/{quote(u.path)}?{qs}"
+
+    def refresh_cluster_map_soon(self, within: float = 5.0) -> None:
+        """A target answered as if it did not own an object: fetch the map again within ``within`` s."""
+        self._smap_time = min(self._smap_time, time.monotonic() - CLUSTER_MAP_TTL + within)
+
+    def forget_cluster_map(self) -> None:
+        self._smap = None
+
+
+def _uname(u: AISUrl) -> str:
+    """AIS's unified object name (``provider/@uuid#ns/bucket/name``) for cluster-map placement."""
+    return f"{u.provider}/@{u.ns_uuid}#{u.ns_name}/{u.bucket}/{u.path}"
+
+
+def _sdk_client(c: ClientConfig) -> Any:
+    from aistore.sdk import Client as SDKClient
+
+    from .retry import sdk_retry_config
+
+    return SDKClient(
+        c.endpoint,
+        skip_verify=c.skip_verify,
+        ca_cert=c.ca_cert,
+        timeout=(c.connect_timeout, c.read_timeout),
+        retry_config=sdk_retry_config(connect_budget=max(c.connect_timeout * 2, 5.0)),
+        token=c.token,
+        max_pool_size=c.max_pool_size,
+    )
+
+
+def _requests_session(c: ClientConfig) -> Any:
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    # requests otherwise re-reads netrc and proxy settings on every request (~15% of pack's CPU)
+    session.trust_env = any(os.environ.get(v) for v in _ENV_THAT_REQUESTS_READS)
+    session.verify = False if c.skip_verify else (c.ca_cert or True)
+    if c.token:
+        session.headers["Authorization"] = f"Bearer {c.token}"
+    adapter = HTTPAdapter(pool_connections=c.max_pool_size, pool_maxsize=c.max_pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _urllib3_pool(c: ClientConfig) -> Tuple[Any, Any]:
+    import urllib3
+
+    kw: Dict[str, Any] = {}
+    if c.endpoint.startswith("https://"):
+        kw = {"cert_reqs": "CERT_NONE"} if c.skip_verify else {"ca_certs": c.ca_cert} if c.ca_cert else {}
+    pool = urllib3.PoolManager(num_pools=64, maxsize=max(c.max_pool_size, DIRECT_POOL_MIN), block=False,
+                               retries=False, **kw)
+    return pool, urllib3.Timeout(connect=c.connect_timeout, read=c.read_timeout)

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Benchmark section "startup": what importing ais_wds and starting its CLI cost, against the aistore SDK.
+
+Each command runs in a fresh interpreter (the repo's venv), ``--runs`` times, interleaved; the report
+gives the median wall time, the median peak RSS (``ru_maxrss`` of the child) and the ratio to
+``import aistore.sdk`` measured in the same run. Also runnable alone:
+
+    .venv/bin/python scripts/bench_startup.py [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+REPO = Path(__file__).resolve().parent.parent
+PY = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+CLI = str(REPO / ".venv" / "bin" / "ais-wds")
+
+COMMANDS = {
+    "import aistore.sdk (reference)": [PY, "-c", "import aistore.sdk"],
+    "import ais_wds": [PY, "-c", "import ais_wds"],
+    "import ais_wds.cli": [PY, "-c", "import ais_wds.cli"],
+    "ais-wds --help": [CLI, "--help"],
+    "ais-wds pack --help": [CLI, "pack", "--help"],
+    "import ais_wds; ais_wds.WebDataset (front end, loads torch)": [PY, "-c", "import ais_wds; ais_wds.WebDataset"],
+}
+REFERENCE = "import aistore.sdk (reference)"
+
+
+def _once(argv: List[str]) -> Dict[str, float]:
+    """Wall seconds and peak RSS (MiB) of one run of ``argv`` in a fresh process."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {os.waitstatus_to_exitcode(status)}")
+    return {"wall_s": wall, "rss_mib": usage.ru_maxrss / 1024}  # ru_maxrss is in KiB on Linux
+
+
+def run(client: Any = None, scale: float = 1.0, runs: int = 0) -> Dict[str, Any]:
+    """The section's result: per command, median wall time and peak RSS, and the ratio to the SDK import."""
+    runs = runs or max(3, min(9, int(7 * scale) or 3))
+    for argv in COMMANDS.values():  # warm the page cache and .pyc files
+        _once(argv)
+    samples: Dict[str, List[Dict[str, float]]] = {name: [] for name in COMMANDS}
+    for _ in range(runs):
+        for name, argv in COMMANDS.items():
+            samples[name].append(_once(argv))
+    rows: Dict[str, Dict[str, Any]] = {}
+    for name, got in samples.items():
+        rows[name] = {"median_wall_s": statistics.median(s["wall_s"] for s in got),
+                      "median_peak_rss_mib": statistics.median(s["rss_mib"] for s in got)}
+    ref = rows[REFERENCE]["median_wall_s"]
+    for row in rows.values():
+        row["x_sdk_import_time"] = row["median_wall_s"] / ref
+    return {"runs": runs, "startup": rows}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=7)
+    args = p.parse_args()
+    print(json.dumps(run(runs=args.runs), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
