@@ -87,17 +87,7 @@ class _ProcessReadAhead:
 
     def take(self, listing: Listing, spec: Optional[OrderSpec], indices: Sequence[int], stride: int
              ) -> Optional[List[Result]]:
-        """See :meth:`ReadAhead.take`.
-
-        The results for ``indices`` if they were read ahead (waits for them), else None. Either way,
-        when ``indices`` sit in the known order, starts fetching this worker's next batches (``objects``).
-
-        Args:
-            listing: the dataset's listing.
-            spec: the order the sampler follows (None: sequential order).
-            indices: the batch asked for.
-            stride: batches between two batches of this worker (the DataLoader's ``num_workers``, >= 1).
-        """
+        """See :meth:`ReadAhead.take`."""
         if self.objects <= 0 or not indices:
             return None
         with self._lock:
