@@ -40,11 +40,30 @@ def _as_plain(samples):
     return [{k: v for k, v in s.items() if k not in ("__url__", "__local_path__")} for s in samples]
 
 
-def test_importing_ais_wds_registers_the_ais_and_cloud_schemes():
+def test_importing_ais_wds_registers_ais_and_leaves_cloud_schemes_to_webdataset(monkeypatch):
     from webdataset.gopen import gopen_schemes
 
-    for scheme in ("ais", "s3", "gs", "az", "oc", "aws", "gcp", "azure", "oci"):
-        assert isinstance(gopen_schemes[scheme], AISOpener)
+    assert isinstance(gopen_schemes["ais"], AISOpener)
+    for scheme in ("s3", "gs", "az", "oc", "aws", "gcp", "azure", "oci"):
+        assert not isinstance(gopen_schemes.get(scheme), AISOpener), scheme
+
+
+def test_cloud_schemes_route_through_ais_only_when_asked():
+    from ais_wds.streaming.gopen import routed_schemes
+
+    assert routed_schemes([]) == ["ais"]
+    assert routed_schemes(["gs", "s3"]) == ["ais", "gs", "gcp", "s3", "aws"]
+    with pytest.raises(ais_wds.ConfigError, match="'ftp' is not a scheme AIS reaches"):
+        routed_schemes(["ftp"])
+
+
+@pytest.mark.parametrize("variable", ["AIS_WDS_ROUTE", "USE_AIS_FOR"])
+def test_route_variable_registers_cloud_schemes_at_import(variable):
+    code = ("import ais_wds, webdataset\nfrom webdataset.gopen import gopen_schemes\n"
+            "print(sorted(k for k, v in gopen_schemes.items() if type(v).__name__ == 'AISOpener'))")
+    env = {**os.environ, variable: "s3:az"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.strip() == str(sorted(["ais", "s3", "aws", "az", "azure"])), out.stderr
 
 
 def test_plain_webdataset_on_ais_urls_equals_local_file_iteration(shards, ais_endpoint):

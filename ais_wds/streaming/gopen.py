@@ -3,15 +3,21 @@
 Importing ``ais_wds`` calls :func:`register_on_import`: when webdataset is loaded (now, or whenever it
 is imported later, by a hook on the import of ``webdataset.gopen``; this module itself imports neither
 webdataset nor torch) :func:`register` puts an :class:`AISOpener` into
-``webdataset.gopen.gopen_schemes`` for ``ais`` and every provider scheme reached through AIS
-(``s3``, ``aws``, ``gs``, ``gcp``, ``az``, ``azure``, ``oc``, ``oci``), replacing webdataset's built-in
-``ais`` handler (which shells out to the ``ais`` CLI) and its ``gs`` handler (gsutil). Then::
+``webdataset.gopen.gopen_schemes`` for ``ais``, replacing webdataset's built-in ``ais`` handler (which
+shells out to the ``ais`` CLI). Then::
 
     wds.WebDataset("ais://bucket/train-{000000..000099}.tar")   # reads through ais_wds's reader core
     wds.TarWriter("ais://bucket/out.tar")                        # writes through ais_wds's writer core
 
 Reading returns the resuming stream of :func:`ais_wds.reader.open_object`; writing returns the
 all-or-nothing :class:`ais_wds.writer.ObjectWriter`.
+
+Cloud schemes (``s3``, ``gs``, ``az``, ``oc`` and their aliases ``aws``, ``gcp``, ``azure``, ``oci``) stay
+webdataset's own unless the user routes them through AIS: ``AIS_WDS_ROUTE=s3:gs`` in the environment (read
+at registration, so spawned workers see it too; webdataset's own ``USE_AIS_FOR`` is honoured the same
+way), or ``ais_wds.register(schemes=["s3", "gs"])`` in the process (and its workers: use the variable or
+``worker_init_fn`` there). Naming a provider's scheme routes all its aliases. ``ais_wds.WebDataset`` and
+the datasets never go through ``gopen``: they reach every provider through AIS whatever is registered.
 
 Worker processes: under ``fork`` the registration is inherited. Under ``spawn``/``forkserver`` a worker
 re-imports webdataset; it gets ais_wds's handlers back when the script imports ``ais_wds`` at top level,
@@ -24,12 +30,14 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import logging
+import os
 import sys
 from types import ModuleType
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, List, Optional, Sequence, Union
 
 from .._core.process_local import ProcessLocal
 from ..client import Client
+from ..errors import ConfigError
 from ..reader import DEFAULT_BUFSIZE, open_object
 from ..urls import SCHEME_TO_PROVIDER
 from ..writer import open_writer
@@ -67,30 +75,63 @@ class AISOpener:
         return (AISOpener, (self._client,))
 
 
+ROUTE_ENV = "AIS_WDS_ROUTE"
+"""Environment variable: cloud schemes whose webdataset URLs go through AIS (``s3:gs``, or ``s3,gs``)."""
+
+
+def routed_schemes(schemes: Optional[Iterable[str]] = None) -> List[str]:
+    """``ais`` plus the cloud schemes routed through AIS: ``schemes`` if given, else those named by
+    ``AIS_WDS_ROUTE`` and webdataset's ``USE_AIS_FOR``; each with its provider's aliases (``s3`` -> ``s3``,
+    ``aws``).
+
+    Raises:
+        ConfigError: a scheme AIS does not reach (the message names where it came from).
+    """
+    if schemes is not None:
+        named, origin = list(schemes), "register(schemes=...)"
+    else:
+        named, origin = [], f"{ROUTE_ENV} / USE_AIS_FOR"
+        for var in (ROUTE_ENV, "USE_AIS_FOR"):
+            named += [x for x in os.environ.get(var, "").replace(",", ":").split(":") if x.strip()]
+    out = ["ais"]
+    for scheme in (x.strip().lower() for x in named):
+        provider = SCHEME_TO_PROVIDER.get(scheme)
+        if provider is None:
+            raise ConfigError(f"{origin}: {scheme!r} is not a scheme AIS reaches",
+                              hint=f"use some of {', '.join(sorted(SCHEME_TO_PROVIDER))}")
+        out += [s for s, p in SCHEME_TO_PROVIDER.items() if p == provider and s not in out]
+    return out
+
+
 def register(client: Union[Client, str, None] = None, schemes: Optional[Iterable[str]] = None) -> AISOpener:
-    """Install ais_wds's opener in webdataset's ``gopen_schemes`` (idempotent).
+    """Install ais_wds's opener in webdataset's ``gopen_schemes`` for ``ais`` and the routed cloud schemes
+    (idempotent; see :func:`routed_schemes`).
 
     Args:
         client: the Client all gopen calls use (default: from the environment, per process).
-        schemes: which schemes to take over (default: all of :data:`ais_wds.urls.SCHEME_TO_PROVIDER`).
+        schemes: cloud schemes to route through AIS besides ``ais`` (default: from ``AIS_WDS_ROUTE``).
 
     Returns:
         The registered opener.
+
+    Raises:
+        ConfigError: an unknown scheme.
     """
     from webdataset.gopen import gopen_schemes
 
     opener = AISOpener(client)
-    for scheme in schemes or SCHEME_TO_PROVIDER:
+    names = routed_schemes(schemes)
+    for scheme in names:
         gopen_schemes[scheme] = opener
-    logger.debug("registered ais_wds gopen handlers for %s", ", ".join(schemes or SCHEME_TO_PROVIDER))
+    logger.debug("registered ais_wds gopen handlers for %s", ", ".join(names))
     return opener
 
 
-def is_registered() -> bool:
-    """True when webdataset's ``ais`` scheme goes through ais_wds in this process."""
+def is_registered(scheme: str = "ais") -> bool:
+    """True when webdataset's ``scheme`` goes through ais_wds in this process."""
     from webdataset.gopen import gopen_schemes
 
-    return isinstance(gopen_schemes.get("ais"), AISOpener)
+    return isinstance(gopen_schemes.get(scheme), AISOpener)
 
 
 def worker_init_fn(worker_id: int) -> None:
