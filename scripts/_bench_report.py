@@ -62,7 +62,8 @@ def _goal(goal: str, measured: Optional[float], target: float, detail: str = "",
         met: Optional[bool] = None
     else:
         met = measured >= target if higher_is_better else measured <= target
-    return {"goal": goal, "measured": measured, "target": target, "unit": unit, "detail": detail, "met": met}
+    return {"goal": goal, "measured": measured, "target": target, "unit": unit, "detail": detail, "met": met,
+            "higher_is_better": higher_is_better}
 
 
 def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -216,7 +217,7 @@ def markdown(results: Dict[str, Any]) -> str:
     for g in results["goals"]:
         unit = g["unit"]
         meas = "-" if g["measured"] is None else (f"{g['measured']:.2f}x" if unit == "x" else f"{g['measured']:.1f} {unit}")
-        tgt = f"{'>=' if unit == 'x' else '<='} {g['target']:g}{'x' if unit == 'x' else ' MiB'}"
+        tgt = f"{'>=' if g.get('higher_is_better', unit == 'x') else '<='} {g['target']:g}{'x' if unit == 'x' else ' MiB'}"
         out.append(f"| {g['goal']} | {meas} | {tgt} | {_met(g['met'])} | {g['detail']} |")
     stream = results.get("stream")
     if stream:
