@@ -17,12 +17,14 @@ carries an auth token in its message.
     ├── WriteError          an upload failed; nothing was left behind
     ├── TarFormatError      a shard is not a valid tar
     ├── PackError           a packing plan that cannot run (key conflicts, existing shards, ...)
-    └── ShardIndexError     not a shard index, or a shard that cannot be indexed
+    │   └── PackJobError    a cluster-side archive job failed for a shard
+    ├── ShardIndexError     not a shard index, or a shard that cannot be indexed
+    └── ListingFormatError  a saved listing file that cannot be loaded (a ValueError too)
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 
 class AISWdsError(Exception):
@@ -44,7 +46,21 @@ class AISWdsError(Exception):
             text = f"{url}: {message}"
         if self.hint:
             text = f"{text} ({self.hint})"
-        super().__init__(text)
+        # BaseException's, not super()'s: some subclasses also derive from the aistore SDK's exceptions,
+        # whose __init__ takes other arguments (see ais_wds._core.sdk_errors)
+        BaseException.__init__(self, text)
+
+    def __reduce__(self) -> Any:
+        # rebuild with the final text and attributes; calling __init__ again would add the URL and hint twice
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild(cls: Any, args: Any, state: Any) -> AISWdsError:
+    """Unpickle an :class:`AISWdsError` without running ``__init__`` again."""
+    err: AISWdsError = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class URLError(AISWdsError, ValueError):
@@ -138,3 +154,23 @@ class PackError(AISWdsError):
 
 class ShardIndexError(AISWdsError):
     """A file that is not a shard index, or a shard that cannot be indexed."""
+
+
+class ListingFormatError(AISWdsError, ValueError):
+    """A saved listing file that cannot be loaded: not a listing, or a field missing or of the wrong type.
+
+    Attributes:
+        field: the field at fault (None when the file is not a listing at all).
+    """
+
+    default_hint = "write it again with `ais-wds ls --save FILE` or Listing.save"
+
+    def __init__(self, message: str, *, url: Optional[str] = None, field: Optional[str] = None,
+                 hint: Optional[str] = None):
+        self.field = field
+        super().__init__(message, url=url, hint=hint)
+
+
+class PackJobError(PackError):
+    """A cluster-side job that builds a shard failed (names the shard and AIS's cause); the shard was
+    not made visible."""

@@ -94,7 +94,8 @@ class ResumingObjectRaw(io.RawIOBase):
                 raise
             except Exception as e:  # noqa: BLE001 - classified below
                 self._drop()
-                never_reached = not self._opened and is_gateway_unreachable(e, self._client.endpoint)
+                never_reached = (not (self._opened or self._client.answered)
+                                 and is_gateway_unreachable(e, self._client.endpoint))
                 if not is_transient(e) or never_reached:  # a wrong or down endpoint fails fast
                     raise translate(e, self.name, endpoint=self._client.endpoint) from e
                 delay = backoff.next_delay()
@@ -265,8 +266,11 @@ def read_member(url: Union[str, AISUrl], archpath: str, client: Union[Client, st
         try:
             data: bytes = client.object(url).get_reader(archive_config=ArchiveConfig(archpath=archpath)).read_all()
             return data
+        except AISWdsError:
+            raise
         except Exception as e:  # noqa: BLE001 - classified below
-            delay = backoff.next_delay() if is_transient(e) else None
+            never_reached = not client.answered and is_gateway_unreachable(e, client.endpoint)
+            delay = backoff.next_delay() if is_transient(e) and not never_reached else None
             if delay is None:
                 raise translate(e, name, endpoint=client.endpoint) from e
             time.sleep(delay)

@@ -16,6 +16,7 @@ Pure logic; no I/O. Thread- and process-safe.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable, List, Union
 
@@ -72,7 +73,9 @@ class AISUrl:
         """Parse ``url``.
 
         Raises:
-            URLError: not a string, no ``://``, unknown scheme, empty bucket, or a bad namespace.
+            URLError: not a string, no ``://``, unknown scheme, a bucket or namespace name AIS would refuse
+                (see :func:`_check_bucket_name`), or an object name with ``.``/``..``/empty segments, a NUL,
+                a leading ``~/`` or more than :data:`MAX_PATH_LENGTH` characters. Raised before any request.
         """
         if isinstance(url, AISUrl):
             return url
@@ -94,8 +97,10 @@ class AISUrl:
         bucket, _, path = rest.partition("/")
         if not bucket:
             raise URLError("no bucket name", url=url)
-        if any(c in bucket for c in " \t\n?#"):
-            raise URLError(f"invalid bucket name {bucket!r}", url=url)
+        _check_bucket_name(bucket, url)
+        if ns_uuid or ns_name:
+            _check_namespace(ns_uuid, ns_name, url)
+        _check_object_path(path, url)
         return cls(scheme_lc, bucket, path, ns_uuid, ns_name)
 
     def __str__(self) -> str:
@@ -116,6 +121,68 @@ class AISUrl:
     def join(self, name: str) -> str:
         """The URL string of object ``name`` (a full object name) in this URL's bucket."""
         return str(self.with_path(name))
+
+
+MAX_NAME_LENGTH = 64
+"""AIS's longest bucket (and namespace) name (``cos.MaxNameLength``)."""
+
+MAX_UUID_LENGTH = 32
+"""AIS's longest remote-cluster uuid (``cos.IsAlphaNice``)."""
+
+MAX_PATH_LENGTH = 4096
+"""The longest object name or prefix ais_wds sends (a Linux path; AIS stores longer names specially,
+but an HTTP request line that long is a mistake, not a dataset)."""
+
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+_UUID_CHARS = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?")
+
+
+def _check_bucket_name(bucket: str, url: str) -> None:
+    """AIS's own bucket-name rule (``cmn.Bck.ValidateName``): 1-64 of ``[A-Za-z0-9_.-]``, no ``..``,
+    no leading ``.`` (reserved for AIS's system buckets)."""
+    if len(bucket) > MAX_NAME_LENGTH:
+        raise URLError(f"bucket name is too long: {len(bucket)} > {MAX_NAME_LENGTH} characters", url=url)
+    if not _NAME_CHARS.fullmatch(bucket) or ".." in bucket:
+        raise URLError(f"invalid bucket name {bucket!r}: AIS allows letters, digits, '-', '_' and single dots",
+                       url=url)
+    if bucket.startswith("."):
+        raise URLError(f"invalid bucket name {bucket!r}: a leading '.' is reserved for AIS system buckets",
+                       url=url)
+
+
+def _check_namespace(ns_uuid: str, ns_name: str, url: str) -> None:
+    """AIS's namespace rule (``cmn.Ns.validate``): the uuid alphanumeric with inner '-'/'_' (<= 32), the
+    name like a bucket name."""
+    if ns_uuid and (len(ns_uuid) > MAX_UUID_LENGTH or not _UUID_CHARS.fullmatch(ns_uuid)):
+        raise URLError(f"invalid namespace uuid {ns_uuid!r}: AIS allows up to {MAX_UUID_LENGTH} letters, digits "
+                       "and inner '-' or '_'", url=url)
+    if ns_name and (len(ns_name) > MAX_NAME_LENGTH or not _NAME_CHARS.fullmatch(ns_name) or ".." in ns_name):
+        raise URLError(f"invalid namespace name {ns_name!r}: AIS allows up to {MAX_NAME_LENGTH} letters, digits, "
+                       "'-', '_' and single dots", url=url)
+
+
+def _check_object_path(path: str, url: str) -> None:
+    """AIS's object-name rule (``cos.ValidateRname``): no ``.`` or ``..`` path segment (they would let the
+    HTTP layer move a request into another bucket), no leading ``~/``; also no empty segment, no NUL,
+    and at most :data:`MAX_PATH_LENGTH` characters. A trailing ``/`` (a prefix) is allowed."""
+    if not path:
+        return
+    if len(path) > MAX_PATH_LENGTH:
+        raise URLError(f"object name is too long: {len(path)} > {MAX_PATH_LENGTH} characters", url=url)
+    if "\x00" in path:
+        raise URLError("object name contains a NUL character", url=url)
+    if path.startswith("~/"):
+        raise URLError("object name starts with '~/' (AIS refuses it)", url=url)
+    segments = path.split("/")
+    if path.endswith("/"):
+        segments.pop()
+    for seg in segments:
+        if seg in (".", ".."):
+            raise URLError(f"object name has a {seg!r} segment; AIS refuses them (and they could leave the bucket)",
+                           url=url, hint="write the object name without '.' or '..' segments")
+        if not seg:
+            raise URLError("object name has an empty segment ('//' or a leading '/')", url=url,
+                           hint="write ais://bucket/dir/name with single slashes")
 
 
 def parse_url(url: Union[str, AISUrl]) -> AISUrl:

@@ -5,10 +5,18 @@ a small object goes up in one PUT at ``close()``; a larger one goes up as an AIS
 part each time the buffer fills, completed at ``close()``. Memory stays at about ``part_size``
 whatever the object size.
 
-The object becomes visible only when ``close()`` (or ``commit()``) succeeds. ``abort()``, an exception
-propagating through ``with``, a ``close()`` called while an exception is being handled (as
-webdataset's ``TarWriter.__exit__`` does), or a stream dropped without ``close()``: each discards the
-upload and leaves no object behind (an existing object of that name stays as it was).
+The object becomes visible only when ``close()`` (or ``commit()``) succeeds. Each of these discards the
+upload and leaves no object behind (an existing object of that name stays as it was): ``abort()``; an
+exception propagating through the writer's own ``with``; a ``close()`` called from the ``__exit__`` of
+another context manager through which an exception is propagating (webdataset's ``TarWriter`` and
+``ShardWriter`` close their stream that way, without passing the exception on; the writer looks for that
+``__exit__`` frame and its exception on the call stack); a stream dropped without ``close()``. An
+exception that is merely being *handled* (``close()``, ``write_bytes`` or ``save_index`` called inside an
+``except`` block) never aborts anything.
+
+Every PUT of data goes to the target the gateway redirects to; the request to the gateway carries no
+body and nothing is stored by it (a gateway that answers that request with a success instead of a
+redirect is not AIS, and the upload fails without sending anything else).
 
 Thread safety: one writer per thread.
 """
@@ -19,6 +27,7 @@ import io
 import logging
 import sys
 import time
+from types import FrameType
 from typing import Any, Dict, Optional, Union
 
 from ._core.retry import Backoff, is_gateway_unreachable, is_transient, translate
@@ -101,11 +110,14 @@ class ObjectWriter(io.RawIOBase):
         self._buf = bytearray()
 
     def close(self) -> None:
+        """Commit, unless an exception is propagating through an enclosing ``__exit__`` (then abort);
+        see the module docstring. Idempotent."""
         if self.closed:
             return
         try:
-            if sys.exc_info()[0] is not None:
-                logger.warning("%s: closed while an exception is propagating; upload aborted", self.name)
+            exc = sys.exc_info()[1]
+            if exc is not None and not self._done and _propagating_through_exit(exc):
+                logger.warning("%s: closed while %s propagates; upload aborted", self.name, type(exc).__name__)
                 self.abort()
             else:
                 self.commit()
@@ -155,14 +167,19 @@ class ObjectWriter(io.RawIOBase):
         url = self._client.object(self._url).get_url()
         timeout = (self._client.config.connect_timeout, self._client.config.read_timeout)
         resp = session.put(url, params=params, data=b"", allow_redirects=False, timeout=timeout)
-        if resp.is_redirect:
+        if resp.is_redirect and resp.headers.get("Location"):
             resp = session.put(resp.headers["Location"], data=data, allow_redirects=False, timeout=timeout)
-        elif resp.ok:  # a gateway that stored the empty body itself: send the data the plain way
-            resp = session.put(url, params=params, data=data, timeout=timeout)
-        if not resp.ok:
-            from aistore.sdk.response_handler import AISResponseHandler
+            if resp.ok and not resp.is_redirect:
+                return
+        elif resp.ok:
+            raise WriteError(f"the gateway answered HTTP {resp.status_code} to a PUT without redirecting it to a "
+                             "target: not an AIS gateway; nothing was sent", url=self.name,
+                             hint="check AIS_ENDPOINT")
+        if resp.is_redirect:
+            raise WriteError(f"unexpected redirect (HTTP {resp.status_code}) from the target", url=self.name)
+        from aistore.sdk.response_handler import AISResponseHandler
 
-            raise AISResponseHandler().parse_error(resp)
+        raise AISResponseHandler().parse_error(resp)
 
     def _retry(self, what: str, fn: Any) -> Any:
         backoff = Backoff(self._client.config.retry_seconds)
@@ -174,7 +191,8 @@ class ObjectWriter(io.RawIOBase):
             except AISWdsError:
                 raise
             except Exception as e:  # noqa: BLE001 - classified below
-                never_reached = self._requests_ok == 0 and is_gateway_unreachable(e, self._client.endpoint)
+                never_reached = (self._requests_ok == 0 and not self._client.answered
+                                 and is_gateway_unreachable(e, self._client.endpoint))
                 delay = backoff.next_delay() if is_transient(e) and not never_reached else None
                 if delay is None:
                     err = translate(e, self.name, endpoint=self._client.endpoint)
@@ -192,6 +210,25 @@ class ObjectWriter(io.RawIOBase):
                 logger.warning("%s: could not abort multipart upload: %s", self.name, e)
 
 
+_EXIT_FRAMES = 12
+"""Frames above ``close()`` searched for the ``__exit__`` an exception propagates through."""
+
+
+def _propagating_through_exit(exc: BaseException) -> bool:
+    """True when a caller up the stack is an ``__exit__`` (or ``__aexit__``) that was handed ``exc``:
+    the exception is leaving a ``with`` block, not being handled in an ``except`` block."""
+    frame: Optional[FrameType] = sys._getframe(2)
+    for _ in range(_EXIT_FRAMES):
+        if frame is None:
+            return False
+        if frame.f_code.co_name in ("__exit__", "__aexit__"):
+            for value in frame.f_locals.values():
+                if value is exc or (isinstance(value, tuple) and any(v is exc for v in value)):
+                    return True
+        frame = frame.f_back
+    return False
+
+
 def open_writer(url: Union[str, AISUrl], client: Union[Client, str, None] = None, *,
                 part_size: int = DEFAULT_PART_SIZE) -> ObjectWriter:
     """Open ``url`` for writing; see the module docstring for the all-or-nothing guarantee."""
@@ -205,8 +242,11 @@ def write_bytes(url: Union[str, AISUrl], data: bytes, client: Union[Client, str,
         WriteError: the upload failed.
     """
     w = open_writer(url, client, part_size=max(len(data) + 1, 1))
-    w.write(data)
-    w.close()
+    try:
+        w.write(data)
+        w.commit()
+    finally:
+        w.close()
 
 
 def delete_object(url: Union[str, AISUrl], client: Union[Client, str, None] = None, *,

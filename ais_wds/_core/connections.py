@@ -50,6 +50,57 @@ class Connections:
         self._smap_time = 0.0
         self._qparams: Dict[Tuple[str, str, str, str], str] = {}
         self._lock = threading.Lock()
+        self.verified = False
+        self._verify_lock = threading.Lock()
+        self._probe_after = 0.0
+
+    def verify_endpoint(self) -> None:
+        """Ask the endpoint once whether it is AIS (``GET /v1/health``); see :meth:`Client.connections`.
+
+        AIS answers with ``Ais-*`` headers (or, while starting, its JSON error shape naming the node).
+        An answer without either is another server: :class:`ConnectError` naming the endpoint and what
+        answered. A refused or timed-out connect, and a 5xx without AIS's shape (a load balancer in front
+        of a restarting gateway), are inconclusive: the real request reports them; the probe is repeated
+        at most every :data:`PROBE_INTERVAL` seconds. A connection accepted but not answered within
+        :data:`PROBE_READ_TIMEOUT` s is a :class:`ConnectError` (no read waits its full timeout on it).
+        """
+        if self.verified or time.monotonic() < self._probe_after:
+            return
+        with self._verify_lock:
+            if self.verified or time.monotonic() < self._probe_after:
+                return
+            self._probe()
+
+    def _probe(self) -> None:
+        import requests
+
+        from ..errors import ConnectError
+
+        endpoint = self.config.endpoint
+        timeout = (self.config.connect_timeout, min(self.config.read_timeout, PROBE_READ_TIMEOUT))
+        try:
+            resp = self.http.get(f"{endpoint}/v1/health", timeout=timeout, allow_redirects=False, stream=True)
+            head = resp.raw.read(PROBE_BODY_LIMIT, decode_content=True) if resp.raw is not None else b""
+        except requests.exceptions.ReadTimeout:
+            raise ConnectError(f"{endpoint} accepted a connection but did not answer GET /v1/health within "
+                               f"{timeout[1]:g} s", url=endpoint,
+                               hint="is this an AIS gateway's address and port? check AIS_ENDPOINT") from None
+        except requests.exceptions.RequestException as e:
+            logger.debug("endpoint probe of %s inconclusive: %s", endpoint, type(e).__name__)
+            self._probe_after = time.monotonic() + PROBE_INTERVAL
+            return
+        try:
+            if _answers_like_ais(resp, head):
+                self.verified = True
+                return
+            if resp.status_code >= 500:
+                self._probe_after = time.monotonic() + PROBE_INTERVAL
+                return
+            what = _describe(resp, head)
+        finally:
+            resp.close()
+        raise ConnectError(f"{endpoint} is not an AIS gateway: GET /v1/health answered {what}", url=endpoint,
+                           hint="point AIS_ENDPOINT (or endpoint=) at an AIS proxy, e.g. http://host:8080")
 
     def direct_url(self, u: AISUrl, bucket: Any) -> Optional[str]:
         """The GET URL of object ``u`` on the target that owns it (from the cluster map), or None.
@@ -79,6 +130,37 @@ class Connections:
 
     def forget_cluster_map(self) -> None:
         self._smap = None
+
+
+PROBE_READ_TIMEOUT = 5.0
+"""Seconds the endpoint probe waits for an answer once connected (at most ``read_timeout``)."""
+
+PROBE_BODY_LIMIT = 4096
+"""Bytes of the probe's answer read, at most."""
+
+PROBE_INTERVAL = 2.0
+"""Seconds between endpoint probes while the endpoint does not answer."""
+
+
+def _answers_like_ais(resp: Any, head: bytes) -> bool:
+    import json
+
+    if any(name.lower().startswith("ais-") for name in resp.headers):
+        return True
+    if "json" not in resp.headers.get("Content-Type", ""):
+        return False
+    try:
+        body = json.loads(head)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "node" in body and "status" in body
+
+
+def _describe(resp: Any, head: bytes) -> str:
+    """``HTTP 200 (text/html): '<html>...'``: what answered, without headers (they may echo credentials)."""
+    ctype = resp.headers.get("Content-Type", "no content type")
+    text = " ".join(head.decode("utf-8", "replace").split())
+    return f"HTTP {resp.status_code} ({ctype})" + (f": {text[:80]!r}" if text else "")
 
 
 def _uname(u: AISUrl) -> str:

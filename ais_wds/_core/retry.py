@@ -5,14 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from ..errors import (
-    AISWdsError,
-    BucketNotFoundError,
-    ConnectError,
-    ObjectNotFoundError,
-    ReadError,
-    RequestError,
-)
+from ..errors import AISWdsError, ReadError
 
 
 class Backoff:
@@ -40,7 +33,8 @@ class Backoff:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for failures worth a retry: dropped connections, timeouts, 5xx/429 answers."""
+    """True for failures worth a retry: dropped connections, timeouts, 408/429/5xx answers, and a gateway
+    that answers it has no targets or is not ready yet (it restarted; see :data:`CLUSTER_NOT_READY`)."""
     import http.client
 
     import requests
@@ -52,13 +46,26 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (ErrObjNotFound, ErrBckNotFound, ErrRemoteBckNotFound)):
         return False
     if isinstance(exc, AISError):
-        return exc.status_code in (408, 429) or exc.status_code >= 500
+        if exc.status_code in (408, 429) or exc.status_code >= 500:
+            return True
+        return exc.status_code in (400, 404) and _cluster_not_ready(str(getattr(exc, "message", "") or exc))
     if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                         u3.HTTPError, ConnectionError, TimeoutError)):
         return True
     from tenacity import RetryError
 
     return isinstance(exc, RetryError)
+
+
+CLUSTER_NOT_READY = ("no storage targets", "no proxies (gateways)", "not ready yet", "is starting up",
+                     "smap not ready", "cluster map is not", "primary is not ready")
+"""Fragments of the answers of a gateway that restarted and has no cluster map yet (AIS answers 400
+"no storage targets in the cluster" until its targets rejoin): transient, retried within the budget."""
+
+
+def _cluster_not_ready(message: str) -> bool:
+    text = message.lower()
+    return any(fragment in text for fragment in CLUSTER_NOT_READY)
 
 
 def is_gateway_unreachable(exc: BaseException, endpoint: str) -> bool:
@@ -87,9 +94,15 @@ def is_gateway_unreachable(exc: BaseException, endpoint: str) -> bool:
 
 def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
               offset: Optional[int] = None) -> AISWdsError:
-    """Map ``exc`` (raised while working on ``url``) to an :class:`AISWdsError`; never leaks tokens."""
+    """Map ``exc`` (raised while working on ``url``) to an :class:`AISWdsError`; never leaks tokens.
+
+    Not-found, request and connect errors are the classes of :mod:`ais_wds._core.sdk_errors`: the
+    ais_wds error and the aistore SDK's matching exception at once.
+    """
     import requests
     from aistore.sdk.errors import AISError, ErrBckNotFound, ErrObjNotFound, ErrRemoteBckNotFound
+
+    from .sdk_errors import ConnectError, ObjectNotFoundError, RequestError
 
     if isinstance(exc, AISWdsError):
         return exc
@@ -118,7 +131,7 @@ def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
     return RequestError(f"request failed: {type(exc).__name__}: {_short(str(exc))}", url=url)
 
 
-def _bucket_not_found(exc: BaseException, url: str) -> BucketNotFoundError:
+def _bucket_not_found(exc: BaseException, url: str) -> AISWdsError:
     """A missing bucket; for a cloud bucket (s3://, gs://, ...) with AIS's own reason.
 
     AIS answers "not found" both for a missing cloud bucket and for a cluster that has no backend for
@@ -127,6 +140,7 @@ def _bucket_not_found(exc: BaseException, url: str) -> BucketNotFoundError:
     import json
 
     from ..urls import parse_url
+    from .sdk_errors import BucketNotFoundError
 
     try:
         provider = parse_url(url.split("?", 1)[0]).provider

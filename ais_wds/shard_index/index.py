@@ -136,12 +136,71 @@ class ShardIndex:
         if not isinstance(doc, dict) or doc.get("kind") != INDEX_KIND:
             raise ShardIndexError(f"not an ais_wds shard index (expected kind {INDEX_KIND!r})", url=origin,
                                   hint="build one with `ais-wds index PREFIX`")
-        return cls([ShardRecord(**s) for s in doc["shards"]], doc.get("plan"))
+        shards = doc.get("shards")
+        if not isinstance(shards, list):
+            raise ShardIndexError("field 'shards' is missing or not a list", url=origin, hint=_REBUILD)
+        plan = doc.get("plan")
+        if plan is not None and not isinstance(plan, str):
+            raise ShardIndexError("field 'plan' is not a string", url=origin, hint=_REBUILD)
+        return cls([_shard_record(s, i, origin) for i, s in enumerate(shards)], plan)
 
     def wids_descriptor(self) -> Dict[str, Any]:
         """The wids JSON descriptor of these shards."""
         return {"__kind__": WIDS_KIND, "wids_version": 1,
                 "shardlist": [{"url": s.url, "nsamples": len(s), "filesize": s.size} for s in self.shards]}
+
+
+_REBUILD = "the index is damaged or from another tool; rebuild it with `ais-wds index PREFIX`"
+_COLUMNS = {"keys": str, "offsets": int, "lengths": int, "member_counts": int, "member_names": str,
+            "member_offsets": int, "member_sizes": int}
+
+
+def _shard_record(doc: Any, i: int, origin: str) -> ShardRecord:
+    """Validate shard ``i`` of an index document (every field, type, column length, no negative number)
+    and build its record.
+
+    Raises:
+        ShardIndexError: naming the index file, the shard and the field at fault.
+    """
+    def bad(what: str) -> ShardIndexError:
+        return ShardIndexError(f"shard {i}: {what}", url=origin, hint=_REBUILD)
+
+    if not isinstance(doc, dict):
+        raise bad(f"expected a map, got {type(doc).__name__}")
+    missing = [f for f in ("url", "size", *_COLUMNS) if f not in doc]
+    if missing:
+        raise bad(f"field {missing[0]!r} is missing")
+    unknown = sorted(set(doc) - {"url", "size", *_COLUMNS})
+    if unknown:
+        raise bad(f"unknown field {unknown[0]!r}")
+    if not isinstance(doc["url"], str) or "://" not in doc["url"]:
+        raise bad("field 'url' is not a shard URL")
+    if not _is_count(doc["size"]):
+        raise bad("field 'size' is not a non-negative integer")
+    for name, kind in _COLUMNS.items():
+        column = doc[name]
+        if not isinstance(column, list):
+            raise bad(f"field {name!r} is not a list")
+        if kind is int and not all(_is_count(v) for v in column):
+            raise bad(f"field {name!r} holds a value that is not a non-negative integer")
+        if kind is str and not all(isinstance(v, str) for v in column):
+            raise bad(f"field {name!r} holds a value that is not a string")
+    n = len(doc["keys"])
+    for name in ("offsets", "lengths", "member_counts"):
+        if len(doc[name]) != n:
+            raise bad(f"field {name!r} has {len(doc[name])} entries for {n} keys")
+    members = sum(doc["member_counts"])
+    for name in ("member_names", "member_offsets", "member_sizes"):
+        if len(doc[name]) != members:
+            raise bad(f"field {name!r} has {len(doc[name])} entries; member_counts add up to {members}")
+    size = doc["size"]
+    if any(o + ln > size for o, ln in zip(doc["offsets"], doc["lengths"])):
+        raise bad(f"a sample's range ends past the shard's size {size}")
+    return ShardRecord(**doc)
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 # --------------------------------------------------------------------------------------------

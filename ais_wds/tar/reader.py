@@ -56,6 +56,18 @@ __all__ = ["DEFAULT_BUFSIZE", "group_by_keys", "iter_member_spans", "iter_member
 #: the stream into their ``bytes`` object (one copy); smaller ones come out of the buffer.
 DEFAULT_BUFSIZE = 1 << 18
 
+#: The largest member :func:`iter_members` hands out as ``bytes`` (a sample file held in memory). A
+#: header claiming more is refused with :class:`~ais_wds.errors.TarFormatError` before anything is
+#: allocated; :func:`iter_member_spans` (which keeps no data) has no such limit.
+MAX_MEMBER_SIZE = 4 << 30
+
+#: Members above this size are read in pieces of this size, so memory grows only with the bytes that
+#: actually arrive (a truncated shard claiming a large member fails without allocating the claim).
+MEMBER_CHUNK = 64 << 20
+
+#: The largest pax / GNU long-name extended header accepted (tarfile has no limit; real ones are bytes).
+MAX_EXTENDED_HEADER = 1 << 20
+
 Handler = Callable[[Exception], bool]
 
 
@@ -201,18 +213,55 @@ def _gzip_reader(f: Any) -> gzip.GzipFile:
     return gzip.GzipFile(fileobj=f, mode="rb")
 
 
-def _decompressed(head: bytes, rest: io.BufferedReader, bufsize: int) -> Optional[io.BufferedReader]:
+def _decompressed(head: bytes, rest: io.BufferedReader, bufsize: int,
+                  url: Optional[str]) -> Optional[io.BufferedReader]:
     """A decompressing reader if ``head`` (the first block) starts a gzip, bzip2 or xz stream."""
     if head.startswith(b"\x1f\x8b\x08"):
         opener: Any = _gzip_reader
+        kind = "gzip"
     elif head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
         opener = bz2.BZ2File
+        kind = "bzip2"
     elif head.startswith((b"\xfd7zXZ\x00", b"\x5d\x00\x00\x80")):
         opener = lzma.LZMAFile
+        kind = "xz"
     else:
         return None
     compressed = io.BufferedReader(_RawReader(rest, head), max(bufsize, _BLOCK))
-    return _buffered(opener(compressed), bufsize)
+    return io.BufferedReader(_Decompressing(opener(compressed), kind, url), max(bufsize, _BLOCK))
+
+
+class _Decompressing(io.RawIOBase):
+    """A decompressor's ``readinto`` that reports a corrupt or truncated stream as
+    :class:`~ais_wds.errors.TarFormatError` (URL, kind, offset in the decompressed archive) instead of
+    ``EOFError``, ``BadGzipFile``, ``zlib.error``, ``LZMAError`` or bz2's ``OSError``."""
+
+    def __init__(self, inner: Any, kind: str, url: Optional[str]):
+        super().__init__()
+        self._inner = inner
+        self._kind = kind
+        self._url = url
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        try:
+            n: int = self._inner.readinto(buf)
+        except (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
+            raise self._error(e) from e
+        except OSError as e:
+            if type(e) is not OSError or e.errno is not None:
+                raise  # the stream underneath failed (ais_wds.ReadError, a disk error): not the data's fault
+            raise self._error(e) from e
+        self._pos += n
+        return n
+
+    def _error(self, e: BaseException) -> TarFormatError:
+        cause = " ".join(str(e).split()) or type(e).__name__
+        return TarFormatError(f"corrupt or truncated {self._kind} stream ({type(e).__name__}: {cause}); the "
+                              "offset counts decompressed bytes", url=self._url, offset=self._pos)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,7 +353,7 @@ def walk(
 
     hdr = read(_BLOCK)
     if not spans and hdr and (len(hdr) != _BLOCK or not _checksum_ok(hdr)):
-        decompressed = _decompressed(hdr, f, bufsize)  # not a tar header: a compressed tar?
+        decompressed = _decompressed(hdr, f, bufsize, url)  # not a tar header: a compressed tar?
         if decompressed is not None:
             f = decompressed
             read = f.read
@@ -380,7 +429,7 @@ def walk(
             elif wanted is None:
                 _skip(f, size + pad, name, url, offset)
             else:
-                data = read(size)
+                data = read(size) if size <= MEMBER_CHUNK else _read_large(f, size, name, url, offset)
                 if len(data) != size:
                     raise TarFormatError(
                         f"truncated member {name!r}: {len(data)} of {size} data bytes",
@@ -396,6 +445,9 @@ def walk(
 
         # ---- extended headers and non-regular members
         if typeflag in _PAX_TYPES or typeflag == _T_LONGNAME or typeflag == _T_LONGLINK:
+            if size > MAX_EXTENDED_HEADER:
+                raise TarFormatError(f"extended tar header claims {size} bytes (more than {MAX_EXTENDED_HEADER})",
+                                     url=url, offset=offset)
             padded = size + (-size & 511)
             buf = read(padded)
             if len(buf) != padded:
@@ -467,6 +519,25 @@ def _header_name(hdr: bytes) -> str:
         if prefix:
             return prefix + "/" + name
     return name
+
+
+def _read_large(f: io.BufferedReader, size: int, name: str, url: Optional[str], offset: int) -> bytes:
+    """A member larger than :data:`MEMBER_CHUNK`: refused above :data:`MAX_MEMBER_SIZE`, else read in
+    pieces so that memory follows the bytes that arrive, not the size the header claims."""
+    if size > MAX_MEMBER_SIZE:
+        raise TarFormatError(f"member {name!r} claims {size} bytes, more than the {MAX_MEMBER_SIZE} bytes "
+                             "ais_wds holds as one sample file", url=url, offset=offset,
+                             hint="a corrupt header, or a member too large for a sample; read it with "
+                                  "iter_member_spans and a range read")
+    pieces = []
+    got = 0
+    while got < size:
+        piece = f.read(min(MEMBER_CHUNK, size - got))
+        if not piece:
+            break
+        pieces.append(piece)
+        got += len(piece)
+    return b"".join(pieces)
 
 
 def _skip(f: io.BufferedReader, n: int, name: Optional[str], url: Optional[str], offset: int) -> None:
