@@ -10,93 +10,382 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+import sys
+from array import array
+from itertools import islice
+from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 import msgpack
 
 from ._core.retry import translate
 from .client import Client
-from .errors import AISWdsError, EmptyListingError
+from .errors import AISWdsError, EmptyListingError, ListingFormatError
 from .urls import PROVIDER_TO_SCHEME, AISUrl, expand_urls, parse_url
 
 logger = logging.getLogger(__name__)
 
 LISTING_KIND = "ais-wds-listing-v1"
+"""The first file format: ``{"kind", "urls": [str...], "sizes": [int...]}`` (still loaded)."""
+LISTING_KIND_V2 = "ais-wds-listing-v2"
+"""The compact file format :meth:`Listing.save` writes (see :meth:`Listing.save`)."""
 UNKNOWN_SIZE = -1
 
 Source = Union[str, AISUrl, "Listing", Any]
 """What ``list_objects`` accepts: a URL or prefix string (braces expanded), an AISUrl, a Listing,
 a path to a saved listing (``*.msgpack``), an aistore SDK ``Bucket`` or ``ObjectGroup``."""
 
+_LITTLE = sys.byteorder == "little"
 
-@dataclass
-class Listing:
-    """An ordered list of objects: parallel lists of URL strings and sizes (``-1``: unknown).
 
-    Cheap to pickle (two lists); safe to share read-only between threads.
+def _int64(data: Union[bytes, bytearray, Iterable[int]] = b"") -> array[int]:
+    out = array("q")
+    if isinstance(data, (bytes, bytearray)):
+        out.frombytes(data)
+        if not _LITTLE:
+            out.byteswap()
+    else:
+        out.extend(data)
+    return out
+
+
+def _le_bytes(values: array[int]) -> bytes:
+    if _LITTLE:
+        return values.tobytes()
+    copy = array("q", values)
+    copy.byteswap()
+    return copy.tobytes()
+
+
+class UrlColumn(Sequence[str]):
+    """The URLs of a :class:`Listing`: a read-only sequence of ``str`` over one UTF-8 blob.
+
+    ``column[i]`` decodes one URL; a slice returns a ``list``; equality compares with any sequence
+    (``listing.urls == ["ais://b/x", ...]``). Each access builds a new ``str``: copy into a list once
+    (``list(listing.urls)``) for loops that read every URL many times.
     """
 
-    urls: List[str] = field(default_factory=list)
-    sizes: List[int] = field(default_factory=list)
+    __slots__ = ("_blob", "_offsets")
+
+    def __init__(self, blob: bytearray, offsets: array[int]):
+        self._blob = blob
+        self._offsets = offsets
 
     def __len__(self) -> int:
-        return len(self.urls)
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> List[str]: ...
+
+    def __getitem__(self, i: Union[int, slice]) -> Union[str, List[str]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"listing index {i} out of range")
+        o = self._offsets
+        return self._blob[o[i]:o[i + 1]].decode()
+
+    def __iter__(self) -> Iterator[str]:
+        blob, o = self._blob, self._offsets
+        start = o[0]
+        for end in islice(o, 1, None):
+            yield blob[start:end].decode()
+            start = end
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, UrlColumn):
+            return len(self) == len(other) and list(self) == list(other)
+        if isinstance(other, (list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(u) for u in self[:3])
+        return f"UrlColumn([{head}{', ...' if len(self) > 3 else ''}] {len(self)} urls)"
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class SizeColumn(Sequence[int]):
+    """The sizes of a :class:`Listing`: a read-only sequence of ``int`` over an ``array('q')``;
+    a slice returns a ``list``; equality compares with any sequence."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: array[int]):
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> List[int]: ...
+
+    def __getitem__(self, i: Union[int, slice]) -> Union[int, List[int]]:
+        if isinstance(i, slice):
+            return self._values[i].tolist()
+        return self._values[i]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SizeColumn):
+            return self._values == other._values
+        if isinstance(other, (list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self._values, other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"SizeColumn({self._values[:3].tolist()}{'...' if len(self) > 3 else ''} {len(self)} sizes)"
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Listing:
+    """An ordered list of objects: URL strings and sizes (``-1``: unknown), stored compactly.
+
+    ``Listing(urls, sizes)`` takes any two parallel iterables. Storage is one UTF-8 blob of the URLs
+    plus ``array('q')`` offsets and sizes: about ``len(url) + 16`` bytes per object (a list of
+    ``str`` costs ``len(url) + 65``), so 10 million objects with 40-character names fit in well
+    under 1 GB. ``urls`` and ``sizes`` are read-only sequence views (:class:`UrlColumn`,
+    :class:`SizeColumn`); grow a listing with :meth:`append` / :meth:`extend`.
+
+    Cheap to pickle (three byte buffers); safe to share read-only between threads; not safe to
+    append to from several threads at once.
+    """
+
+    __slots__ = ("_blob", "_offsets", "_sizes")
+
+    def __init__(self, urls: Iterable[str] = (), sizes: Iterable[int] = ()):
+        self._blob = bytearray()
+        self._offsets = _int64([0])
+        self._sizes = _int64(sizes)
+        for url in urls:
+            self._blob += url.encode()
+            self._offsets.append(len(self._blob))
+        if len(self._offsets) - 1 != len(self._sizes):
+            raise ValueError(f"Listing: {len(self._offsets) - 1} urls but {len(self._sizes)} sizes")
+
+    @classmethod
+    def _from_columns(cls, blob: bytearray, offsets: array[int], sizes: array[int]) -> Listing:
+        out = cls.__new__(cls)
+        out._blob, out._offsets, out._sizes = blob, offsets, sizes
+        return out
+
+    @property
+    def urls(self) -> UrlColumn:
+        """The URLs, in order (a read-only view; see :class:`UrlColumn`)."""
+        return UrlColumn(self._blob, self._offsets)
+
+    @property
+    def sizes(self) -> SizeColumn:
+        """The sizes, in order (a read-only view)."""
+        return SizeColumn(self._sizes)
+
+    def __len__(self) -> int:
+        return len(self._sizes)
 
     def __iter__(self) -> Iterator[Tuple[str, int]]:
-        return zip(self.urls, self.sizes)
+        return zip(self.urls, self._sizes)
 
     def __getitem__(self, i: int) -> Tuple[str, int]:
-        return self.urls[i], self.sizes[i]
+        return self.urls[i], self._sizes[i]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Listing):
+            return NotImplemented
+        return self._sizes == other._sizes and self._offsets == other._offsets and self._blob == other._blob
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Listing({len(self)} objects, {self.total_size} bytes)"
+
+    def __getstate__(self) -> Dict[str, bytes]:
+        return {"blob": bytes(self._blob), "offsets": self._offsets.tobytes(), "sizes": self._sizes.tobytes()}
+
+    def __setstate__(self, state: Dict[str, bytes]) -> None:
+        offsets, sizes = array("q"), array("q")
+        offsets.frombytes(state["offsets"])
+        sizes.frombytes(state["sizes"])
+        self._blob, self._offsets, self._sizes = bytearray(state["blob"]), offsets, sizes
 
     @property
     def total_size(self) -> int:
         """Sum of the known sizes."""
-        return sum(s for s in self.sizes if s > 0)
+        return sum(s for s in self._sizes if s > 0)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the listing's buffers (URLs, offsets, sizes)."""
+        return len(self._blob) + self._offsets.itemsize * len(self._offsets) + self._sizes.itemsize * len(self._sizes)
 
     def append(self, url: str, size: int = UNKNOWN_SIZE) -> None:
-        self.urls.append(url)
-        self.sizes.append(size)
+        self._blob += url.encode()
+        self._offsets.append(len(self._blob))
+        self._sizes.append(size)
 
     def extend(self, other: Listing) -> None:
-        self.urls.extend(other.urls)
-        self.sizes.extend(other.sizes)
+        base = len(self._blob)
+        self._blob += other._blob
+        self._offsets.extend(o + base for o in islice(other._offsets, 1, None))
+        self._sizes.extend(other._sizes)
 
     def select(self, indices: Iterable[int]) -> Listing:
         """A new Listing of the entries at ``indices``, in that order."""
-        idx = list(indices)
-        return Listing([self.urls[i] for i in idx], [self.sizes[i] for i in idx])
+        blob, o, sizes = self._blob, self._offsets, self._sizes
+        out_blob, out_off, out_sizes = bytearray(), _int64([0]), array("q")
+        for i in indices:
+            out_blob += blob[o[i]:o[i + 1]]
+            out_off.append(len(out_blob))
+            out_sizes.append(sizes[i])
+        return Listing._from_columns(out_blob, out_off, out_sizes)
 
     def filter(self, keep: Callable[[str], bool]) -> Listing:
         """A new Listing of the entries whose URL satisfies ``keep``."""
         return self.select(i for i, u in enumerate(self.urls) if keep(u))
 
     def sorted(self) -> Listing:
-        return self.select(sorted(range(len(self)), key=self.urls.__getitem__))
+        """A new Listing sorted by URL (byte order of the UTF-8 names, the order AIS lists in)."""
+        blob, o = self._blob, self._offsets
+        return self.select(sorted(range(len(self)), key=lambda i: blob[o[i]:o[i + 1]]))
 
     def save(self, path: Union[str, os.PathLike[str]]) -> None:
-        """Write the listing as msgpack to ``path`` atomically (temp file + rename)."""
+        """Write the listing to ``path`` atomically (temp file + rename).
+
+        Format ``ais-wds-listing-v2``, a msgpack stream of four objects: a header map ``{"kind",
+        "count", "fields": ["urls", "offsets", "sizes"]}``, then one ``bin`` per field: ``urls`` (the
+        UTF-8 URLs concatenated), ``offsets`` (``count + 1`` little-endian int64: URL ``i`` is
+        ``urls[offsets[i]:offsets[i+1]]``), ``sizes`` (``count`` little-endian int64). Saving and loading
+        copy buffers straight to and from the file: 10 million entries take about a second, and
+        loading needs no memory beyond the listing itself. A field is limited to 4 GiB (msgpack bin32).
+        """
         tmp = f"{os.fspath(path)}.tmp.{os.getpid()}"
         with open(tmp, "wb") as f:
-            msgpack.pack({"kind": LISTING_KIND, "urls": self.urls, "sizes": self.sizes}, f)
+            f.write(msgpack.packb({"kind": LISTING_KIND_V2, "count": len(self), "fields": list(_V2_FIELDS)}))
+            for buf in (self._blob, self._offsets, self._sizes):
+                data: Any = buf if (_LITTLE or isinstance(buf, bytearray)) else _le_bytes(buf)
+                nbytes = len(memoryview(data).cast("B"))
+                if nbytes >= 1 << 32:
+                    raise ValueError(f"listing too large to save ({nbytes} bytes in one field)")
+                f.write(b"\xc6" + nbytes.to_bytes(4, "big"))
+                f.write(data)
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike[str]]) -> Listing:
-        """Read a listing written by :meth:`save`.
+        """Read a listing written by :meth:`save` (format v2) or by ais_wds 0.x (``ais-wds-listing-v1``).
+
+        Every field is checked: present, of the right type and length, and the offsets cover the URL
+        bytes exactly.
 
         Raises:
-            AISWdsError: the file is not an ais_wds listing.
+            ListingFormatError: the file is not an ais_wds listing, or a field is missing or has the
+                wrong type or length (``.field`` names it; the message names the file).
         """
+        where = os.fspath(path)
         with open(path, "rb") as f:
+            head = f.read(1)
+            f.seek(0)
             try:
-                data = msgpack.unpack(f, raw=False)
+                if head and 0x80 <= head[0] <= 0x8F:  # a small map: the v2 header (or a v1 document)
+                    unpacker = msgpack.Unpacker(f, raw=False, read_size=64, strict_map_key=False)
+                    data = unpacker.unpack()
+                    if isinstance(data, dict) and data.get("kind") == LISTING_KIND_V2:
+                        f.seek(unpacker.tell())
+                        return cls._read_v2(data, f, where)
+                    f.seek(0)
+                data = msgpack.unpack(f, raw=False, strict_map_key=False)
+            except ListingFormatError:
+                raise
             except Exception as e:  # noqa: BLE001 - any decoding failure means: not a listing file
-                raise AISWdsError(f"not a msgpack listing: {e}", url=os.fspath(path)) from None
-        if not isinstance(data, dict) or data.get("kind") != LISTING_KIND:
-            raise AISWdsError(f"not an ais_wds listing (expected kind {LISTING_KIND!r})", url=os.fspath(path),
-                              hint="write it with `ais-wds ls --save FILE` or Listing.save")
-        return cls(list(data["urls"]), list(data["sizes"]))
+                raise ListingFormatError(f"not a msgpack listing: {type(e).__name__}: {e}", url=where) from None
+        if not isinstance(data, dict):
+            raise ListingFormatError(f"not an ais_wds listing (a msgpack {type(data).__name__}, not a map)",
+                                     url=where)
+        kind = data.get("kind")
+        if kind == LISTING_KIND:
+            return cls._load_v1(data, where)
+        raise ListingFormatError(f"not an ais_wds listing (kind {kind!r}; expected {LISTING_KIND_V2!r} or "
+                                 f"{LISTING_KIND!r})", url=where, field="kind")
+
+    @classmethod
+    def _read_v2(cls, header: Dict[str, Any], f: BinaryIO, where: str) -> Listing:
+        count = _field(header, "count", int, where)
+        fields = _field(header, "fields", list, where)
+        if count < 0:
+            raise ListingFormatError(f"field 'count' is negative ({count})", url=where, field="count")
+        if fields != list(_V2_FIELDS):
+            raise ListingFormatError(f"field 'fields' is {fields!r}, expected {list(_V2_FIELDS)!r}", url=where,
+                                     field="fields")
+        blob = _read_bin(f, "urls", None, where)
+        offsets = _read_int64(f, "offsets", count + 1, where)
+        sizes = _read_int64(f, "sizes", count, where)
+        if offsets[0] != 0 or offsets[-1] != len(blob):
+            raise ListingFormatError(f"field 'offsets' does not span the {len(blob)} URL bytes "
+                                     f"(first {offsets[0]}, last {offsets[-1]})", url=where, field="offsets")
+        return cls._from_columns(blob, offsets, sizes)
+
+    @classmethod
+    def _load_v1(cls, data: Dict[str, Any], where: str) -> Listing:
+        urls = _field(data, "urls", list, where)
+        sizes = _field(data, "sizes", list, where)
+        if len(urls) != len(sizes):
+            raise ListingFormatError(f"fields 'urls' and 'sizes' differ in length ({len(urls)} vs {len(sizes)})",
+                                     url=where, field="sizes")
+        for name, values, kind in (("urls", urls, str), ("sizes", sizes, int)):
+            bad = next((i for i, v in enumerate(values) if not isinstance(v, kind) or isinstance(v, bool)), None)
+            if bad is not None:
+                raise ListingFormatError(f"field {name!r} entry {bad} is a {type(values[bad]).__name__}, "
+                                         f"expected {kind.__name__}", url=where, field=name)
+        return cls(urls, sizes)
+
+
+_V2_FIELDS = ("urls", "offsets", "sizes")
+
+
+def _read_int64(f: BinaryIO, name: str, count: int, where: str) -> array[int]:
+    out = array("q", [0]) * count
+    _read_bin(f, name, 8 * count, where, into=out)
+    if not _LITTLE:
+        out.byteswap()
+    return out
+
+
+def _read_bin(f: Any, name: str, expected: Optional[int], where: str, into: Any = None) -> bytearray:
+    """Read one msgpack bin object straight into ``into`` (a buffer of the expected size) or a new bytearray."""
+    head = f.read(1)
+    if not head:
+        raise ListingFormatError(f"field {name!r} is missing (the file ends early)", url=where, field=name)
+    widths = {0xC4: 1, 0xC5: 2, 0xC6: 4}
+    if head[0] not in widths:
+        raise ListingFormatError(f"field {name!r} is not binary data (msgpack type byte 0x{head[0]:02x})",
+                                 url=where, field=name)
+    size = int.from_bytes(f.read(widths[head[0]]), "big")
+    if expected is not None and size != expected:
+        raise ListingFormatError(f"field {name!r} has {size} bytes, expected {expected}", url=where, field=name)
+    buf = bytearray(size) if into is None else into
+    if f.readinto(memoryview(buf).cast("B")) != size:
+        raise ListingFormatError(f"field {name!r} is truncated (the file ends early)", url=where, field=name)
+    return buf
+
+
+def _field(data: Dict[str, Any], name: str, kind: type, where: str) -> Any:
+    if name not in data:
+        raise ListingFormatError(f"field {name!r} is missing", url=where, field=name)
+    value = data[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ListingFormatError(f"field {name!r} is a {type(value).__name__}, expected {kind.__name__}",
+                                 url=where, field=name)
+    return value
 
 
 def is_listing_file(source: Any) -> bool:

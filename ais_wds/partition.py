@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from ._core.dist import torch_rank_world, torch_worker
 from .errors import ConfigError
@@ -45,19 +45,72 @@ class Part:
             raise ConfigError(f"invalid part {self}: need 0 <= rank < world_size and 0 <= worker < num_workers")
 
 
-def dist_rank_world() -> tuple[int, int]:
-    """(rank, world_size) from ``torch.distributed`` when initialised, else RANK / WORLD_SIZE, else (0, 1)."""
+def dist_rank_world() -> Tuple[int, int]:
+    """(rank, world_size) of the calling process, from the first of:
+
+    1. ``torch.distributed`` when a process group is initialised (any launcher, ``mp.spawn`` included);
+    2. ``RANK`` / ``WORLD_SIZE`` (torchrun, and most launchers);
+    3. ``SLURM_PROCID`` / ``SLURM_STEP_NUM_TASKS`` inside an ``srun`` job step;
+    4. (0, 1).
+
+    Call it in the rank's own process (where the dataset is built), never inside a DataLoader worker:
+    a spawned worker has no process group. The datasets do so and carry the answer to their workers.
+
+    Raises:
+        ConfigError: the environment gives an impossible rank or world size.
+    """
     from_torch = torch_rank_world()
     if from_torch is not None:
         return from_torch
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    env = os.environ
+    if "RANK" in env or "WORLD_SIZE" in env:
+        found, source = (_env_int("RANK", 0), _env_int("WORLD_SIZE", 1)), "RANK/WORLD_SIZE"
+    elif "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env:
+        found, source = (_env_int("SLURM_PROCID", 0), _env_int("SLURM_STEP_NUM_TASKS", 1)), "SLURM"
+    else:
+        return 0, 1
+    if not 0 <= found[0] < found[1]:
+        raise ConfigError(f"{source} in the environment give rank {found[0]} of world size {found[1]}",
+                          hint="set RANK < WORLD_SIZE, or pass rank= and world_size= explicitly")
+    return found
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value.strip() else default
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} in the environment is not an integer") from None
+
+
+def rank_world(rank: Optional[int] = None, world_size: Optional[int] = None) -> Tuple[int, int]:
+    """(rank, world_size): the explicit values when both are given, else :func:`dist_rank_world`.
+
+    Raises:
+        ConfigError: only one of the two is given, or they are inconsistent.
+    """
+    if rank is None and world_size is None:
+        return dist_rank_world()
+    if rank is None or world_size is None:
+        raise ConfigError("give both rank= and world_size= (or neither, to detect them)")
+    Part(int(rank), int(world_size))  # validates
+    return int(rank), int(world_size)
+
+
+def worker_part(rank: int, world_size: int) -> Part:
+    """The :class:`Part` of the caller for a rank known in advance: the DataLoader worker is detected here
+    (this is safe inside a worker; the rank never is)."""
+    worker, num_workers = torch_worker() or (0, 1)
+    return Part(rank, world_size, worker, num_workers)
 
 
 def current_part() -> Part:
-    """The :class:`Part` of the calling process: DDP rank and DataLoader worker (if inside one)."""
-    rank, world = dist_rank_world()
-    worker, num_workers = torch_worker() or (0, 1)
-    return Part(rank, world, worker, num_workers)
+    """The :class:`Part` of the calling process: DDP rank (see :func:`dist_rank_world`) and DataLoader worker.
+
+    Inside a DataLoader worker the rank is only right where the launcher set RANK / WORLD_SIZE: datasets
+    capture the rank when they are built and use :func:`worker_part` instead.
+    """
+    return worker_part(*dist_rank_world())
 
 
 def epoch_order(n: int, *, seed: Optional[int], epoch: int = 0) -> List[int]:
@@ -82,12 +135,13 @@ def partition(order: Sequence[int], part: Part, *, even: Optional[str] = None) -
     """
     if even not in EVEN_MODES:
         raise ConfigError(f"even must be one of {EVEN_MODES}, got {even!r}")
-    order = list(order)
-    world = part.world_size
-    if even == "drop":
-        order = order[: len(order) - len(order) % world]
-    elif even == "repeat" and order and len(order) % world:
-        pad = world - len(order) % world
-        order = order + (order * (pad // len(order) + 1))[:pad]
-    rank_share = order[part.rank::world]
-    return rank_share[part.worker::part.num_workers]
+    # Index arithmetic on ``order`` itself: only this part's share is built (no copy of the whole order,
+    # no other rank's share), so a rank of a 10-million-entry job holds just its own indices.
+    n, world = len(order), part.world_size
+    stride = world * part.num_workers
+    first = part.rank + part.worker * world  # position in ``order`` of this part's first entry
+    if even == "repeat" and n and n % world:
+        padded = n + world - n % world
+        return [order[p % n] for p in range(first, padded, stride)]
+    end = n - n % world if even == "drop" else n
+    return list(order[first:end:stride])

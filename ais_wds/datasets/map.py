@@ -96,8 +96,8 @@ class AISDataset(Dataset):
         return len(self.listing)
 
     @property
-    def urls(self) -> List[str]:
-        """The object URLs, in index order."""
+    def urls(self) -> Sequence[str]:
+        """The object URLs, in index order (a read-only sequence)."""
         return self.listing.urls
 
     @property
