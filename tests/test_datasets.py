@@ -81,6 +81,7 @@ def test_map_dataset_in_dataloader_reads_ahead_with_its_sampler_and_stays_exact(
     sampler = ds.sampler(shuffle=True, seed=5)
     sampler.set_epoch(1)
     order = list(sampler)
+    sampler.set_epoch(1)  # (each iteration starts the next epoch unless told otherwise)
     got = _collect(DataLoader(ds, sampler=sampler, batch_size=4, collate_fn=list))
     assert [u for u, _ in got] == [ds.urls[i] for i in order]
     assert all(body == data[u] for u, body in got)
@@ -95,6 +96,7 @@ def test_map_read_ahead_groups_small_batches_into_requests_and_serves_each_batch
     ds = AISDataset(client, prefix, read_ahead=read_ahead, batch_size=per_request)
     sampler = ds.sampler(shuffle=True, seed=9)
     batches = list(DataLoader(ds, sampler=sampler, batch_size=batch, collate_fn=list))
+    sampler.set_epoch(0)
     order = list(sampler)
     assert [[u for u, _ in b] for b in batches] == [[ds.urls[i] for i in order[k:k + batch]]
                                                     for k in range(0, N, batch)]
@@ -102,12 +104,13 @@ def test_map_read_ahead_groups_small_batches_into_requests_and_serves_each_batch
     assert ds._ahead.hits >= len(batches) - 2
 
 
-def test_map_dataset_sampler_splits_ranks_like_distributed_sampler(client, data):
+def test_map_dataset_sampler_splits_ranks_into_balanced_disjoint_shares(client, data):
     prefix = sorted(data)[0].rsplit("/", 1)[0] + "/"
     ds = AISDataset(client, prefix)
     shares = [list(ds.sampler(shuffle=True, seed=3, rank=r, world_size=3)) for r in range(3)]
     assert sorted(i for s in shares for i in s) == list(range(N))
-    assert [len(s) for s in shares] == [14, 13, 13]
+    assert [len(s) for s in shares] == [13, 13, 14]
+    assert [len(ds.sampler(rank=r, world_size=3, even="drop")) for r in range(3)] == [13, 13, 13]
 
 
 def test_map_dataset_with_two_workers_yields_every_object_once_and_lists_only_in_main(client, data, monkeypatch):
@@ -212,20 +215,23 @@ def test_state_dict_resume_yields_exactly_the_remaining_objects(client, data):
     resumed = AISIterDataset(client, prefix, shuffle=True, seed=4)
     resumed.load_state_dict(state)
     assert [u for u, _ in resumed] == expected[13:]
-    assert [u for u, _ in resumed] == expected  # the next iteration is a whole epoch again
-    assert resumed.state_dict()["positions"] == {"0/1/0/1": N}
+    full.set_epoch(6)
+    assert [u for u, _ in resumed] == [u for u, _ in full]  # the next iteration is the whole next epoch
+    assert (resumed.state_dict()["epoch"], resumed.state_dict()["progress"]) == (6, [N, 0])
 
 
 def test_state_dict_resume_per_worker_part(client, data):
     prefix = sorted(data)[0].rsplit("/", 1)[0] + "/"
     part = Part(0, 1, 1, 2)
     ds = AISIterDataset(client, prefix, part=part)
+    ds.set_epoch(0)
     share = [u for u, _ in ds]
+    ds.set_epoch(0)
     it = iter(ds)
     for _ in range(5):
         next(it)
     state = ds.state_dict()
-    assert state["positions"] == {"0/1/1/2": 5}
+    assert (state["worker"], state["num_workers"], state["progress"]) == (1, 2, [5, 0])
     again = AISIterDataset(client, prefix, part=part)
     again.load_state_dict(state)
     assert [u for u, _ in again] == share[5:]

@@ -64,3 +64,24 @@ def run_on_rank0_and_share(fn: Callable[[], T]) -> T:
     if status == "error":
         raise value
     return value  # type: ignore[no-any-return]  # fn()'s result, through pickle
+
+
+def all_gather(value: T) -> List[T]:
+    """Every rank's ``value`` (pickled), in rank order; ``[value]`` when not distributed. A collective."""
+    dist = _initialised_dist()
+    if dist is None or dist.get_world_size() < 2:
+        return [value]
+    out: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def worker_generation() -> Optional[int]:
+    """An id shared by the DataLoader workers of one DataLoader iteration (its base seed), or None
+    outside workers. A persistent worker keeps its id across epochs."""
+    if "torch.utils.data" not in sys.modules:
+        return None
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    return int(info.seed) - int(info.id) if info is not None else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from multiprocessing.context import get_spawning_popen
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
+from .._core.dist import run_on_rank0_and_share
 from .._core.fetch import FETCH_METHODS, Result, make_getter
 from .._core.prefetch import Prefetcher
 from ..client import Client
@@ -37,7 +38,9 @@ def as_list(value: Any) -> List[Any]:
 
 
 def build_listing(client: Client, urls_list: Any, ais_source_list: Any) -> Listing:
-    """List ``urls_list`` (prefix URLs) then ``ais_source_list`` (SDK sources) once, in that order.
+    """List ``urls_list`` (prefix URLs) then ``ais_source_list`` (SDK sources) once per job, in that order:
+    on rank 0, shared with every rank over torch.distributed when a process group is initialised
+    (every rank must build its dataset, as DDP code does). Listings given as sources are not listed.
 
     Raises:
         ConfigError: neither was given.
@@ -47,7 +50,9 @@ def build_listing(client: Client, urls_list: Any, ais_source_list: Any) -> Listi
     if not sources:
         raise ConfigError("give urls_list (prefix URLs such as 'ais://bucket/train/') and/or ais_source_list "
                           "(aistore SDK buckets or object groups)")
-    return list_objects(sources, client)
+    if all(isinstance(s, Listing) for s in sources):
+        return list_objects(sources, client)
+    return run_on_rank0_and_share(lambda: list_objects(sources, client))
 
 
 @dataclass(frozen=True)

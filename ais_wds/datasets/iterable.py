@@ -1,12 +1,15 @@
 """AISIterDataset: an iterable dataset of whole objects, split over ranks and workers, resumable.
 
-Lists once, in ``__init__``. Each iterator takes its :class:`~ais_wds.partition.Part` of the epoch's
-order (``epoch_order`` + ``partition``: every object exactly once across ranks x workers), and fetches
-ahead through the engine (``ais_wds._core.prefetch``), by default as pipelined AIS batch GETs.
+Lists once per job, in ``__init__`` (rank 0 lists and shares the listing over torch.distributed). The
+rank is taken there too, and carried to the DataLoader workers with the dataset. Each iterator reads its
+part of the epoch's order (``ais_wds._core.epochs``: contiguous, balanced shares of the seeded order;
+every object exactly once across ranks x workers) and fetches ahead through the engine
+(``ais_wds._core.prefetch``), by default as pipelined AIS batch GETs.
 
 Iteration state, in the torchdata.nodes spirit: an iterator counts the objects it has handed out (or
-skipped); ``state_dict()`` reports it and ``load_state_dict()`` makes the next iterator start after
-them, so a resumed epoch yields exactly the remaining objects.
+skipped); ``state_dict()`` reports it (torchdata's ``StatefulDataLoader`` stores it per worker with the
+batches the training loop consumed) and ``load_state_dict()`` makes the next iterator start after them.
+A job state (``ais_wds.job_state``) resumes at another world size or worker count.
 """
 
 from __future__ import annotations
@@ -16,19 +19,13 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from torch.utils.data import IterableDataset
 
+from .._core.epochs import Epochs, PartPlan, rank_runs, slots, total, universe
 from ..client import Client
-from ..errors import ConfigError
 from ..listing import Listing
-from ..partition import Part, current_part, dist_rank_world, epoch_order, partition
+from ..partition import Part, epoch_order, rank_world
 from ._common import ErrorPolicy, FetchSettings, Transform, apply, build_listing
 
 logger = logging.getLogger(__name__)
-
-STATE_VERSION = 1
-
-
-def _part_key(part: Part) -> str:
-    return f"{part.rank}/{part.world_size}/{part.worker}/{part.num_workers}"
 
 
 class AISIterDataset(IterableDataset):
@@ -39,14 +36,19 @@ class AISIterDataset(IterableDataset):
             (under ``on_error="skip"`` a failed object is not yielded).
         shuffle: shuffle the order every epoch, the same way in every process (``seed``, ``set_epoch``).
         seed: shuffle seed; must be the same on every rank.
-        even: None (ranks may differ by one object), ``"drop"`` or ``"repeat"`` (equal counts per rank,
-            as DDP needs; see :func:`~ais_wds.partition.partition`).
-        part: fix this iterator's rank/worker instead of detecting it (torch.distributed or
-            RANK/WORLD_SIZE, and the DataLoader worker).
+        even: None (ranks may differ by one object), ``"drop"`` or ``"repeat"`` (exactly the same count
+            on every rank, as DDP needs).
+        rank, world_size: this process's DDP rank; default: detected now, in the building process
+            (torch.distributed, else RANK/WORLD_SIZE, else SLURM; see ``ais_wds.partition.dist_rank_world``).
+        part: a :class:`~ais_wds.partition.Part`: fixes the rank, and the worker too when its
+            ``num_workers > 1`` (else the DataLoader worker is detected).
         fetch: ``"batch"`` (default; pipelined AIS batch GETs) or ``"get"`` (parallel direct GETs).
         batch_size: objects per batch GET request.
         threads: requests in flight (per DataLoader worker).
         max_bytes: most listed bytes fetched ahead (per DataLoader worker).
+
+    Epochs advance on their own (each DataLoader iteration, persistent workers or not, and each
+    pass in this process starts the next epoch); ``set_epoch(n)`` fixes the next one.
 
     Raises:
         ConfigError: no source, or a bad option.
@@ -67,25 +69,28 @@ class AISIterDataset(IterableDataset):
         shuffle: bool = False,
         seed: int = 0,
         even: Optional[str] = None,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
         part: Optional[Part] = None,
         fetch: str = "batch",
         batch_size: int = 512,
         threads: int = 4,
         max_bytes: int = 256 << 20,
     ):
+        fixed_worker = None
+        if part is not None:
+            rank, world_size = part.rank, part.world_size
+            fixed_worker = (part.worker, part.num_workers) if part.num_workers > 1 else None
+        rank, world_size = rank_world(rank, world_size)
         self.client = Client.of(client_url)
         self.listing: Listing = build_listing(self.client, urls_list, ais_source_list)
         self.transform = transform
         self.shuffle = shuffle
         self.seed = seed
         self.even = even
-        self.part = part
-        partition([], Part(), even=even)  # validates ``even`` now rather than in a worker
+        self.epochs = Epochs(rank, world_size, even, "AISIterDataset", worker=fixed_worker)
         self._policy = ErrorPolicy(on_error)
         self._engine = FetchSettings(fetch, batch_size, threads, max_bytes).engine(self.client)
-        self.epoch = 0
-        self._positions: Dict[str, int] = {}  # part key -> objects handed out or skipped this epoch
-        self._resume: Dict[str, int] = {}  # positions to start from, consumed by the next iterator
 
     @classmethod
     def from_listing(cls, listing: Listing, client_url: Union[Client, str, None] = None, **options: Any
@@ -94,70 +99,80 @@ class AISIterDataset(IterableDataset):
         return cls(client_url, ais_source_list=[listing], **options)
 
     @property
+    def rank(self) -> int:
+        return self.epochs.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.epochs.world_size
+
+    @property
+    def epoch(self) -> int:
+        """The epoch in progress in this process, else the next one."""
+        return self.epochs.epoch
+
+    @property
     def skipped(self) -> int:
         """Objects skipped under ``on_error="skip"``, in this process and its DataLoader workers."""
         return self._policy.skipped.value
 
     def set_epoch(self, epoch: int) -> None:
-        """Use ``epoch``'s order from the next iterator on (call it on every rank, before the DataLoader
-        starts its workers, e.g. before each ``for batch in loader``)."""
-        self.epoch = int(epoch)
-        self._positions = {}
-        self._resume = {}
+        """Start ``epoch`` at the next iteration (call it on every rank, before the DataLoader starts
+        its workers). Optional: epochs advance by themselves."""
+        self.epochs.set_epoch(int(epoch))
 
-    def indices(self, part: Optional[Part] = None) -> List[int]:
-        """The listing indices ``part`` (default: the caller's) reads this epoch, in order."""
-        part = part or self.part or current_part()
-        order = epoch_order(len(self.listing), seed=self.seed if self.shuffle else None, epoch=self.epoch)
-        return partition(order, part, even=self.even)
+    def _identity(self) -> Dict[str, Any]:
+        return {"dataset": "AISIterDataset", "num_objects": len(self.listing), "shuffle": self.shuffle,
+                "seed": self.seed}
+
+    def _order(self, epoch: int) -> List[int]:
+        return epoch_order(len(self.listing), seed=self.seed if self.shuffle else None, epoch=epoch)
+
+    def indices(self, plan: Optional[PartPlan] = None) -> List[int]:
+        """The listing indices a part reads in its epoch, in order (default: this rank, whole epoch)."""
+        if plan is None:
+            runs = rank_runs(universe(len(self.listing), self.even, []), self.world_size, self.rank, self.even)
+            order = self._order(self.epoch)
+        else:
+            runs, order = plan.runs, self._order(plan.epoch)
+        return [order[s] for s in slots(runs)]
 
     def __len__(self) -> int:
-        """Objects this rank yields per epoch over all its DataLoader workers (before any skips)."""
-        rank, world = (self.part.rank, self.part.world_size) if self.part else dist_rank_world()
-        return len(self.indices(Part(rank, world)))
+        """Objects this rank yields in a whole epoch, over all its DataLoader workers (before skips);
+        the same on every rank with ``even``."""
+        return total(rank_runs(universe(len(self.listing), self.even, []), self.world_size, self.rank, self.even))
 
     def __iter__(self) -> Iterator[Any]:
-        part = self.part or current_part()
-        key = _part_key(part)
-        idx = self.indices(part)
-        start = self._resume.pop(key, 0)
-        self._positions[key] = start
-        urls, sizes = self.listing.urls, self.listing.sizes
-        items = ((urls[i], sizes[i]) for i in idx[start:])
-        position = start
+        plan = self.epochs.begin(len(self.listing), self._identity())
+        return self._read(plan)
+
+    def _read(self, plan: PartPlan) -> Iterator[Any]:
+        order = self._order(plan.epoch)
+        listing = self.listing
+        items = (listing[order[s]] for s in slots(plan.left()))
+        done = plan.progress[0]
         for url, result in self._engine.imap(items):
-            position += 1
-            self._positions[key] = position
+            done += 1
+            plan.progress = (done, 0)
             data = self._policy.check(url, result)
             if data is not None:
                 yield apply(self.transform, url, data)
 
     # -- iteration state ---------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
-        """Where iteration stands: epoch, and per rank/worker part the objects already handed out.
-
-        Returns:
-            A small dict of plain values (save it with ``torch.save`` or json).
-        """
-        return {"version": STATE_VERSION, "epoch": self.epoch, "shuffle": self.shuffle, "seed": self.seed,
-                "num_objects": len(self.listing), "positions": {**self._resume, **self._positions}}
+        """Where this process's iteration stands: epoch, part and objects handed out. Small plain data
+        (``torch.save`` / json). Combine the states of every rank with ``ais_wds.job_state`` to resume at
+        another shape."""
+        return self.epochs.state(len(self.listing), self._identity())
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict`: the next iterator of each part starts after its handed-out objects.
+        """Resume at the next iteration: from a part state (same rank and worker), or from a job state
+        (``ais_wds.job_state``: any world size and worker count).
 
         Raises:
-            ConfigError: the state is for another listing size, shuffle or seed.
+            ConfigError: the state is for another listing size, shuffle or seed, or another part.
         """
-        if state.get("version") != STATE_VERSION:
-            raise ConfigError(f"unknown AISIterDataset state version {state.get('version')!r}")
-        mine = {"num_objects": len(self.listing), "shuffle": self.shuffle, "seed": self.seed}
-        for name, value in mine.items():
-            if state[name] != value:
-                raise ConfigError(f"cannot resume: the state has {name}={state[name]!r}, this dataset {value!r}",
-                                  hint="resume with the same listing and shuffle settings")
-        self.epoch = int(state["epoch"])
-        self._positions = {}
-        self._resume = {str(k): int(v) for k, v in state["positions"].items()}
+        self.epochs.load(state, self._identity())
 
     def __repr__(self) -> str:
         return f"AISIterDataset({len(self.listing)} objects, epoch {self.epoch}, {self.client!r})"

@@ -82,8 +82,9 @@ class AISDataset(Dataset):
     def sampler(self, *, shuffle: bool = False, seed: int = 0, rank: Optional[int] = None,
                 world_size: Optional[int] = None, even: Optional[str] = None) -> AISSampler:
         """A sampler for ``DataLoader(ds, sampler=ds.sampler(shuffle=True), batch_size=...)`` that lets
-        the workers read ahead. ``set_epoch(n)`` on it reshuffles; with ``world_size > 1`` (default from
-        torch.distributed or RANK/WORLD_SIZE) each rank gets its share, like ``DistributedSampler``."""
+        the workers read ahead: each rank's share of a seeded order (rank and world size detected now,
+        unless given), a new order every epoch (``set_epoch(n)`` fixes one), ``even=`` for the same count
+        on every rank, and a state for torchdata's ``StatefulDataLoader`` (see :class:`AISSampler`)."""
         return AISSampler(self, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, even=even)
 
     @classmethod

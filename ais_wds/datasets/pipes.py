@@ -21,9 +21,10 @@ from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 
 from torch.utils.data import IterableDataset
 
+from .._core.dist import run_on_rank0_and_share
 from ..client import Client
 from ..listing import list_objects
-from ..partition import current_part
+from ..partition import rank_world, worker_part
 from ..reader import DEFAULT_BUFSIZE, open_object
 from ._common import as_list
 
@@ -45,9 +46,9 @@ def _url_of(item: Any) -> str:
     raise TypeError(f"expected a URL string, a dict with 'url' or a (url, ...) tuple, got {type(item).__name__}")
 
 
-def _my_share(items: Iterable[Any]) -> Iterable[Any]:
+def _my_share(items: Iterable[Any], rank: int, world_size: int) -> Iterable[Any]:
     """This DDP rank's and DataLoader worker's share of ``items`` (strided; every item exactly once)."""
-    part = current_part()
+    part = worker_part(rank, world_size)
     return items if part.count == 1 else islice(items, part.index, None, part.count)
 
 
@@ -63,19 +64,24 @@ class AISFileLister(IterableDataset):
         split: when iterated directly (``iter(lister)``, e.g. as a DataLoader's dataset), yield only this
             rank's and worker's share. An :class:`AISFileLoader` reading from this lister takes all its
             URLs and splits them itself.
+        rank, world_size: this rank; default: detected now, in the building process.
 
-    No ``len()``. Process safety: picklable (a concrete source is pickled as its listing).
+    A concrete source is listed once per job, now (on rank 0, shared over torch.distributed). No
+    ``len()``. Process safety: picklable (a concrete source is pickled as its listing).
     """
 
     def __init__(self, url: Union[Client, str, None] = None, source_datapipe: Optional[Iterable[Any]] = None, *,
-                 allow_empty: bool = False, split: bool = True):
+                 allow_empty: bool = False, split: bool = True, rank: Optional[int] = None,
+                 world_size: Optional[int] = None):
+        self.rank, self.world_size = rank_world(rank, world_size)
         self.client = Client.of(url)
         self.allow_empty = allow_empty
         self.split = split
         self.source_datapipe = source_datapipe
         self._urls: Optional[List[str]] = None
         if _is_concrete(source_datapipe):
-            self._urls = self._list(as_list(source_datapipe)).urls
+            prefixes = as_list(source_datapipe)
+            self._urls = list(run_on_rank0_and_share(lambda: self._list(prefixes)).urls)
 
     def _list(self, prefixes: List[str]) -> Any:
         return list_objects(prefixes, self.client, allow_empty=self.allow_empty)
@@ -90,7 +96,7 @@ class AISFileLister(IterableDataset):
 
     def __iter__(self) -> Iterator[str]:
         urls = self.all_urls()
-        return iter(_my_share(urls)) if self.split else urls
+        return iter(_my_share(urls, self.rank, self.world_size)) if self.split else urls
 
     def __call__(self, prefixes: Iterable[Any]) -> Iterator[str]:
         """The stage form: list each prefix of ``prefixes`` as it arrives (a plain string is one prefix)."""
@@ -110,6 +116,7 @@ class AISFileLoader(IterableDataset):
         bufsize: read buffer per stream.
         split: when iterated over its own source, take only this rank's and DataLoader worker's share
             (strided over the source order). Stage calls never split.
+        rank, world_size: this rank; default: detected now, in the building process.
 
     The consumer should close each stream (a dropped stream is closed by the garbage collector). A
     missing object raises :class:`~ais_wds.errors.ObjectNotFoundError` at the stream's first read.
@@ -117,7 +124,9 @@ class AISFileLoader(IterableDataset):
     """
 
     def __init__(self, url: Union[Client, str, None] = None, source_datapipe: Optional[Iterable[Any]] = None, *,
-                 bufsize: int = DEFAULT_BUFSIZE, split: bool = True):
+                 bufsize: int = DEFAULT_BUFSIZE, split: bool = True, rank: Optional[int] = None,
+                 world_size: Optional[int] = None):
+        self.rank, self.world_size = rank_world(rank, world_size)
         self.client = Client.of(url)
         self.source_datapipe = source_datapipe
         self.bufsize = bufsize
@@ -129,7 +138,7 @@ class AISFileLoader(IterableDataset):
             raise TypeError("AISFileLoader has no source: pass source_datapipe, or call it on an iterator of URLs")
         urls: Iterable[Any] = source.all_urls() if isinstance(source, AISFileLister) else \
             [source] if isinstance(source, str) else source
-        return self(_my_share(urls) if self.split else urls)
+        return self(_my_share(urls, self.rank, self.world_size) if self.split else urls)
 
     def __call__(self, urls: Iterable[Any]) -> Iterator[Tuple[str, io.BufferedReader]]:
         """The stage form: ``(url, stream)`` for each URL of ``urls``, in order."""

@@ -23,8 +23,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from torch.utils.data import Dataset
 
+from .._core.dist import run_on_rank0_and_share
 from .._core.process_local import ProcessLocal
 from ..client import Client
+from ..datasets.sampler import AISSampler
 from ..reader import read_range
 from ..tar.reader import group_by_keys, iter_members
 from .index import ShardIndex, ShardIndexError, build_index, load_index
@@ -32,6 +34,18 @@ from .index import ShardIndex, ShardIndexError, build_index, load_index
 logger = logging.getLogger(__name__)
 
 Sample = Dict[str, Any]
+
+
+def resolve_index(source: str, client: Client) -> ShardIndex:
+    """Load a saved index (``*.msgpack``: an object URL or a local path), or build one for a shard prefix.
+
+    Raises:
+        ShardIndexError, EmptyListingError, NotFoundError: the index or the shards cannot be found.
+    """
+    if source.endswith(".msgpack"):
+        return load_index(source, client)
+    logger.info("building a shard index for %s (save one with `ais-wds index` to skip this)", source)
+    return build_index(source, client)
 
 
 def parse_sample(data: Union[bytes, bytearray, memoryview], url: str) -> Sample:
@@ -87,12 +101,17 @@ class AISShardDataset(Dataset):
         self._pool: ProcessLocal[ThreadPoolExecutor] = ProcessLocal(self._new_pool)
 
     def _resolve(self, source: Union[ShardIndex, str]) -> ShardIndex:
+        """The index, loaded (or built) once per job: on rank 0, shared over torch.distributed."""
         if isinstance(source, ShardIndex):
             return source
-        if str(source).endswith(".msgpack"):
-            return load_index(str(source), self.client)
-        logger.info("building a shard index for %s (save one with `ais-wds index` to skip this)", source)
-        return build_index(str(source), self.client)
+        return run_on_rank0_and_share(lambda: resolve_index(str(source), self.client))
+
+    def sampler(self, *, shuffle: bool = False, seed: int = 0, rank: Optional[int] = None,
+                world_size: Optional[int] = None, even: Optional[str] = None) -> AISSampler:
+        """``DataLoader(ds, sampler=ds.sampler(shuffle=True), ...)``: this rank's share of a seeded order,
+        a new order every epoch, ``even=`` for the same count on every rank, and a state for torchdata's
+        ``StatefulDataLoader`` (exact and elastic resume; see :class:`~ais_wds.AISSampler`)."""
+        return AISSampler(self, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, even=even)
 
     def __len__(self) -> int:
         return len(self._offset)
