@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._core.dist import torch_rank_world, torch_worker
 from .errors import ConfigError
@@ -145,3 +145,29 @@ def partition(order: Sequence[int], part: Part, *, even: Optional[str] = None) -
         return [order[p % n] for p in range(first, padded, stride)]
     end = n - n % world if even == "drop" else n
     return list(order[first:end:stride])
+
+
+def job_state(loader_state: Any) -> Dict[str, Any]:
+    """The state of the whole job, for resuming at another world size or worker count (elastic resume).
+
+    A collective when ``torch.distributed`` is initialised: every rank calls it with its own
+    ``StatefulDataLoader.state_dict()`` (or a dataset's / sampler's ``state_dict()``, or a list of
+    them); every rank gets the same job state back (save it on rank 0). Without a process group, pass
+    the loader states of every rank in a list.
+
+    Load it with ``dataset.load_state_dict(state)`` (or ``sampler.load_state_dict``) on every rank of the
+    new job, before the loader starts; the new job needs the same listing (or index) and seed. Every
+    sample not consumed before is read exactly once after, split over the new ranks and workers.
+
+    Returns:
+        Small plain data (``torch.save`` / json): the epoch, and per earlier shape every part's progress.
+
+    Raises:
+        ConfigError: no ais_wds state in ``loader_state``, a rank's or worker's state is missing, or the
+            states come from different epochs or datasets; a loader state taken between snapshots.
+    """
+    from ._core.dist import all_gather
+    from ._core.epochs import find_part_states, merge_job_state
+
+    gathered = all_gather(find_part_states(loader_state))
+    return merge_job_state([state for rank in gathered for state in rank])

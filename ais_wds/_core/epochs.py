@@ -278,7 +278,7 @@ def merge_job_state(part_states: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         raise ConfigError("no ais_wds dataset state found in the loader states",
                           hint="gather the state_dict() of every rank's StatefulDataLoader over an ais_wds dataset")
     first = part_states[0]
-    keys = [k for k in first if k not in ("rank", "worker", "progress")]
+    keys = [k for k in first if k not in ("rank", "worker", "progress", "window")]
     world, workers = int(first["world_size"]), int(first["num_workers"])
     progress: Dict[int, Progress] = {}
     for state in part_states:

@@ -2,9 +2,18 @@
 
 Where plain ``wds.WebDataset`` bites, this one:
 
-* splits shards by DDP rank and by DataLoader worker (no ``single_node_only`` error under WORLD_SIZE>1),
-  every shard exactly once per epoch across all (rank, worker) parts;
-* shuffles shards in a different order every epoch, deterministically from ``seed`` (same on every rank);
+* takes the DDP rank where it is built (torch.distributed, RANK/WORLD_SIZE or SLURM; or ``rank=`` /
+  ``world_size=``) and carries it to the DataLoader workers, so spawned workers split right too;
+* splits the epoch into contiguous, balanced shares per rank then per worker: every shard exactly once
+  per epoch across all (rank, worker) parts. With a shard index (``index=``: ``ais-wds pack`` writes
+  one, ``ais-wds index`` makes one for any shards) the split is by sample, so ``even=`` gives every rank
+  exactly the same number of samples, and a share that starts inside a shard starts there with a range
+  GET;
+* shuffles shards in a different order every epoch, deterministically from ``seed`` (same on every rank),
+  and advances the epoch by itself (persistent workers or not, ``resampled``, ``.with_epoch(n)``);
+* resumes exactly, mid-shard included, through torchdata's ``StatefulDataLoader`` (``state_dict`` /
+  ``load_state_dict``), and at another world size or worker count from a job state
+  (``ais_wds.job_state``);
 * lets a worker with no shard yield nothing (logged once) instead of raising;
 * lists prefixes once per job (rank 0, shared over torch.distributed), never per worker;
 * opens shards through the reader core directly (no gopen lookup, so spawn workers need nothing
@@ -12,24 +21,33 @@ Where plain ``wds.WebDataset`` bites, this one:
 
 It is a ``wds.DataPipeline`` with webdataset's fluid methods (``.shuffle``, ``.decode``, ``.to_tuple``,
 ``.map``, ``.batched``, ``.with_epoch`` ...), so code written for ``wds.WebDataset`` keeps working.
+Exact resume counts the samples that leave the tar stage: stages that hold samples back across
+batches (``.shuffle(n)``'s buffer) lose what they held at the checkpoint.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import random
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from array import array
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import webdataset as wds
 from torch.utils.data import IterableDataset
 from webdataset.handlers import reraise_exception
 
+from .._core.dist import run_on_rank0_and_share
+from .._core.epochs import Epochs, PartPlan, rank_runs, total, universe
 from ..client import Client
+from ..errors import ConfigError, ShardIndexError
 from ..listing import Listing
-from ..partition import current_part, epoch_order, partition
+from ..partition import epoch_order, rank_world
 from ..reader import open_object
-from . import stages
+from ..shard_index.index import ShardIndex, load_index
 from .shards import DEFAULT_SHARD_SUFFIXES, shard_urls
+from .stages import tar_samples
 
 logger = logging.getLogger(__name__)
 
@@ -40,74 +58,205 @@ SHARD_BUFSIZE = 256 << 10
 bytes (one copy); measured at 1 MiB samples: 2,113 MB/s with 256 KiB vs 1,849 with 1 MiB, equal at 1 KiB."""
 
 
+class Cursor:
+    """Where one pass stands: ``done`` slots before the current piece, ``count`` samples into it (a
+    piece that starts inside a shard without an index counts the samples it skips)."""
+
+    __slots__ = ("done", "count")
+
+    def __init__(self, done: int = 0, count: int = 0):
+        self.done = done
+        self.count = count
+
+
+class SampleCounts:
+    """Sample counts and byte offsets of every shard, from a shard index (8 bytes a sample).
+
+    Raises:
+        ShardIndexError: a shard of the job is not in the index (names ``ais-wds index``).
+    """
+
+    def __init__(self, urls: Sequence[str], index: ShardIndex):
+        by_url = {record.url: record for record in index.shards}
+        missing = [u for u in urls if u not in by_url]
+        if missing:
+            raise ShardIndexError(f"{len(missing)} of {len(urls)} shards are not in the shard index",
+                                  url=missing[0], hint="index these shards with `ais-wds index PREFIX`")
+        self.counts = [len(by_url[u]) for u in urls]
+        self.offsets = [array("q", by_url[u].offsets) for u in urls]
+
+    def byte_range(self, shard: int, first: int, end: int) -> Tuple[int, Optional[int]]:
+        """``(start, end)`` bytes of samples ``first..end-1`` of ``shard`` (end None: to the shard's end)."""
+        offsets = self.offsets[shard]
+        return (offsets[first] if first < len(offsets) else 0), (offsets[end] if end < len(offsets) else None)
+
+
 class ShardSource(IterableDataset):
-    """Yields ``{"url": shard_url}`` for this process's part of the shards, epoch by epoch.
+    """Yields this process's pieces of the epoch: ``{"url", "start", "end", "skip", "cursor"}`` (a shard, a
+    byte range of it, samples to skip at its start, and the pass's :class:`Cursor`).
 
     Args:
         urls: all shard URLs of the job (the same list on every rank).
+        counts: sample counts and offsets per shard (from a shard index), or None: then the unit of the
+            split is the shard and ``even`` is refused.
         shuffle: shuffle shard order per epoch from ``seed``.
         seed: shuffle seed; the order depends only on (seed, epoch).
-        even: None, ``"drop"`` or ``"repeat"``: equal shard counts per rank (see ``ais_wds.partition``).
-        resampled: sample shards with replacement forever (like ``wds.ResampledShards``), seeded per
+        even: None, ``"drop"`` or ``"repeat"``: exactly the same sample count on every rank (needs counts).
+        resampled: draw shards with replacement forever (like ``wds.ResampledShards``), seeded per
             (seed, epoch, rank, worker).
+        rank, world_size: this rank (default: detected now, in the building process).
 
-    The epoch advances by one after each complete pass in this process; with non-persistent
-    DataLoader workers call :meth:`set_epoch` every epoch (as with ``DistributedSampler``).
+    Raises:
+        ConfigError: ``even`` without sample counts (the error names ``ais-wds index``).
     """
 
-    def __init__(self, urls: Sequence[str], *, shuffle: bool = True, seed: int = 0, even: Optional[str] = None,
-                 resampled: bool = False):
+    def __init__(self, urls: Sequence[str], *, counts: Optional[SampleCounts] = None, shuffle: bool = True,
+                 seed: int = 0, even: Optional[str] = None, resampled: bool = False, rank: Optional[int] = None,
+                 world_size: Optional[int] = None):
         super().__init__()
+        rank, world_size = rank_world(rank, world_size)
+        if even is not None and counts is None and not resampled:
+            raise ConfigError(
+                f"even={even!r} needs the sample count of every shard, to give every rank the same number of "
+                "samples; shard counts alone cannot promise it",
+                hint="pass index= (the .index.msgpack that `ais-wds pack` writes, or make one with "
+                     "`ais-wds index PREFIX`)")
         self.urls = list(urls)
+        self.counts = counts
         self.shuffle = shuffle
         self.seed = seed
         self.even = even
         self.resampled = resampled
-        self.epoch = 0
+        self.epochs = Epochs(rank, world_size, even if counts is not None else None, "ais_wds.WebDataset")
+        self._cursor: Optional[Cursor] = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_cursor"] = None
+        return state
+
+    # -- epochs and state ----------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.epochs.epoch
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.epochs.set_epoch(epoch)
+
+    def _slots(self) -> int:
+        return sum(self.counts.counts) if self.counts is not None else len(self.urls)
+
+    def _identity(self) -> Dict[str, Any]:
+        return {"dataset": "ais_wds.WebDataset", "shards": len(self.urls), "shuffle": self.shuffle, "seed": self.seed,
+                "unit": "sample" if self.counts is not None else "shard", "resampled": self.resampled}
+
+    def _sync(self) -> None:
+        plan, cursor = self.epochs.plan, self._cursor
+        if plan is None or cursor is None:
+            return
+        if self.counts is not None and not self.resampled:
+            plan.progress = (cursor.done + cursor.count, 0)
+        else:
+            plan.progress = (cursor.done, cursor.count)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.seed}
+        self._sync()
+        return self.epochs.state(self._slots(), self._identity())
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.seed = state.get("seed", self.seed)
+        self.epochs.load(state, self._identity())
 
     def __len__(self) -> int:
-        return len(self.urls)
+        """Samples this rank reads in a whole epoch (with an index), else shards."""
+        return total(rank_runs(universe(self._slots(), self.epochs.even, []), self.epochs.world_size,
+                               self.epochs.rank, self.epochs.even))
 
+    # -- iteration -----------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Dict[str, Any]]:
-        part = current_part()
+        return self.iterate()
+
+    def iterate(self) -> Iterator[Dict[str, Any]]:
+        """Begin a pass now (the next epoch, or a loaded state) and return its pieces."""
+        plan = self.epochs.begin(self._slots(), self._identity())
+        cursor = self._cursor = Cursor(*plan.progress)
         if self.resampled:
-            rng = random.Random(f"ais_wds:resampled:{self.seed}:{self.epoch}:{part.index}")
-            while True:
-                yield {"url": rng.choice(self.urls)}
-        order = epoch_order(len(self.urls), seed=self.seed if self.shuffle else None, epoch=self.epoch)
-        mine = partition(order, part, even=self.even)
-        if not mine:
-            logger.warning("rank %d worker %d has no shard (%d shards for %d parts); it yields nothing",
-                           part.rank, part.worker, len(self.urls), part.count)
-        for i in mine:
-            yield {"url": self.urls[i]}
-        self.epoch += 1
+            return self._resampled(plan, cursor)
+        return self._pieces(plan, cursor)
+
+    def _resampled(self, plan: PartPlan, cursor: Cursor) -> Iterator[Dict[str, Any]]:
+        index = plan.rank * plan.num_workers + plan.worker
+        rng = random.Random(f"ais_wds:resampled:{self.seed}:{plan.epoch}:{index}")
+        for _ in range(cursor.done):
+            rng.randrange(len(self.urls))
+        while True:
+            url = self.urls[rng.randrange(len(self.urls))]
+            yield {"url": url, "start": 0, "end": None, "skip": cursor.count, "cursor": cursor}
+            cursor.done += 1
+            cursor.count = 0
+
+    def _pieces(self, plan: PartPlan, cursor: Cursor) -> Iterator[Dict[str, Any]]:
+        order = epoch_order(len(self.urls), seed=self.seed if self.shuffle else None, epoch=plan.epoch)
+        left = plan.left()
+        if not plan.runs:
+            logger.warning("rank %d worker %d has nothing to read in epoch %d (%d shards for %d parts); "
+                           "it yields nothing", plan.rank, plan.worker, plan.epoch, len(self.urls),
+                           plan.world_size * plan.num_workers)
+        if self.counts is None:
+            for first, end, skip in left:
+                for slot in range(first, end):
+                    cursor.count = skip if slot == first else 0
+                    yield {"url": self.urls[order[slot]], "start": 0, "end": None, "skip": cursor.count,
+                           "cursor": cursor}
+                    cursor.done += 1
+            cursor.count = 0
+            return
+        counts = self.counts
+        starts = list(itertools.accumulate((counts.counts[s] for s in order), initial=0))
+        for first, end, _ in left:
+            k = _shard_at(starts, first)
+            pos = first
+            while pos < end:
+                while starts[k + 1] <= pos:
+                    k += 1
+                shard = order[k]
+                a, b = pos - starts[k], min(end, starts[k + 1]) - starts[k]
+                byte_start, byte_end = counts.byte_range(shard, a, b)
+                cursor.count = 0
+                yield {"url": self.urls[shard], "start": byte_start, "end": byte_end, "skip": 0, "cursor": cursor}
+                cursor.done += b - a
+                pos += b - a
+        cursor.count = 0
 
 
-def open_shards(src: Iterable[Dict[str, Any]], *, client: Client,
-                handler: Handler = reraise_exception) -> Iterator[Dict[str, Any]]:
-    """Pipeline stage: ``{"url"}`` -> ``{"url", "stream"}`` through the reader core (lazy: the GET
-    happens on the first read, so errors surface in the tar stage, under the same handler)."""
-    for sample in src:
-        url = sample["url"]
+def _shard_at(starts: List[int], slot: int) -> int:
+    """The position k in the epoch's shard order with ``starts[k] <= slot < starts[k + 1]``."""
+    return bisect.bisect_right(starts, slot) - 1
+
+
+def piece_samples(src: Iterable[Dict[str, Any]], *, client: Client, handler: Handler = reraise_exception,
+                  select_files: Optional[Callable[[str], bool]] = None,
+                  rename_files: Optional[Callable[[str], str]] = None) -> Iterator[Dict[str, Any]]:
+    """Pipeline stage: pieces from :class:`ShardSource` -> samples, counted in each piece's cursor.
+
+    Opens each piece's byte range through the reader core (lazy: the GET happens on the first read, so
+    errors surface under ``handler``, as webdataset's tar stage does), skips its ``skip`` first samples.
+    """
+    for piece in src:
+        url, cursor, skip = piece["url"], piece["cursor"], piece["skip"]
         try:
-            yield {**sample, "stream": open_object(url, client, bufsize=SHARD_BUFSIZE)}
+            stream = open_object(url, client, start=piece["start"], end=piece["end"], bufsize=SHARD_BUFSIZE)
         except Exception as e:  # noqa: BLE001 - delegated to the webdataset handler
             e.args = e.args + (url,)
             if handler(e):
                 continue
             break
-
+        samples = tar_samples(({"url": url, "stream": stream},), handler, select_files, rename_files)
+        if skip:
+            for _ in itertools.islice(samples, skip):
+                pass
+        for sample in samples:
+            cursor.count += 1
+            yield sample
 
 class WebDataset(wds.DataPipeline, wds.FluidInterface):
     """Stream tar shards from AIS as webdataset samples (dicts with ``__key__``, ``__url__`` and one
@@ -120,14 +269,24 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         client: Client or endpoint; default from the environment.
         shuffle: shuffle the shard order every epoch (deterministic from ``seed``).
         seed: the shard shuffle seed, shared by all ranks.
-        even: equal shard counts per rank: None, ``"drop"`` or ``"repeat"``.
+        even: ``"drop"`` or ``"repeat"``: exactly the same number of samples on every rank (needs
+            ``index``); None: ranks differ by at most one sample (with ``index``) or one shard.
+        index: a shard index (:class:`~ais_wds.ShardIndex`, or the URL / path of a saved
+            ``.index.msgpack``): splits by sample, gives ``len()``, resumes inside a shard by range GET.
+            Loaded once per job (rank 0, shared over torch.distributed).
         resampled: draw shards with replacement forever (combine with ``.with_epoch(n)``).
+        rank, world_size: this process's DDP rank; default: detected now (torch.distributed, else
+            RANK/WORLD_SIZE, else SLURM) and carried to the DataLoader workers.
         handler: webdataset exception handler (``wds.warn_and_continue`` to skip bad shards).
         select_files, rename_files: as in ``wds.WebDataset``.
         suffixes: which listed objects are shards.
 
     Raises:
         EmptyListingError: no shard found under ``source`` (at construction, never a silent empty epoch).
+        ConfigError: ``even`` without ``index``. ShardIndexError: a shard missing from ``index``.
+
+    Process safety: picklable (fork, spawn and forkserver workers). ``state_dict()`` describes this
+    process's pass (in a DataLoader worker: that worker's), as torchdata's ``StatefulDataLoader`` expects.
     """
 
     def __init__(
@@ -138,19 +297,31 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         shuffle: bool = True,
         seed: int = 0,
         even: Optional[str] = None,
+        index: Union[ShardIndex, str, None] = None,
         resampled: bool = False,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
         handler: Handler = reraise_exception,
         select_files: Optional[Callable[[str], bool]] = None,
         rename_files: Optional[Callable[[str], str]] = None,
         suffixes: Iterable[str] = DEFAULT_SHARD_SUFFIXES,
     ):
         self.client = Client.of(client)
+        rank, world_size = rank_world(rank, world_size)
         urls: Sequence[str] = shard_urls(source, suffixes=suffixes, client=self.client)
-        self.shards = ShardSource(urls, shuffle=shuffle, seed=seed, even=even, resampled=resampled)
+        counts = None
+        if index is not None:
+            loaded = index if isinstance(index, ShardIndex) else \
+                run_on_rank0_and_share(lambda: load_index(str(index), self.client))
+            counts = SampleCounts(urls, loaded)
+        self.shards = ShardSource(urls, counts=counts, shuffle=shuffle, seed=seed, even=even, resampled=resampled,
+                                  rank=rank, world_size=world_size)
+        self._window = 0  # outputs of the current .with_epoch(n) window in this process
+        self._window_resume: Optional[int] = None
         super().__init__(
             self.shards,
-            wds.pipelinefilter(open_shards)(client=self.client, handler=handler),
-            stages.tarfile_to_samples(handler=handler, select_files=select_files, rename_files=rename_files),
+            wds.pipelinefilter(piece_samples)(client=self.client, handler=handler, select_files=select_files,
+                                              rename_files=rename_files),
         )
 
     @property
@@ -158,12 +329,65 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         """All shard URLs of the job."""
         return self.shards.urls
 
+    @property
+    def epoch(self) -> int:
+        """The epoch in progress in this process, else the next one."""
+        return self.shards.epoch
+
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch that decides the shard order (call before each epoch with non-persistent workers)."""
+        """Start ``epoch`` at the next iteration (optional: epochs advance by themselves)."""
         self.shards.set_epoch(epoch)
 
+    def __len__(self) -> int:
+        """Samples this rank yields per epoch (before batching; ``.with_epoch(n)``: ``n``).
+
+        Raises:
+            TypeError: no ``index`` was given, so the sample count is unknown.
+        """
+        if self.nsamples > 0:
+            return self.nsamples
+        if self.shards.counts is None:
+            raise TypeError("ais_wds.WebDataset has no len() without a shard index: pass index= (made by "
+                            "`ais-wds pack` or `ais-wds index`), or use .with_epoch(n)")
+        return len(self.shards)
+
     def state_dict(self) -> Dict[str, Any]:
-        return self.shards.state_dict()
+        """This process's position: epoch, part, samples consumed (and the ``.with_epoch`` window)."""
+        return {**self.shards.state_dict(), "window": self._window}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Resume at the next iteration, from a part state (same rank and worker) or a job state
+        (``ais_wds.job_state``: any world size and worker count)."""
+        state = dict(state)
+        window = state.pop("window", 0)
         self.shards.load_state_dict(state)
+        self._window_resume = int(window) if state.get("kind") != "ais_wds.job" else 0
+
+    def __iter__(self) -> Iterator[Any]:
+        first = self.shards.iterate()  # begins the pass now: a worker's first snapshot is already the new pass
+        window, self._window_resume = self._window_resume or 0, None
+        self._window = window
+        return self._outputs(first, window)
+
+    def _outputs(self, first: Iterator[Dict[str, Any]], window: int) -> Iterator[Any]:
+        limit = self.nsamples if self.nsamples > 0 else None
+        if limit is not None and window >= limit:
+            return
+        passes = itertools.chain([first], (self.shards.iterate() for _ in itertools.count())) \
+            if self.repetitions > 1 else [first]
+        for n_pass, pieces in enumerate(passes):
+            if n_pass >= self.repetitions:
+                return
+            source: Any = pieces
+            for step in self.pipeline[1:]:
+                source = self.invoke(step, source)
+            produced = 0
+            for item in source:
+                produced += 1
+                window += 1
+                self._window = window
+                yield item
+                if limit is not None and window >= limit:
+                    return
+            if produced == 0:
+                return  # an empty pass: do not spin
