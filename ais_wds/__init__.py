@@ -38,7 +38,7 @@ from .errors import (
     WriteError,
 )
 from .listing import Listing, list_objects
-from .partition import Part, current_part, epoch_order, partition
+from .partition import Part, current_part, epoch_order, job_state, partition
 from .reader import open_object, read_bytes, read_member, read_range
 from .streaming.gopen import AISOpener, register, register_on_import, worker_init_fn
 from .streaming.shards import DEFAULT_SHARD_SUFFIXES, ShardURL, shard_urls
