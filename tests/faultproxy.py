@@ -10,8 +10,9 @@ close`` (one request per TCP connection, so a relay never has to parse bodies to
 
 Faults are bounded in count and time and stop by themselves: at most ``cuts`` cuts and ``stalls``
 stalls, only during the first ``duration`` seconds; each one is planned for a connection with
-probability ``rate`` at an offset drawn uniformly from ``[0, max_offset)`` bytes of the response body
-(or of the request body, for uploads); a connection that ends before its offset is not cut and is not
+probability ``rate`` at an offset drawn uniformly from ``[0, max_offset)`` bytes of the response (head
+and body; a cut inside an upload's answer comes after AIS stored the object) or, for half of the
+uploads, of the request body; a connection that ends before its offset is not cut and is not
 counted. A cut closes both sides with a TCP reset; a stall holds the stream ``stall_seconds``. After
 ``lifetime`` seconds the proxy closes itself. Faults go to target relays only unless ``gateway=True``.
 
@@ -220,9 +221,8 @@ class _Relay:
         head, rest = _read_head(upstream)
         if head is None:
             return
-        client.sendall(self.proxy.rewrite_location(head))
         sent = 0
-        data = rest
+        data = self.proxy.rewrite_location(head) + rest  # offsets count the head too: a PUT's answer can be cut
         while True:
             if data:
                 if fault is not None and sent + len(data) > fault[1]:
