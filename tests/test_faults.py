@@ -23,7 +23,7 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 
 import ais_wds
-from ais_wds import Client, read_bytes, write_bytes
+from ais_wds import Client, write_bytes
 from ais_wds.pack import pack
 from ais_wds.shard_index.index import load_index
 from ais_wds.tar.reader import iter_members
