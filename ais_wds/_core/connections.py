@@ -50,9 +50,21 @@ class Connections:
         self._smap_time = 0.0
         self._qparams: Dict[Tuple[str, str, str, str], str] = {}
         self._lock = threading.Lock()
+        self._batch_sdk: Any = None
         self.verified = False
         self._verify_lock = threading.Lock()
         self._probe_after = 0.0
+
+    @property
+    def batch_sdk(self) -> Any:
+        """An SDK client for batch GETs: the same settings, but a read timeout of at most
+        :data:`BATCH_READ_TIMEOUT` s, so a batch reply that stalls (a target restarting under it) is given
+        up in seconds and its missing entries fetched one by one, instead of waiting ``read_timeout``."""
+        if self._batch_sdk is None:
+            with self._lock:
+                if self._batch_sdk is None:
+                    self._batch_sdk = _sdk_client(self.config, min(self.config.read_timeout, BATCH_READ_TIMEOUT))
+        return self._batch_sdk
 
     def verify_endpoint(self) -> None:
         """Ask the endpoint once whether it is AIS (``GET /v1/health``); see :meth:`Client.connections`.
@@ -132,6 +144,9 @@ class Connections:
         self._smap = None
 
 
+BATCH_READ_TIMEOUT = 5.0
+"""Seconds a batch GET reply may stall between bytes before its missing entries are fetched one by one."""
+
 PROBE_READ_TIMEOUT = 5.0
 """Seconds the endpoint probe waits for an answer once connected (at most ``read_timeout``)."""
 
@@ -168,7 +183,7 @@ def _uname(u: AISUrl) -> str:
     return f"{u.provider}/@{u.ns_uuid}#{u.ns_name}/{u.bucket}/{u.path}"
 
 
-def _sdk_client(c: ClientConfig) -> Any:
+def _sdk_client(c: ClientConfig, read_timeout: Optional[float] = None) -> Any:
     from aistore.sdk import Client as SDKClient
 
     from .retry import sdk_retry_config
@@ -177,7 +192,7 @@ def _sdk_client(c: ClientConfig) -> Any:
         c.endpoint,
         skip_verify=c.skip_verify,
         ca_cert=c.ca_cert,
-        timeout=(c.connect_timeout, c.read_timeout),
+        timeout=(c.connect_timeout, read_timeout or c.read_timeout),
         retry_config=sdk_retry_config(connect_budget=max(c.connect_timeout * 2, 5.0)),
         token=c.token,
         max_pool_size=c.max_pool_size,

@@ -17,7 +17,10 @@ Per-object GETs of small objects are bound by per-request cost, not bandwidth. T
   ``noRxWindow``, xact/xs/moss.go), then serves tens of thousands of objects/s, so batch GETs pay off
   with hundreds of objects per request and several requests in flight (see ``ais_wds._core.prefetch``).
   Entries AIS reports missing, and whole failed requests, are fetched again one by one, so errors are
-  exactly those of the per-object path.
+  exactly those of the per-object path. A reply that breaks off part-way (a cut connection, a reply cut
+  short after a target restart, or one that stalls longer than ``BATCH_READ_TIMEOUT`` between bytes:
+  batch requests use a client of their own with that read timeout) keeps the entries that arrived whole
+  and fetches only the others one by one.
 
 Both return, for a list of URLs, a list in the same order whose items are ``bytes`` or the
 :class:`~ais_wds.errors.AISWdsError` for that URL (never raised for per-object failures, so a caller
@@ -184,13 +187,26 @@ class BatchGetter:
         return [r if r is not None else self.single.get(urls[i]) for i, r in enumerate(results)]
 
     def _request(self, parsed: Sequence[AISUrl], urls: Sequence[str]) -> List[Optional[Result]]:
+        """One batch GET. A reply that breaks off (cut, stalled past the batch read timeout, or short
+        after a target restart) keeps the entries that arrived whole; the rest come back as None, to be
+        fetched one by one. Raises only when nothing arrived."""
         first = parsed[0]
-        batch = self.client.sdk.batch(bucket=self.client.bucket(first), cont_on_err=True, streaming_get=True)
+        sdk = self.client.connections().batch_sdk
+        batch = sdk.batch(bucket=self.client.bucket(first), cont_on_err=True, streaming_get=True)
         for u in parsed:
             batch.add(u.path, bck=u.bucket, provider=u.provider)
         raw = batch.get(raw=True)
+        out: List[Optional[Result]] = []
         try:
-            out = self._split(raw, parsed, urls)
+            self._split(raw, parsed, urls, out)
+        except Exception as e:  # noqa: BLE001 - whatever broke the reply, the per-object path fetches the rest
+            raw.close()
+            if not out:
+                raise
+            logger.warning("batch GET of %d objects broke off after %d entries (%s: %s); fetching the other %d "
+                           "one by one", len(urls), len(out), type(e).__name__, " ".join(str(e).split())[:200],
+                           len(urls) - len(out))
+            return out + [None] * (len(parsed) - len(out))
         except BaseException:
             raw.close()
             raise
@@ -199,9 +215,13 @@ class BatchGetter:
         return out
 
     @staticmethod
-    def _split(stream: Any, parsed: Sequence[AISUrl], urls: Sequence[str]) -> List[Optional[Result]]:
-        """Map the reply's tar entries to the request, in order; None marks an entry AIS reported missing."""
-        out: List[Optional[Result]] = []
+    def _split(stream: Any, parsed: Sequence[AISUrl], urls: Sequence[str], out: List[Optional[Result]]) -> None:
+        """Map the reply's tar entries to the request, in order, appending to ``out`` as they arrive;
+        None marks an entry AIS reported missing.
+
+        Raises:
+            TarFormatError: an entry out of order, too many entries, or fewer than requested.
+        """
         for i, (name, data) in enumerate(iter_members(stream, url=f"batch GET of {len(urls)} objects")):
             if i >= len(parsed):
                 raise TarFormatError(f"batch reply has more entries than the {len(parsed)} requested")
@@ -215,7 +235,6 @@ class BatchGetter:
                 raise TarFormatError(f"batch reply entry {i} is {name!r}, expected {expected!r}", url=urls[i])
         if len(out) != len(parsed):
             raise TarFormatError(f"batch reply has {len(out)} entries, {len(parsed)} requested")
-        return out
 
 
 def read_ranges_batched(client: Client, url: str, ranges: Sequence[Tuple[int, int]]) -> List[bytes]:
