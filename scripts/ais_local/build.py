@@ -142,8 +142,9 @@ def ensure_venv_packages(backends):
     if not need:
         return
     py = venv_python()
-    probe = "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))"
-    if subprocess.call([py, "-c", probe, *[m for m, _ in need]]) == 0:
+    probe = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)"
+    if subprocess.call([py, "-c", probe, *[m for m, _ in need]], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL) == 0:
         return
     specs = [s for _, s in need]
     with flock(CACHE / "build.lock"):
