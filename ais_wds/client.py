@@ -18,7 +18,9 @@ Resolution order for every setting: explicit argument, then environment variable
     read_timeout    AIS_READ_TIMEOUT                  20 s
     retry_seconds   AIS_WDS_RETRY_SECONDS             60 s  (time budget to resume a broken read)
 
-The token never appears in a repr, a log line or an error message.
+The token never appears in a repr, a log line or an error message; one that cannot be an HTTP header
+value (a trailing newline read from a file) is a ConfigError before any request. The first use of a
+Client in a process asks the endpoint whether it is AIS (see :meth:`Client.connections`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@
   from its current offset with a Range request, so the bytes delivered are exactly the object's bytes;
   it checks the object version did not change between the pieces;
 * it gives up after ``retry_seconds`` (client setting) with :class:`ReadError` naming URL and offset;
+* an endpoint that never answered (refused) fails in seconds with :class:`ConnectError`; one that has
+  answered as AIS before (in this process, or in the one that pickled or forked the Client) is a gateway
+  restarting, and is retried within ``retry_seconds``, as are its "no storage targets" / "not ready"
+  answers while its targets rejoin;
 * ``close()`` is idempotent, the stream is a context manager, and the HTTP connection goes back to the
   pool at EOF (a stream dropped without ``close()`` is closed by the garbage collector).
 
