@@ -86,7 +86,7 @@ class Connections:
     def _probe(self) -> None:
         import requests
 
-        from ..errors import ConnectError
+        from .sdk_errors import ConnectError
 
         endpoint = self.config.endpoint
         timeout = (self.config.connect_timeout, min(self.config.read_timeout, PROBE_READ_TIMEOUT))
