@@ -490,12 +490,10 @@ class Epochs:
         """The state of the pass in progress, or (before any, or with ``fresh``: a pass was asked for but
         has not begun) of the next pass with nothing consumed."""
         plan = self.plan
-        if plan is not None and not fresh and not (per_rank and plan.progress[0] >= plan.length):
+        if plan is not None and not fresh:
             return plan.state()
         if self._resume is not None:
             return dict(self._resume)
         worker, num_workers = self._worker(per_rank)
-        # (a sampler's finished epoch is reported as the next one, so a checkpoint taken between epochs
-        # resumes at the start of the next epoch rather than replaying an empty one)
         return PartPlan.make(self.shared.next, n, self.even, (), self.world_size, num_workers, self.rank, worker,
                              identity=identity).state()

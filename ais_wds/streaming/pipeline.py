@@ -339,13 +339,14 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         self.shards.set_epoch(epoch)
 
     def __len__(self) -> int:
-        """Samples this rank yields per epoch (before batching; ``.with_epoch(n)``: ``n``).
+        """Samples this rank yields per epoch (before batching).
 
         Raises:
-            TypeError: no ``index`` was given, so the sample count is unknown.
+            TypeError: no ``index`` was given, so the sample count is unknown; or ``.with_epoch(n)`` made
+                the epoch ``n`` items per DataLoader worker (webdataset's rule), which a rank cannot know.
         """
         if self.nsamples > 0:
-            return self.nsamples
+            raise TypeError("ais_wds.WebDataset.with_epoch(n) yields n items per DataLoader worker: no len()")
         if self.shards.counts is None:
             raise TypeError("ais_wds.WebDataset has no len() without a shard index: pass index= (made by "
                             "`ais-wds pack` or `ais-wds index`), or use .with_epoch(n)")
