@@ -422,9 +422,20 @@ def test_a_zero_byte_object_round_trips(client, module_bucket):
     (["cat", "ais://A/../B/x"], "'..' segment"),
     (["--endpoint", "nohttp:1", "ls", "ais://b/"], "must start with http://"),
     (["cat", "ftp://b/x"], "unknown scheme"),
-], ids=["cli-dotdot", "cli-endpoint", "cli-scheme"])
+    (["cat", "--range", "abc-def", "ais://b/x"], "'abc-def' is not START-END"),
+], ids=["cli-dotdot", "cli-endpoint", "cli-scheme", "cli-range"])
 def test_a_bad_cli_argument_exits_2_with_one_line_naming_it(args, cause):
     proc = subprocess.run([sys.executable, "-m", "ais_wds.cli", *args], capture_output=True, text=True,
                           env={**os.environ, "AIS_ENDPOINT": "http://127.0.0.1:9"}, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert cause in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# saved states
+
+@pytest.mark.parametrize("state", [{"epoch": "x"}, {}], ids=["state-bad-epoch", "state-empty"])
+def test_a_state_that_is_not_the_pipelines_is_a_configerror(state):
+    pytest.importorskip("webdataset")
+    ds = ais_wds.WebDataset(["ais://b/x-000000.tar"], client=NOWHERE, shuffle=False)
+    _raises(ConfigError, lambda: ds.load_state_dict(state), "not an ais_wds ais_wds.WebDataset state")
