@@ -175,7 +175,15 @@ def cmd_kill(args):
 
 def cmd_start_node(args):
     stack = _need_state()
-    return 0 if stack.cluster.start_node(_node_name(args), stack.node_env(), args.timeout) else 1
+    name = _node_name(args)
+    if not stack.cluster.start_node(name, stack.node_env(), args.timeout):
+        return 1
+    if name == "proxy" and stack.opts["remote"]:
+        ok, why = stack.wait_alias()  # a restarted primary learns the alias again, asynchronously
+        if not ok:
+            log(why)
+            return 1
+    return 0
 
 
 def cmd_restart_node(args):

@@ -259,7 +259,7 @@ class Stack:
             return False
         ep = self.cluster.endpoint(ports)
         (self.state / "endpoint").write_text(ep + "\n")
-        log(f"ready in {time.time() - t0:.1f}s at {ep} ({describe(opts)})")
+        log(f"ready in {time.time() - t0:.1f}s at {ep}" + (f" ({describe(opts)})" if opts != DEFAULT_OPTIONS else ""))
         return True
 
     def attach_remote(self):
@@ -272,6 +272,13 @@ class Stack:
                                                "Ais-Remote-Ais-Url": url})
         if code != 200:
             return False, f"attaching the remote cluster failed: {code} {body[:300]!r}"
+        ok, why = self.wait_alias()
+        if ok:
+            log(f"remote cluster {url} attached as {self.remote_alias!r}")
+        return ok, why
+
+    def wait_alias(self):
+        """Wait until the primary resolves the remote alias (after an attach or its own restart)."""
         rec = wait_until(self.remote_info, 30, "the attached remote cluster in /v1/cluster?what=remote")
         uuid = rec["uuid"]
         # The primary learns the alias asynchronously, 2-10 s after the attach; a bucket touched by
@@ -279,8 +286,8 @@ class Stack:
         # then fails ("remote bucket ais://@remote/B does not exist") for a long while. So: wait
         # until the primary redirects a request for a probe bucket with the uuid, then remove it.
         probe = f"{self.cluster.endpoint()}/v1/objects/{PROBE_BUCKET}/x?provider=ais&namespace=%40"
-        code, body = self.remote.get(f"{url}/v1/buckets/{PROBE_BUCKET}?provider=ais", method="POST",
-                                     body={"action": "create-bck"}, timeout=30)
+        code, body = self.remote.get(f"{self.remote.endpoint()}/v1/buckets/{PROBE_BUCKET}?provider=ais",
+                                     method="POST", body={"action": "create-bck"}, timeout=30)
         if code != 200:
             return False, f"creating the probe bucket on the remote cluster failed: {code} {body[:300]!r}"
         ca, tok = self.cluster.ca, self.cluster._token()
@@ -292,7 +299,7 @@ class Stack:
                                       body={"action": "destroy-bck"}, timeout=30)
         if code != 200:
             return False, f"removing the probe bucket failed: {code} {body[:300]!r}"
-        log(f"remote cluster {url} attached as {self.remote_alias!r} (uuid {uuid})")
+        log(f"the primary resolves {self.remote_alias!r} to uuid {uuid}")
         return True, "ok"
 
     # ------------------------------------------------------------------------------------------
