@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mtime", type=int, default=0, help="integer mtime of every member (default 0: reproducible)")
     p.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     p.add_argument("--show-keys", action="store_true", help="with --dry-run: list the sample keys of every shard")
+    p.add_argument("--engine", default="client", choices=["client", "cluster"],
+                   help="client: members pass through this process (default); cluster: AIS builds each shard "
+                        "with an archive job, shards proven by reading their headers back (see docs/pack.md)")
     p.add_argument("--workers", type=int, default=16, help="parallel GETs (default 16)")
     p.add_argument("--parallel-shards", type=int, help="shards uploaded at once (default workers/4)")
     p.add_argument("--resume", action="store_true", help="write only the shards that do not exist yet")
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                             exts=exts, missing_extension=args.missing_extension, shuffle=args.shuffle,
                             strip_prefix=args.strip_prefix, mtime=args.mtime, workers=args.workers,
                             parallel_shards=args.parallel_shards, resume=args.resume, overwrite=args.overwrite,
-                            part=_part(args.part), index=args.index)
+                            part=_part(args.part), index=args.index, engine=args.engine)
     plan = plan_pack(sources, dst, client, options=settings.plan_options(), strip_prefix=settings.strip_prefix)
     if args.dry_run:
         _print_plan(plan, dst, settings.index, settings.part, show_keys=args.show_keys)
@@ -158,7 +161,12 @@ def _print_plan(plan: Plan, dst: str, index: Optional[str], part: Tuple[int, int
 def _print_report(report: PackReport) -> None:
     rate = report.bytes_per_second / 1e6
     print(f"wrote {len(report.written)} shard(s), skipped {len(report.skipped)} existing; {report.samples} samples, "
-          f"{human_size(report.bytes)} in {report.seconds:.1f}s ({rate:.1f} MB/s)")
+          f"{human_size(report.bytes)} in {report.seconds:.1f}s ({rate:.1f} MB/s), {report.engine} engine")
+    if report.engine_note:
+        print(f"cluster engine not used: {report.engine_note}")
+    if report.rebuilt:
+        print(f"{len(report.rebuilt)} shard(s) came back from AIS in another member order and were rebuilt "
+              "by the client engine")
     if report.index_url:
         print(f"index: {report.index_url}\nwids descriptor: {report.wids_url}")
     else:

@@ -39,6 +39,7 @@ from ..shard_index.index import index_from_plan, save_index, wids_location
 from ..tar import writer as tarwrite
 from ..urls import expand_urls
 from ..writer import DEFAULT_PART_SIZE, delete_object, open_writer, write_bytes
+from .cluster import build_shards, cluster_unsupported, proven
 from .plan import (
     DEFAULT_SHARD_SIZE,
     KeyRule,
@@ -57,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8 << 20
 """Objects larger than this are fetched as ranged chunks of this size."""
+ENGINES = ("client", "cluster")
 DEFAULT_WINDOW = 32 << 20
 """Bytes fetched ahead of the writer, per shard being written."""
 
@@ -78,6 +80,9 @@ class PackReport:
         index_url, wids_url: where the index and descriptor were written (None when this run did not
             write them: dry run, or other parts still missing).
         plan_url: the plan marker object.
+        engine: the engine that built the shards (``"client"`` or ``"cluster"``).
+        engine_note: why the cluster engine was not used, when it was asked for and could not be.
+        rebuilt: shards the cluster engine built in another member order, rebuilt by the client engine.
     """
 
     plan: Plan
@@ -91,6 +96,9 @@ class PackReport:
     index_url: Optional[str] = None
     wids_url: Optional[str] = None
     plan_url: Optional[str] = None
+    engine: str = "client"
+    engine_note: Optional[str] = None
+    rebuilt: List[str] = field(default_factory=list)
 
     @property
     def bytes_per_second(self) -> float:
@@ -130,6 +138,10 @@ class PackSettings:
             the plan is an error.
         part: ``(I, N)``: write only shards whose number is I modulo N (N machines, same arguments).
         index: where to write the shard index (default ``<stem>.index.msgpack`` beside the shards).
+        engine: ``"client"`` (GET every member into this process, PUT the shards) or ``"cluster"``
+            (AIS builds each shard with an archive job; see :mod:`ais_wds.pack.cluster`). A plan the
+            cluster engine cannot build (renamed members, several source buckets per shard, ...) is
+            built by the client engine, with a warning that says why (``PackReport.engine_note``).
     """
 
     shard_size: Union[int, str] = DEFAULT_SHARD_SIZE
@@ -147,6 +159,7 @@ class PackSettings:
     overwrite: bool = False
     part: Tuple[int, int] = (0, 1)
     index: Optional[str] = None
+    engine: str = "client"
 
     def plan_options(self) -> PackOptions:
         """The :class:`PackOptions` these settings plan with.
@@ -227,14 +240,26 @@ def pack(
     index_url, _, plan_url = job_locations(dst_pattern, index)
     report = PackReport(plan, part, settings.dry_run, plan_url=plan_url)
     _log_plan_warnings(plan)
+    if settings.engine not in ENGINES:
+        raise ConfigError(f"pack: engine must be one of {ENGINES}, got {settings.engine!r}")
     if settings.dry_run:
         return report
     plan.check()
     mine = plan.part(*part)
+    engine = settings.engine
+    if engine == "cluster":
+        report.engine_note = cluster_unsupported(mine, dst_pattern)
+        if report.engine_note:
+            logger.warning("the cluster engine cannot build this plan (%s); using the client engine",
+                           report.engine_note)
+            engine = "client"
+    report.engine = engine
     existing = _existing_sizes(dst_pattern, client)
     resume, overwrite = settings.resume, settings.overwrite
     _check_marker(plan, plan_url, existing, client, resume=resume, overwrite=overwrite)
     todo = _select_shards(mine, existing, resume=resume, overwrite=overwrite, report=report)
+    if engine == "cluster":
+        todo = _prove_existing(mine, existing, todo, client, report)
     if overwrite and index_url in existing:
         delete_object(index_url, client)  # it describes the shards about to be replaced
     if plan_url not in existing or overwrite:
@@ -242,7 +267,22 @@ def pack(
     if on_start:
         on_start(todo)
     start = time.monotonic()
-    _write_shards(todo, client, plan.options.mtime, workers, parallel_shards, progress, report)
+    if engine == "cluster":
+        totals = _Totals(progress)
+
+        def done(shard: PlannedShard) -> None:
+            _count(report, shard)
+            totals.add(len(shard.samples), sum(x.data_size for x in shard.samples))
+
+        rebuild = build_shards(todo, client, lambda: _existing_sizes(dst_pattern, client),
+                               parallel=settings.parallel_shards or 4 * workers, on_done=done)
+        report.rebuilt = [s.url for s in rebuild]
+        if rebuild:
+            logger.warning("%d of %d shard(s) came back from AIS in another member order; rebuilding them with "
+                           "the client engine", len(rebuild), len(todo))
+            _write_shards(rebuild, client, plan.options.mtime, workers, parallel_shards, progress, report)
+    else:
+        _write_shards(todo, client, plan.options.mtime, workers, parallel_shards, progress, report)
     report.seconds = time.monotonic() - start
     if _complete(plan, dst_pattern, client, part):
         report.index_url, report.wids_url = save_index(index_from_plan(plan), index_url, client)
@@ -306,6 +346,29 @@ def _select_shards(mine: List[PlannedShard], existing: Dict[str, int], *, resume
                                existing[shard.url], shard.size)
             todo.append(shard)
     return todo
+
+
+def _prove_existing(mine: List[PlannedShard], existing: Dict[str, int], todo: List[PlannedShard], client: Client,
+                    report: PackReport) -> List[PlannedShard]:
+    """Cluster engine: shards found complete are proven (an interrupted run may have left one that AIS
+    built in another order); the unproven ones are deleted and rebuilt. Shards of the wrong size go too."""
+    todo_urls = {s.url for s in todo}
+    out = list(todo)
+    for shard in mine:
+        if shard.url in report.skipped and not proven(shard, client):
+            logger.info("%s: exists but its layout is not the plan's; rebuilding it", shard.url)
+            report.skipped.remove(shard.url)
+            delete_object(shard.url, client)
+            out.append(shard)
+        elif shard.url in todo_urls and shard.url in existing:
+            delete_object(shard.url, client)
+    return out
+
+
+def _count(report: PackReport, shard: PlannedShard) -> None:
+    report.written.append(shard.url)
+    report.samples += len(shard.samples)
+    report.bytes += shard.size
 
 
 def _complete(plan: Plan, dst_pattern: str, client: Client, part: Tuple[int, int]) -> bool:
@@ -480,9 +543,7 @@ def _write_shards(todo: List[PlannedShard], client: Client, mtime: int, workers:
                         for other in futures:
                             other.cancel()
                     continue
-                report.written.append(shard.url)
-                report.samples += len(shard.samples)
-                report.bytes += shard.size
+                _count(report, shard)
                 logger.debug("wrote %s (%d samples, %d bytes)", shard.url, len(shard.samples), shard.size)
         except BaseException:
             stop.set()

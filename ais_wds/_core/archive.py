@@ -1,0 +1,83 @@
+"""AIS's archive job (multi-object archive, ``ObjectGroup.archive`` in the SDK) as a core call.
+
+:func:`start_archive` asks the cluster to build one tar from a list of objects of one bucket; the
+targets read the objects and stream them to the target that owns the archive, which writes it to a
+work file and makes it visible only when complete (never a partial archive). :func:`job_failure`
+reads the job's state back from every target.
+
+Found against AIS v1.5.0 (1 gateway + 2 targets): the members of the archive are NOT in request
+order when the objects live on several targets. Each target walks the list in order and handles
+only the objects it owns; the owner of the archive writes its own objects as it walks and the others'
+as they arrive over the intra-cluster stream, so the two sequences interleave (see docs/pack.md).
+Callers that need an order must check it (``ais_wds.shard_index.index.verify_spans``).
+
+Thread safety: the functions may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, List, Optional, Sequence
+
+from ..client import Client
+from ..errors import AISWdsError
+from ..urls import AISUrl, parse_url
+from .retry import translate
+
+logger = logging.getLogger(__name__)
+
+
+def start_archive(client: Client, bucket: AISUrl, names: Sequence[str], archive_url: str, *,
+                  continue_on_error: bool = False) -> str:
+    """Start an archive job: the objects ``names`` of ``bucket`` (in this order in the request) into
+    the tar ``archive_url`` (any bucket of the same cluster; its extension picks the format).
+
+    Returns:
+        The job id.
+
+    Raises:
+        BucketNotFoundError, RequestError, ConnectError: the request was refused (nothing was started).
+    """
+    from aistore.sdk.const import ACT_ARCHIVE_OBJECTS, HTTP_METHOD_PUT
+
+    dst = parse_url(archive_url)
+    src_bck, dst_bck = client.bucket(bucket), client.bucket(dst)
+    value = {"objnames": list(names), "archname": dst.path, "tobck": dst_bck.as_model().model_dump(),
+             "isbn": False, "aate": False, "coer": continue_on_error}
+    try:
+        resp = src_bck.make_request(HTTP_METHOD_PUT, ACT_ARCHIVE_OBJECTS, value=value)
+    except Exception as e:
+        raise translate(e, archive_url, endpoint=client.endpoint) from e
+    ids = _job_ids(resp.text)
+    if not ids:
+        raise AISWdsError(f"the archive request answered no job id ({resp.text[:100]!r})", url=archive_url)
+    return ids[0]
+
+
+def _job_ids(text: str) -> List[str]:
+    import json
+
+    text = text.strip()
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        return [text] if text else []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def job_failure(client: Client, job_id: str) -> Optional[str]:
+    """AIS's reason when job ``job_id`` was aborted on any target, else None (running, idle or done).
+
+    A job that no target knows any more (finished long ago) counts as not failed.
+    """
+    try:
+        snaps = client.sdk.job(job_id=job_id).get_details().list_snapshots()
+    except Exception as e:  # noqa: BLE001 - an unknown job: not a failure we can name
+        logger.debug("job %s: no details (%s)", job_id, e)
+        return None
+    for snap in snaps:
+        if getattr(snap, "aborted", False) or getattr(snap, "abort_err", ""):
+            return str(getattr(snap, "abort_err", "") or "aborted")
+    return None
