@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from itertools import accumulate
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from .._core.archive import job_failure, start_archive
@@ -50,13 +51,11 @@ Spans = List[Tuple[str, int, int, int]]
 
 def shard_spans(shard: PlannedShard) -> Spans:
     """``(member name, header offset, data offset, size)`` of every member, as the plan lays them out."""
-    spans = []
+    out: Spans = []
     for sample in shard.samples:
-        pos = sample.offset
-        for m in sample.members:
-            spans.append((m.name, pos, pos + m.header_size, m.size))
-            pos += m.span
-    return spans
+        starts = accumulate((m.span for m in sample.members), initial=sample.offset)
+        out.extend((m.name, start, start + m.header_size, m.size) for m, start in zip(sample.members, starts))
+    return out
 
 
 def cluster_unsupported(shards: List[PlannedShard], dst_pattern: str) -> Optional[str]:
