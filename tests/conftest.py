@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Dict, Iterator, List
 
 import pytest
 
@@ -128,3 +130,76 @@ def local_cluster(ais_endpoint) -> LocalCluster:
     if not ep_file.exists() or ep_file.read_text().strip() != ais_endpoint:
         pytest.skip("AIS_ENDPOINT is not the cluster started by scripts/ais-local; cannot kill its targets")
     return LocalCluster(state)
+
+
+class ExtraCluster:
+    """One `scripts/ais-local start OPTIONS` in a state folder of its own, beside the session cluster.
+
+    ``vars`` holds what `start` printed (AIS_ENDPOINT, and AIS_AUTHN_TOKEN, AIS_CLIENT_CA, AIS_REMOTE_*,
+    AIS_LOCAL_*_URL as the options say). Started once per test session by the fixtures below.
+    """
+
+    def __init__(self, state: Path, options: List[str]):
+        self.state = state
+        self.options = options
+        self.vars: Dict[str, str] = {}
+
+    def run(self, *args: str, timeout: float = 900) -> str:
+        env = {k: v for k, v in os.environ.items() if k not in ("AIS_ENDPOINT", "AIS_AUTHN_TOKEN", "AIS_CLIENT_CA")}
+        env["AIS_LOCAL_STATE_DIR"] = str(self.state)
+        proc = subprocess.run([sys.executable, str(AIS_LOCAL), *args], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=timeout, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ais-local {' '.join(args)} (state {self.state}) failed:\n"
+                               f"{proc.stdout}\n{proc.stderr[-6000:]}")
+        return proc.stdout
+
+    def start(self) -> None:
+        out = self.run("start", *self.options)
+        self.vars = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    @property
+    def endpoint(self) -> str:
+        return self.vars["AIS_ENDPOINT"]
+
+    def target_port(self, n: int) -> int:
+        import json
+
+        return int(json.loads((self.state / "ports.json").read_text())[f"t{n}"]["port"])
+
+
+@contextmanager
+def _extra_cluster(tmp_path_factory, name: str, *options: str) -> Iterator[ExtraCluster]:
+    """Start it (or, with AIS_WDS_TEST_KEEP_CLUSTERS=DIR, reuse and keep DIR/name: for quick reruns while
+    developing); stop it with --wipe at the end of the session."""
+    keep = os.environ.get("AIS_WDS_TEST_KEEP_CLUSTERS")
+    state = Path(keep) / name if keep else tmp_path_factory.mktemp(name) / "state"
+    cluster = ExtraCluster(state, list(options))
+    try:
+        try:
+            cluster.start()
+        except Exception as e:  # noqa: BLE001 - a cluster that cannot start fails the session, never skips
+            pytest.fail(f"scripts/ais-local start {' '.join(options)} did not start: {e}", pytrace=False)
+        yield cluster
+    finally:
+        try:
+            if not keep:
+                cluster.run("stop", "--wipe", timeout=120)
+        except Exception:  # noqa: BLE001 - best effort; the state folder is a tmp folder
+            pass
+
+
+@pytest.fixture(scope="session")
+def clouds_cluster(tmp_path_factory) -> Iterator[ExtraCluster]:
+    """A private cluster with the aws, gcp and azure backends (moto, fake-gcs-server, Azurite) and a remote
+    AIS cluster attached as ``remote``; plain http, no auth. Its targets may be killed by tests."""
+    with _extra_cluster(tmp_path_factory, "ais-clouds", "--backends", "aws,gcp,azure", "--remote") as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def secure_cluster(tmp_path_factory) -> Iterator[ExtraCluster]:
+    """A private cluster that requires AuthN tokens and speaks https (self-signed CA), with a remote AIS
+    cluster (plain http, no auth) attached as ``remote``."""
+    with _extra_cluster(tmp_path_factory, "ais-secure", "--auth", "--tls", "--remote") as cluster:
+        yield cluster

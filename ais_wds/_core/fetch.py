@@ -168,8 +168,11 @@ class BatchGetter:
         if not urls:
             return []
         parsed = [parse_url(u) for u in urls]
-        if len(urls) == 1 or time.monotonic() < self._off_until or any(u.has_namespace or not u.path
-                                                                        for u in parsed):
+        if len(urls) == 1 or time.monotonic() < self._off_until:
+            return self.single.fetch(urls)
+        if any(u.has_namespace or not u.path for u in parsed):
+            logger.debug("batch GET cannot name a remote cluster's bucket (%s): fetching %d objects one by one",
+                         next(str(u) for u in parsed if u.has_namespace or not u.path), len(urls))
             return self.single.fetch(urls)
         try:
             results = self._request(parsed, urls)
