@@ -257,7 +257,8 @@ def markdown(results: Dict[str, Any]) -> str:
             out.append(f"| {r['label']} | {r['growth_small_mib']:.1f} MiB | {r['growth_large_mib']:.1f} MiB "
                        f"| {r['delta_mib']:+.1f} MiB |")
     for key, title in (("small_objects", "2. Small objects"), ("random_access", "3. Random access inside shards"),
-                       ("pack", "4. Packing"), ("startup", "5. Start-up: import and CLI, vs import aistore.sdk")):
+                       ("pack", "4. Packing"), ("startup", "5. Start-up: import and CLI, vs import aistore.sdk"),
+                       ("resume", "6. Resume: cost of state tracking, time to resume mid-shard")):
         out += ["", f"## {title}", ""] + _section(results.get(key) or {"status": "not run"})
     return "\n".join(out) + "\n"
 

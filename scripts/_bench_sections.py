@@ -28,6 +28,7 @@ SECTIONS = {
     "random_access": ("bench_pack_index.py", "run_random_access"),
     "pack": ("bench_pack_index.py", "run_pack"),
     "startup": ("bench_startup.py", "run"),
+    "resume": ("bench_resume.py", "run"),
 }
 
 
