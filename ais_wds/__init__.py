@@ -23,6 +23,7 @@ from ._version import __version__
 from .client import Client, ClientConfig
 from .errors import (
     AISWdsError,
+    AuthError,
     BucketNotFoundError,
     ConfigError,
     ConnectError,

@@ -113,6 +113,8 @@ class ClientConfig:
 
     endpoint: str
     token: Optional[str] = field(default=None, repr=False)
+    token_source: str = field(default="none", compare=False)
+    """Where the token came from: ``"token="``, ``"AIS_AUTHN_TOKEN"`` or ``"none"`` (named in errors)."""
     ca_cert: Optional[str] = None
     skip_verify: bool = False
     max_pool_size: int = 16
@@ -144,7 +146,10 @@ class ClientConfig:
         if endpoint is not None and not isinstance(endpoint, str):
             raise ConfigError(f"the AIS endpoint must be a string, got {type(endpoint).__name__}")
         endpoint = _check_endpoint((endpoint or os.environ.get("AIS_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"))
-        token = token if token is not None else os.environ.get("AIS_AUTHN_TOKEN")
+        source = "token=" if token else "none"
+        if token is None:
+            token = os.environ.get("AIS_AUTHN_TOKEN")
+            source = "AIS_AUTHN_TOKEN" if token else "none"
         if token is not None and not isinstance(token, str):
             raise ConfigError(f"the auth token must be a string, got {type(token).__name__}")
         if token:
@@ -155,6 +160,7 @@ class ClientConfig:
         config = cls(
             endpoint=endpoint,
             token=token or None,
+            token_source=source,
             ca_cert=ca_cert or os.environ.get("AIS_CLIENT_CA") or None,
             skip_verify=skip_verify if skip_verify is not None else _env_bool("AIS_SKIP_VERIFY_CRT"),
             max_pool_size=int(pool),
@@ -170,6 +176,33 @@ class ClientConfig:
         if config.ca_cert is not None and not os.path.exists(config.ca_cert):
             raise ConfigError(f"CA bundle {config.ca_cert!r} (ca_cert / AIS_CLIENT_CA) does not exist")
         return config
+
+    def __reduce__(self) -> Any:
+        """Pickles carry the token only to a child process being started (DataLoader workers, ``mp.spawn``:
+        multiprocessing's spawn and forkserver); any other pickle leaves it out, and unpickling takes
+        ``AIS_AUTHN_TOKEN`` of the process that loads it instead."""
+        import multiprocessing.context
+
+        state = dataclasses.asdict(self)
+        if multiprocessing.context.get_spawning_popen() is None:
+            state["token"] = None
+        return _unpickle_config, (state,)
+
+    def __copy__(self) -> ClientConfig:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> ClientConfig:
+        return self
+
+
+def _unpickle_config(state: Dict[str, Any]) -> ClientConfig:
+    if state["token"] is None and state["token_source"] != "none":
+        state["token"] = os.environ.get("AIS_AUTHN_TOKEN") or None
+        if state["token"]:
+            state["token_source"] = "AIS_AUTHN_TOKEN"
+        elif state["token_source"] == "token=":
+            state["token_source"] = "token= (left out of a pickle; AIS_AUTHN_TOKEN unset here)"
+    return ClientConfig(**state)
 
 
 class Client:

@@ -12,6 +12,7 @@ carries an auth token in its message.
     │   ├── BucketNotFoundError
     │   └── ObjectNotFoundError
     ├── ConnectError        endpoint unreachable (a ConnectionError too)
+    ├── AuthError           AIS refused the request's token, or wanted one (a PermissionError too)
     ├── ReadError           a stream failed and retries ran out (an IOError too)
     ├── RequestError        AIS answered with an error status
     ├── WriteError          an upload failed; nothing was left behind
@@ -174,3 +175,23 @@ class ListingFormatError(AISWdsError, ValueError):
 class PackJobError(PackError):
     """A cluster-side job that builds a shard failed (names the shard and AIS's cause); the shard was
     not made visible."""
+
+
+class AuthError(AISWdsError, PermissionError):
+    """AIS refused a request for want of a valid token (HTTP 401/403): none was sent, or it is wrong or
+    expired. Raised at once, never retried. The message names the URL and where the token came from
+    (``token=``, ``AIS_AUTHN_TOKEN``, or none), never the token.
+
+    Attributes:
+        status: the HTTP status (401 or 403).
+        token_source: ``"token="``, ``"AIS_AUTHN_TOKEN"`` or ``"none"``.
+    """
+
+    default_hint = ("log in again (e.g. `ais auth login`) and set AIS_AUTHN_TOKEN or pass token= to Client; "
+                    "a 403 on a cloud bucket may also be the cluster's own cloud credentials")
+
+    def __init__(self, message: str, *, url: Optional[str] = None, status: Optional[int] = None,
+                 token_source: str = "none", hint: Optional[str] = None):
+        self.status = status
+        self.token_source = token_source
+        super().__init__(message, url=url, hint=hint)

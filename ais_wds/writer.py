@@ -32,7 +32,7 @@ from typing import Any, Dict, Optional, Union
 
 from ._core.retry import Backoff, is_gateway_unreachable, is_transient, translate
 from .client import Client
-from .errors import AISWdsError, ObjectNotFoundError, WriteError
+from .errors import AISWdsError, AuthError, ObjectNotFoundError, WriteError
 from .urls import AISUrl, parse_url
 
 logger = logging.getLogger(__name__)
@@ -196,6 +196,8 @@ class ObjectWriter(io.RawIOBase):
                 delay = backoff.next_delay() if is_transient(e) and not never_reached else None
                 if delay is None:
                     err = translate(e, self.name, endpoint=self._client.endpoint)
+                    if isinstance(err, AuthError):  # the same at every retry: say so at once, as reads do
+                        raise err from e
                     raise WriteError(f"{what} failed: {err.message}", url=self.name,
                                      hint="nothing was committed; retry the write") from e
                 logger.warning("%s: %s failed (%s); retrying", self.name, what, type(e).__name__)

@@ -36,12 +36,19 @@ _ENV_THAT_REQUESTS_READS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"
                             "all_proxy", "no_proxy", "NETRC", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
+TOKEN_SOURCES: Dict[str, str] = {}
+"""Endpoint -> where the token of the latest Client connected to it in this process came from (``"token="``,
+``"AIS_AUTHN_TOKEN"``, ``"none"``), for :class:`~ais_wds.errors.AuthError` messages. Never the token."""
+
+
 class Connections:
     """The SDK client, HTTP session, direct-GET pool and cluster map of one process for one config."""
 
     def __init__(self, config: ClientConfig):
-        logger.debug("connecting to AIS at %s in pid %d", config.endpoint, os.getpid())
+        logger.debug("connecting to AIS at %s in pid %d (token: %s)", config.endpoint, os.getpid(),
+                     config.token_source)
         self.config = config
+        TOKEN_SOURCES[config.endpoint] = config.token_source
         self.sdk = _sdk_client(config)
         self.http = _requests_session(config)
         self.pool, self.timeout = _urllib3_pool(config)
@@ -188,7 +195,7 @@ def _sdk_client(c: ClientConfig, read_timeout: Optional[float] = None) -> Any:
 
     from .retry import sdk_retry_config
 
-    return SDKClient(
+    client = SDKClient(
         c.endpoint,
         skip_verify=c.skip_verify,
         ca_cert=c.ca_cert,
@@ -197,6 +204,34 @@ def _sdk_client(c: ClientConfig, read_timeout: Optional[float] = None) -> Any:
         token=c.token,
         max_pool_size=c.max_pool_size,
     )
+    if c.ca_cert or c.skip_verify:
+        # the SDK makes one requests session per process: pin every one it makes (and the one it made)
+        manager = client._request_client.session_manager
+        create = manager._create_session
+        manager._create_session = lambda: _pin_verify(create(), c)
+        for session in manager._session_pool.values():
+            _pin_verify(session, c)
+    return client
+
+
+def _pin_verify(session: Any, c: ClientConfig) -> Any:
+    """Make ``session`` verify with ``c``'s CA bundle (or not at all, with skip_verify) whatever the environment.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` replace a session's own ``verify`` on every
+    request (``trust_env``), so an explicit ``ca_cert`` / ``AIS_CLIENT_CA`` would lose to a system-wide
+    bundle that does not hold the cluster's CA. Proxy and netrc settings still come from the environment.
+    """
+    verify: Any = False if c.skip_verify else c.ca_cert
+    merge = session.merge_environment_settings
+
+    def merge_pinned(url: Any, proxies: Any, stream: Any, _verify: Any, cert: Any) -> Any:
+        settings = merge(url, proxies, stream, verify, cert)
+        settings["verify"] = verify
+        return settings
+
+    session.merge_environment_settings = merge_pinned
+    session.verify = verify
+    return session
 
 
 def _requests_session(c: ClientConfig) -> Any:
@@ -207,6 +242,8 @@ def _requests_session(c: ClientConfig) -> Any:
     # requests otherwise re-reads netrc and proxy settings on every request (~15% of pack's CPU)
     session.trust_env = any(os.environ.get(v) for v in _ENV_THAT_REQUESTS_READS)
     session.verify = False if c.skip_verify else (c.ca_cert or True)
+    if c.ca_cert or c.skip_verify:
+        _pin_verify(session, c)
     if c.token:
         session.headers["Authorization"] = f"Bearer {c.token}"
     adapter = HTTPAdapter(pool_connections=c.max_pool_size, pool_maxsize=c.max_pool_size)

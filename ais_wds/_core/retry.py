@@ -118,8 +118,8 @@ def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
         msg = _short(getattr(exc, "message", "") or str(exc))
         hint = None
         if exc.status_code in (401, 403):
-            hint = "check AIS_AUTHN_TOKEN, or the cloud credentials configured on the AIS cluster"
-        elif exc.status_code == 404:
+            return _auth_error(exc.status_code, msg, url, endpoint)
+        if exc.status_code == 404:
             return ObjectNotFoundError(f"not found: {msg}", url=url)
         return RequestError(f"AIS answered {exc.status_code}: {msg}", url=url, status=exc.status_code, hint=hint)
     if isinstance(exc, (requests.ConnectionError, ConnectionRefusedError)) and offset is None:
@@ -129,6 +129,24 @@ def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
         return ReadError(f"read failed after retries: {type(exc).__name__}: {_short(str(exc))}", url=url,
                          offset=offset)
     return RequestError(f"request failed: {type(exc).__name__}: {_short(str(exc))}", url=url)
+
+
+def _auth_error(status: int, msg: str, url: str, endpoint: Optional[str]) -> AISWdsError:
+    """AIS refused the request's token (or wanted one): an AuthError naming where the token came from."""
+    import json
+
+    from ..errors import AuthError
+    from .connections import TOKEN_SOURCES
+
+    try:
+        msg = str(json.loads(msg).get("message", msg))
+    except (ValueError, AttributeError):
+        pass
+    source = TOKEN_SOURCES.get(endpoint or "", "none")
+    sent = "no token was sent" if source == "none" else f"the token from {source} was refused"
+    where = f" at {endpoint}" if endpoint else ""
+    return AuthError(f"AIS{where} answered {status} ({sent}): {_short(msg)}", url=url, status=status,
+                     token_source=source)
 
 
 def _bucket_not_found(exc: BaseException, url: str) -> AISWdsError:
