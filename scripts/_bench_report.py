@@ -258,7 +258,9 @@ def markdown(results: Dict[str, Any]) -> str:
                        f"| {r['delta_mib']:+.1f} MiB |")
     for key, title in (("small_objects", "2. Small objects"), ("random_access", "3. Random access inside shards"),
                        ("pack", "4. Packing"), ("startup", "5. Start-up: import and CLI, vs import aistore.sdk"),
-                       ("resume", "6. Resume: cost of state tracking, time to resume mid-shard")):
+                       ("resume", "6. Resume: cost of state tracking, time to resume mid-shard"),
+                       ("scale", "7. Scale: 10M-object listings, partition and plan memory"),
+                       ("pack_engines", "8. Pack engines: client vs cluster (AIS archive jobs)")):
         out += ["", f"## {title}", ""] + _section(results.get(key) or {"status": "not run"})
     return "\n".join(out) + "\n"
 

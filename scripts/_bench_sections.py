@@ -28,6 +28,8 @@ SECTIONS = {
     "random_access": ("bench_pack_index.py", "run_random_access"),
     "pack": ("bench_pack_index.py", "run_pack"),
     "startup": ("bench_startup.py", "run"),
+    "scale": ("bench_scale.py", "run"),
+    "pack_engines": ("bench_pack_engines.py", "run"),
     "resume": ("bench_resume.py", "run"),
 }
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Benchmark section "pack_engines": ``pack --engine client`` against ``--engine cluster`` on the same buckets.
+
+Sources: ``20k x scale`` objects of 10 KiB and ``2k x scale`` objects of 1 MiB (flat names, jpg+cls
+pairs of equal size), created once and kept. Each engine packs each source into 64 MiB shards under
+a fresh prefix; reported: MB/s and samples/s of the whole call (plan included), client CPU seconds
+(user + system of this process), and how many shards the cluster engine had to rebuild with the
+client engine because AIS archived their members in another order (see docs/pack.md).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict
+
+from ais_wds.listing import list_objects
+from ais_wds.pack import pack, plan_pack
+from ais_wds.pack.run import PackSettings
+from ais_wds.writer import write_bytes
+
+
+def _source(client: Any, count: int, size: int) -> str:
+    bucket = f"bench-engines-{count}x{size}"
+    client.sdk.bucket(bucket).create(exist_ok=True)
+    prefix = f"ais://{bucket}/"
+    if len(list_objects(prefix, client, allow_empty=True)) < count:
+        payload = b"\x5a" * size
+        names = [f"s{i // 2:07d}.{'jpg' if i % 2 == 0 else 'cls'}" for i in range(count)]
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(lambda n: write_bytes(prefix + n, payload, client), names))
+    return prefix
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def run(client: Any, scale: float = 1.0) -> Dict[str, Any]:
+    rows: Dict[str, Dict[str, Any]] = {}
+    for label, count, size in (("10 KiB", int(20_000 * scale), 10 << 10), ("1 MiB", int(2_000 * scale), 1 << 20)):
+        count = max(200, count - count % 2)
+        prefix = _source(client, count, size)
+        settings = PackSettings(shard_size="64MiB")
+        plan = plan_pack(prefix, "ais://bench-engines-dst/x-%06d.tar", client, options=settings.plan_options())
+        client.sdk.bucket("bench-engines-dst").create(exist_ok=True)
+        for engine in ("client", "cluster"):
+            dst = f"ais://bench-engines-dst/{uuid.uuid4().hex[:8]}/train-%06d.tar"
+            cpu, t = _cpu(), time.perf_counter()
+            report = pack(prefix, dst, client, settings, engine=engine)
+            seconds, cpu = time.perf_counter() - t, _cpu() - cpu
+            rows[f"{label}, {engine} engine"] = {
+                "objects": count, "shards": len(plan.shards), "MB/s": report.bytes / seconds / 1e6,
+                "samples/s": report.samples / seconds, "client CPU s": cpu, "seconds": seconds,
+                "rebuilt by client": len(report.rebuilt), "engine used": report.engine}
+    return {"engines": rows}
