@@ -14,6 +14,7 @@ Also runnable alone: ``.venv/bin/python scripts/bench_scale.py [--scale 1] [--re
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -58,7 +59,7 @@ def synthetic(n: int, plan_n: int) -> Dict[str, Any]:
                            "peak_bytes_per_object": peak / n}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "listing.msgpack")
-        _, save_s, _, _ = _measured(lambda: listing.save(path))
+        _, save_s, _, _ = _measured(functools.partial(listing.save, path))
         row.update(save_s=save_s, file_bytes_per_object=os.path.getsize(path) / n)
         del listing
         loaded, load_s, _, load_peak = _measured(lambda: Listing.load(path))
