@@ -145,13 +145,19 @@ def test_a_remote_cluster_bucket_by_alias_works_through_the_authenticated_cluste
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
-@pytest.mark.parametrize("token_client", ["env", "arg"], indirect=True)
-def test_dataloader_workers_carry_the_token(token_client, sec, method):
-    from torch.utils.data import DataLoader
+def test_dataloader_workers_carry_the_token(sec, method, monkeypatch):
+    from torch.utils.data import ChainDataset, DataLoader
 
-    ds = ais_wds.AISIterDataset(token_client, f"ais://{sec['bucket']}/objs/", fetch="get")
-    loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=method)
-    assert {u: bytes(d) for u, d in loader} == sec["objects"]
+    monkeypatch.setenv("AIS_CLIENT_CA", sec["ca"])
+    monkeypatch.setenv("AIS_AUTHN_TOKEN", sec["token"])
+    from_env = Client(sec["endpoint"])
+    monkeypatch.setenv("AIS_AUTHN_TOKEN", sec["wrong"])  # token= must win over it, in the workers too
+    from_arg = Client(sec["endpoint"], token=sec["token"])
+    monkeypatch.setenv("AIS_AUTHN_TOKEN", sec["token"])
+    prefix = f"ais://{sec['bucket']}/objs/"
+    both = ChainDataset([ais_wds.AISIterDataset(c, prefix, fetch="get") for c in (from_env, from_arg)])
+    got = [(u, bytes(d)) for u, d in DataLoader(both, batch_size=None, num_workers=1, multiprocessing_context=method)]
+    assert sorted(got) == sorted(list(sec["objects"].items()) * 2)
 
 
 def test_the_cli_works_with_the_token_from_the_environment_and_fails_in_one_line_without(sec):
