@@ -43,6 +43,8 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, http.client.HTTPException):  # IncompleteRead, a broken chunked body, ...
         return True
+    if isinstance(exc, requests.exceptions.SSLError):  # a certificate that does not verify: not worth a retry
+        return False
     if isinstance(exc, (ErrObjNotFound, ErrBckNotFound, ErrRemoteBckNotFound)):
         return False
     if isinstance(exc, AISError):
@@ -122,6 +124,11 @@ def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
         if exc.status_code == 404:
             return ObjectNotFoundError(f"not found: {msg}", url=url)
         return RequestError(f"AIS answered {exc.status_code}: {msg}", url=url, status=exc.status_code, hint=hint)
+    if isinstance(exc, requests.exceptions.SSLError):
+        where = f" of {endpoint}" if endpoint else ""
+        return ConnectError(f"TLS certificate verification{where} failed: {_short(str(exc))}", url=url,
+                            hint="set AIS_CLIENT_CA (or ca_cert=) to the CA bundle that signed the cluster's "
+                                 "certificate, or AIS_SKIP_VERIFY_CRT=true to skip the check")
     if isinstance(exc, (requests.ConnectionError, ConnectionRefusedError)) and offset is None:
         where = f" at {endpoint}" if endpoint else ""
         return ConnectError(f"cannot connect to AIS{where}: {_short(str(exc))}", url=url)
@@ -191,7 +198,15 @@ def sdk_retry_config(connect_budget: float) -> Any:
     Reads resume on their own (see ``ais_wds.reader``); these retries only cover one request.
     """
     from aistore.sdk.retry_config import NETWORK_RETRY_EXCEPTIONS, RetryConfig
-    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
+    from requests.exceptions import SSLError
+    from tenacity import (
+        Retrying,
+        retry_if_exception_type,
+        retry_if_not_exception_type,
+        stop_after_attempt,
+        stop_after_delay,
+        wait_exponential,
+    )
     from urllib3.util.retry import Retry
 
     return RetryConfig(
@@ -200,7 +215,8 @@ def sdk_retry_config(connect_budget: float) -> Any:
         network_retry=Retrying(
             wait=wait_exponential(multiplier=0.2, min=0.2, max=2.0),
             stop=stop_after_attempt(4) | stop_after_delay(connect_budget),
-            retry=retry_if_exception_type(NETWORK_RETRY_EXCEPTIONS),
+            # a certificate that does not verify will not verify on the next try either
+            retry=retry_if_exception_type(NETWORK_RETRY_EXCEPTIONS) & retry_if_not_exception_type(SSLError),
             reraise=True,
         ),
     )
