@@ -142,8 +142,8 @@ def _auth_error(status: int, msg: str, url: str, endpoint: Optional[str]) -> AIS
     """AIS refused the request's token (or wanted one): an AuthError naming where the token came from."""
     import json
 
-    from ..errors import AuthError
     from .connections import TOKEN_SOURCES
+    from .sdk_errors import AuthError
 
     try:
         msg = str(json.loads(msg).get("message", msg))

@@ -1,7 +1,7 @@
 """ais_wds's typed errors that are also the aistore SDK's matching exceptions (core use only).
 
 Code written for ``aistore.pytorch`` / the SDK catches ``ErrObjNotFound``, ``ErrBckNotFound``,
-``AISError`` or ``requests.ConnectionError``. The classes here subclass both the ais_wds error (so
+``AISError`` (401/403 included) or ``requests.ConnectionError``. The classes here subclass both the ais_wds error (so
 ``except ais_wds.ObjectNotFoundError`` works) and the SDK's (so that code keeps catching them), and set
 the attributes SDK handlers read (``status_code``, ``message``, ``req_url``, ``req``; ``request`` and
 ``response`` for requests' errors). ``ais_wds.errors`` itself does not import the SDK (``import
@@ -63,3 +63,12 @@ class ConnectError(errors.ConnectError, requests.exceptions.ConnectionError):
         super().__init__(message, url=url, hint=hint)
         self.request = None
         self.response = None
+
+
+class AuthError(errors.AuthError, AISError):  # type: ignore[misc]  # the SDK is untyped
+    """ais_wds's AuthError; also the SDK's AISError with the 401/403 ``status_code``."""
+
+    def __init__(self, message: str, *, url: Optional[str] = None, status: Optional[int] = None,
+                 token_source: str = "none", hint: Optional[str] = None):
+        super().__init__(message, url=url, status=status, token_source=token_source, hint=hint)
+        _sdk_fields(self, status or 0, url)
