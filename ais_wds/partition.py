@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._core.dist import torch_rank_world, torch_worker
+from ._core.shuffle import shuffled_range
 from .errors import ConfigError
 
 EVEN_MODES = (None, "drop", "repeat")
@@ -115,11 +116,12 @@ def current_part() -> Part:
 
 def epoch_order(n: int, *, seed: Optional[int], epoch: int = 0) -> List[int]:
     """The order of ``n`` entries for ``epoch``: ``range(n)`` when ``seed`` is None, else a permutation
-    that depends only on (seed, epoch) and is the same in every process."""
-    order = list(range(n))
-    if seed is not None:
-        random.Random(f"ais_wds:{seed}:{epoch}").shuffle(order)
-    return order
+    that depends only on (seed, epoch) and is the same in every process: the permutation that
+    ``random.Random(f"ais_wds:{seed}:{epoch}").shuffle`` makes, computed with numpy for large ``n``
+    (10 million entries in seconds instead of minutes; :mod:`ais_wds._core.shuffle`)."""
+    if seed is None:
+        return list(range(n))
+    return shuffled_range(n, random.Random(f"ais_wds:{seed}:{epoch}"))
 
 
 def partition(order: Sequence[int], part: Part, *, even: Optional[str] = None) -> List[int]:
