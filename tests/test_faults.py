@@ -246,3 +246,27 @@ def test_a_target_killed_during_batch_gets_loses_and_duplicates_nothing(private_
     restarter.join()
     assert got == Counter({(u, h): 1 for u, h in expected.items()})
     print(f"target kill during batch GETs: {elapsed:.1f}s for {len(got)} objects")
+
+
+# --------------------------------------------------------------------------------------------
+# the stated deadline of a call that keeps failing (docs/reliability.md, "Deadlines")
+
+
+def test_a_read_and_an_upload_that_keep_failing_give_up_within_the_stated_deadline(client, module_bucket):
+    from ais_wds.errors import ReadError, WriteError
+
+    url = f"ais://{module_bucket}/deadline.bin"
+    data = os.urandom(1 << 20)
+    write_bytes(url, data, client)
+    retry, connect, read = 3.0, 1.0, 2.0
+    bound = retry + connect + read + 6.0 + 3.5  # + the SDK's own connection retries and 5xx back-off
+    with FaultProxy(_upstream(client), cuts=10 ** 6, rate=1.0, max_offset=1) as proxy:
+        fc = Client(proxy.endpoint, retry_seconds=retry, connect_timeout=connect, read_timeout=read)
+        for call, err in ((lambda: ais_wds.read_bytes(url, fc), ReadError),
+                          (lambda: write_bytes(f"ais://{module_bucket}/deadline-w.bin", data, fc), WriteError)):
+            t0 = time.monotonic()
+            with pytest.raises(err) as info:
+                call()
+            elapsed = time.monotonic() - t0
+            print(f"{err.__name__} after {elapsed:.1f}s (bound {bound}s): {info.value}")
+            assert elapsed < bound and url.rsplit("/", 1)[0] in str(info.value)
