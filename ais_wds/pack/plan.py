@@ -28,9 +28,11 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from array import array
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .._core.shuffle import shuffled_range
 from ..errors import ConfigError, PackError
 from ..tar import writer as tarwrite
 from ..tar.names import base_plus_ext, shard_stem
@@ -225,14 +227,92 @@ class PlannedSample:
         return sum(m.size for m in self.members)
 
 
-@dataclass
-class PlannedShard:
-    """Shard number ``index`` at ``url``: its samples in order and its exact size in bytes."""
+class _Store:
+    """Every planned member and sample of a plan in a few flat arrays (about ``len(url) + 36`` bytes per
+    one-member sample, against ~320 for the objects): member ``i``'s source URL and tar name in one UTF-8
+    blob (the name stored only when it is not the URL's tail), its size and header size; sample ``s``'s
+    members ``first[s]..first[s + 1] - 1`` and its key, always a prefix of its first member's name.
+    :class:`PlannedSample` / :class:`PlannedMember` objects are built only for the shard being looked at.
+    """
 
-    index: int
-    url: str
-    samples: List[PlannedSample]
-    size: int
+    __slots__ = ("blob", "ends", "name_bytes", "sizes", "headers", "first", "key_bytes")
+
+    def __init__(self) -> None:
+        self.blob = bytearray()
+        self.ends = array("q")  # member i's text: blob[ends[i - 1]:ends[i]]
+        self.name_bytes = array("i")  # > 0: the name is the text's tail; < 0: the name follows the URL
+        self.sizes = array("q")
+        self.headers = array("i")
+        self.first = array("q", [0])  # sample s: members first[s]..first[s + 1] - 1
+        self.key_bytes = array("i")
+
+    def add_member(self, name: str, url: str, size: int, header: int) -> None:
+        raw_url, raw_name = url.encode(), name.encode()
+        self.blob += raw_url
+        if raw_url.endswith(raw_name):
+            self.name_bytes.append(len(raw_name))
+        else:
+            self.blob += raw_name
+            self.name_bytes.append(-len(raw_name))
+        self.ends.append(len(self.blob))
+        self.sizes.append(size)
+        self.headers.append(header)
+
+    def end_sample(self, key: str) -> None:
+        self.first.append(len(self.sizes))
+        self.key_bytes.append(len(key.encode()))
+
+    def __len__(self) -> int:
+        return len(self.key_bytes)
+
+    def length(self, sample: int) -> int:
+        """Bytes of the sample's members in the tar (headers, data, padding)."""
+        return sum(h + z + tarwrite.padding(z) for h, z in zip(self.headers[self.first[sample]:self.first[sample + 1]],
+                                                             self.sizes[self.first[sample]:self.first[sample + 1]]))
+
+    def member(self, i: int) -> PlannedMember:
+        start, end, nb = self.ends[i - 1] if i else 0, self.ends[i], self.name_bytes[i]
+        text = bytes(self.blob[start:end])
+        url_end = len(text) if nb > 0 else len(text) + nb
+        return PlannedMember(text[len(text) - abs(nb):].decode(), text[:url_end].decode(), self.sizes[i],
+                             self.headers[i])
+
+    def sample(self, s: int, offset: int) -> PlannedSample:
+        members = [self.member(i) for i in range(self.first[s], self.first[s + 1])]
+        return PlannedSample(members[0].name.encode()[:self.key_bytes[s]].decode(), members, offset)
+
+
+class PlannedShard:
+    """Shard number ``index`` at ``url``: its samples in order and its exact size in bytes.
+
+    ``samples`` is built afresh from the plan's compact arrays on every access (a few milliseconds for
+    a shard of thousands of samples): hold the list while working on the shard, not the whole plan's.
+    """
+
+    __slots__ = ("index", "url", "size", "_samples", "_store", "_order")
+
+    def __init__(self, index: int, url: str, samples: Optional[List[PlannedSample]] = None, size: int = 0, *,
+                 store: Optional[_Store] = None, order: Sequence[int] = ()):
+        self.index, self.url, self.size = index, url, size
+        self._samples, self._store, self._order = samples, store, order
+
+    @property
+    def samples(self) -> List[PlannedSample]:
+        if self._samples is not None or self._store is None:
+            return self._samples or []
+        out, offset = [], 0
+        for s in self._order:
+            sample = self._store.sample(s, offset)
+            offset += sample.length
+            out.append(sample)
+        return out
+
+    @property
+    def num_samples(self) -> int:
+        return len(self._order) if self._samples is None else len(self._samples)
+
+    def __repr__(self) -> str:
+        return f"PlannedShard(index={self.index}, url={self.url!r}, samples={self.num_samples}, size={self.size})"
 
 
 @dataclass(frozen=True)
@@ -270,7 +350,7 @@ class Plan:
 
     @property
     def num_samples(self) -> int:
-        return sum(len(s.samples) for s in self.shards)
+        return sum(s.num_samples for s in self.shards)
 
     @property
     def num_members(self) -> int:
@@ -409,12 +489,13 @@ def _group(objects: Iterable[SourceObject], rule: KeyRule, plan: Plan) -> Dict[s
     return groups
 
 
-def _samples(groups: Dict[str, _Group], options: PackOptions, plan: Plan) -> List[PlannedSample]:
+def _samples(groups: Dict[str, _Group], options: PackOptions, plan: Plan) -> _Store:
+    """The samples in key order, into a :class:`_Store`; ``groups`` is emptied on the way (memory)."""
     required = options.exts
     rank = {e: i for i, e in enumerate(required)}
-    samples = []
+    store = _Store()
     for key in sorted(groups):
-        files = groups[key].files
+        files = groups.pop(key).files
         if required:
             missing = tuple(e for e in required if e not in files)
             if missing:
@@ -427,40 +508,39 @@ def _samples(groups: Dict[str, _Group], options: PackOptions, plan: Plan) -> Lis
                 extra = [e for e in files if e not in rank]
                 plan.dropped_members += len(extra)
                 files = {e: v for e, v in files.items() if e in rank}
-        order = sorted(files, key=lambda e: (rank.get(e, len(rank)), e))
-        members = [PlannedMember(files[e][0], files[e][2].url, files[e][2].size,
-                                 tarwrite.header_size(files[e][0], files[e][2].size)) for e in order]
-        samples.append(PlannedSample(key, members))
-    return samples
+        for e in sorted(files, key=lambda e: (rank.get(e, len(rank)), e)):
+            name, _, src = files[e]
+            store.add_member(name, src.url, src.size, tarwrite.header_size(name, src.size))
+        store.end_sample(key)
+    return store
 
 
-def _fill_shards(samples: List[PlannedSample], options: PackOptions, names: ShardNames,
+def _fill_shards(store: _Store, order: Sequence[int], options: PackOptions, names: ShardNames,
                  plan: Plan) -> List[PlannedShard]:
     end = len(tarwrite.END_OF_ARCHIVE)
     shards: List[PlannedShard] = []
-    current: List[PlannedSample] = []
-    offset = 0
+    start = count = offset = 0
 
-    def close() -> None:
-        nonlocal current, offset
-        if current:
-            shards.append(PlannedShard(len(shards), names.url(len(shards)), current, offset + end))
-        current, offset = [], 0
+    def close(stop: int) -> None:
+        nonlocal start, count, offset
+        if count:
+            shards.append(PlannedShard(len(shards), names.url(len(shards)), None, offset + end, store=store,
+                                       order=order[start:stop]))
+        start, count, offset = stop, 0, 0
 
-    for sample in samples:
-        length = sample.length
+    for position, sample in enumerate(order):
+        length = store.length(sample)
         if options.samples_per_shard is not None:
-            full = len(current) >= options.samples_per_shard
+            full = count >= options.samples_per_shard
         else:
-            full = bool(current) and offset + length + end > options.shard_size
+            full = bool(count) and offset + length + end > options.shard_size
             if length + end > options.shard_size:
                 plan.oversize_samples += 1
         if full:
-            close()
-        sample.offset = offset
-        current.append(sample)
+            close(position)
+        count += 1
         offset += length
-    close()
+    close(len(order))
     return shards
 
 
@@ -481,9 +561,9 @@ def make_plan(objects: Iterable[SourceObject], dst_pattern: str, options: PackOp
     """
     names = ShardNames(dst_pattern)
     plan = Plan([], options)
-    groups = _group(objects, options.key_rule, plan)
-    samples = _samples(groups, options, plan)
-    if options.shuffle_seed is not None:
-        random.Random(f"ais_wds.pack:{options.shuffle_seed}").shuffle(samples)
-    plan.shards = _fill_shards(samples, options, names, plan)
+    store = _samples(_group(objects, options.key_rule, plan), options, plan)
+    order: Sequence[int] = range(len(store))
+    if options.shuffle_seed is not None:  # the permutation random.shuffle makes of the key-sorted samples
+        order = array("q", shuffled_range(len(store), random.Random(f"ais_wds.pack:{options.shuffle_seed}")))
+    plan.shards = _fill_shards(store, order, options, names, plan)
     return plan
