@@ -123,6 +123,11 @@ def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
                          if row else "not run", higher_is_better=False))
         out.append(_goal(f"start-up: `{name}` peak RSS < 100 MiB", row.get("median_peak_rss_mib"), 100.0,
                          "", unit="MiB", higher_is_better=False))
+    ld = (results.get("loader", not_run).get("result") or {})
+    ratio2 = (ld.get("ratios") or {}).get("ais_wds_vs_tar_local_2w")
+    out.append(_goal("loader: ais_wds.WebDataset >= 0.8x the same tar path over local files, 2 workers", ratio2, 0.8,
+                     ", ".join(f"{k} {_x(v)}" for k, v in (ld.get("ratios") or {}).items())
+                     or results.get("loader", not_run).get("reason", "")))
     return out
 
 
@@ -260,7 +265,8 @@ def markdown(results: Dict[str, Any]) -> str:
                        ("pack", "4. Packing"), ("startup", "5. Start-up: import and CLI, vs import aistore.sdk"),
                        ("resume", "6. Resume: cost of state tracking, time to resume mid-shard"),
                        ("scale", "7. Scale: 10M-object listings, partition and plan memory"),
-                       ("pack_engines", "8. Pack engines: client vs cluster (AIS archive jobs)")):
+                       ("pack_engines", "8. Pack engines: client vs cluster (AIS archive jobs)"),
+                       ("loader", "9. Loader end to end: DataLoader(num_workers=N) into the main process")):
         out += ["", f"## {title}", ""] + _section(results.get(key) or {"status": "not run"})
     return "\n".join(out) + "\n"
 

@@ -31,6 +31,7 @@ SECTIONS = {
     "scale": ("bench_scale.py", "run"),
     "pack_engines": ("bench_pack_engines.py", "run"),
     "resume": ("bench_resume.py", "run"),
+    "loader": ("bench_loader.py", "run"),
 }
 
 

@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""Benchmark section "loader": samples reaching the training loop through ``DataLoader(num_workers=N)``.
+
+Every configuration reads the same shards of 100 KiB samples (``<key>.bin`` + ``<key>.cls``), decodes
+each sample into a ``uint8`` tensor and an int label, batches 32 samples and hands the batches to the
+main process of a ``torch.utils.data.DataLoader`` (persistent workers, ``pin_memory=False``, fork):
+
+* ``ais_wds``: ``ais_wds.WebDataset(urls)`` from the cluster;
+* ``tar_local``: ais_wds's tar walk (``tarfile_to_samples``) over the same shards copied to a temp dir;
+* ``wds_local``: plain ``wds.WebDataset`` over that local copy;
+* ``raw_get``: the raw-GET limit (one process reading every shard with ``open_object`` readinto),
+  as samples/s of the same shards;
+
+each at 1, 2 and 4 workers, and at 2 workers what a user can change (``variant``):
+
+* ``tensor`` (the baseline): per-sample tensors, DataLoader's ``batch_size=32`` collates in the worker
+  and the batch crosses to the main process as a tensor in shared memory (file descriptors);
+* ``bytes``: per-sample ``bytes`` instead of tensors: the batch is pickled through the worker's pipe;
+* ``batched``: ``.batched(32)`` inside the pipeline and ``batch_size=None`` (webdataset's collation);
+* ``file_system``: the tensor baseline with ``torch.multiprocessing.set_sharing_strategy("file_system")``;
+* ``numpy``: per-sample numpy arrays stacked in the worker (``collate_fn``) and pickled by value.
+
+Each configuration runs in a fresh interpreter: time to first batch is the first epoch's (worker start-up
+included), samples/s is over the following epochs (workers warm; as many as take 1.5 s, at most 20). Peak RSS is VmHWM of the
+main process (reset after imports) and of each worker at the end (a forked worker's VmHWM includes
+pages it shares with the main process). One extra, untimed run of ``ais_wds`` at 2 workers is profiled
+with pyinstrument in the main process; the report goes to ``bench-results/profile-loader-*.txt``.
+
+    AIS_ENDPOINT=... .venv/bin/python scripts/bench_loader.py [--scale S] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(REPO), str(HERE)]
+
+KIB, MIB = 1 << 10, 1 << 20
+SAMPLE = 100 * KIB
+BATCH = 32
+SHARDS = 8
+WORKERS = (1, 2, 4)
+MIN_TIMED_S, MAX_EPOCHS = 1.5, 20  # timed epochs after the first: at least this long
+VARIANTS = ("bytes", "batched", "file_system", "numpy")
+CONTENDERS = {
+    "ais_wds": "ais_wds.WebDataset (AIS)",
+    "tar_local": "ais_wds tar walk, local files",
+    "wds_local": "wds.WebDataset, local files",
+    "raw_get": "raw GET limit (open_object, 1 process)",
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# one configuration, in a fresh interpreter (``--one JSON``)
+
+
+def _vm_kb(pid: Any, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _decode_tensor(sample: Dict[str, Any]) -> Any:
+    import torch
+
+    return torch.frombuffer(sample["bin"], dtype=torch.uint8), int(sample["cls"])
+
+
+def _decode_bytes(sample: Dict[str, Any]) -> Any:
+    return bytes(sample["bin"]), int(sample["cls"])
+
+
+def _decode_numpy(sample: Dict[str, Any]) -> Any:
+    import numpy as np
+
+    return np.frombuffer(sample["bin"], dtype=np.uint8), int(sample["cls"])
+
+
+def _collate_numpy(batch: List[Any]) -> Any:
+    import numpy as np
+
+    return np.stack([b[0] for b in batch]), np.array([b[1] for b in batch])
+
+
+def _dataset(cfg: Dict[str, Any]) -> Any:
+    import webdataset as wds
+
+    decode = {"bytes": _decode_bytes, "numpy": _decode_numpy}.get(cfg["variant"], _decode_tensor)
+    if cfg["contender"] == "ais_wds":
+        import ais_wds
+
+        ds = ais_wds.WebDataset(cfg["urls"], client=ais_wds.Client(cfg["endpoint"]), shuffle=False).map(decode)
+    elif cfg["contender"] == "tar_local":
+        from ais_wds.streaming.stages import tarfile_to_samples
+
+        stages = [wds.SimpleShardList(cfg["paths"]), wds.split_by_worker, tarfile_to_samples(), wds.map(decode)]
+        return wds.DataPipeline(*stages, *([wds.batched(BATCH)] if cfg["variant"] == "batched" else []))
+    else:
+        ds = wds.WebDataset(cfg["paths"], shardshuffle=False, nodesplitter=None).map(decode)
+    return ds.batched(BATCH) if cfg["variant"] == "batched" else ds
+
+
+def _raw_get(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    import ais_wds
+
+    client = ais_wds.Client(cfg["endpoint"])
+    buf = bytearray(MIB)
+    out: Dict[str, Any] = {}
+    epoch, timed_s, timed_bytes = 0, 0.0, 0
+    while epoch == 0 or (epoch <= MAX_EPOCHS and timed_s < MIN_TIMED_S):
+        t0, nbytes, first = time.perf_counter(), 0, None
+        for url in cfg["urls"]:
+            with ais_wds.open_object(url, client) as f:
+                while True:
+                    n = f.readinto(buf)
+                    if not n:
+                        break
+                    first = first if first is not None else time.perf_counter() - t0
+                    nbytes += n
+        if epoch == 0:
+            out["ttfb_s"] = first
+        else:
+            timed_s, timed_bytes = timed_s + time.perf_counter() - t0, timed_bytes + nbytes
+        epoch += 1
+    out.update(epochs_timed=epoch - 1, seconds=timed_s, samples=cfg["total_samples"] * (epoch - 1),
+               bytes=timed_bytes, samples_s=cfg["total_samples"] * (epoch - 1) / timed_s,
+               mb_s=timed_bytes / timed_s / 1e6)
+    out["main_peak_rss_mib"] = _vm_kb("self", "VmHWM") / 1024
+    out["worker_peak_rss_mib"] = []
+    return out
+
+
+def one(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one configuration for two epochs; returns its figures."""
+    import warnings
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    import ais_wds  # noqa: F401  (imported before the peak is reset, as a training script would)
+
+    warnings.filterwarnings("ignore", message=".*buffer is not writable.*")
+    if cfg["contender"] == "raw_get":
+        return _raw_get(cfg)
+    if cfg["variant"] == "file_system":
+        torch.multiprocessing.set_sharing_strategy("file_system")
+    ds = _dataset(cfg)
+    batched = cfg["variant"] == "batched"
+    loader = DataLoader(ds, batch_size=None if batched else BATCH, num_workers=cfg["workers"],
+                        persistent_workers=True, pin_memory=False,
+                        collate_fn=_collate_numpy if cfg["variant"] == "numpy" else None)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM from here on: the loader's own peak
+    base_kb = _vm_kb("self", "VmRSS")
+    out: Dict[str, Any] = {"main_base_rss_mib": base_kb / 1024}
+    profiler = None
+    epoch, timed_n, timed_bytes, timed_s = 0, 0, 0, 0.0
+    while epoch == 0 or (epoch <= MAX_EPOCHS and timed_s < MIN_TIMED_S):  # epoch 0: start-up; then >= 1.5 s
+        if epoch == 1 and cfg.get("profile"):
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.001)
+            profiler.start()
+        t0, n, nbytes, first = time.perf_counter(), 0, 0, None
+        for data, labels in loader:
+            if first is None:
+                first = time.perf_counter() - t0
+            n += len(labels)
+            nbytes += sum(len(d) for d in data) if isinstance(data, (list, tuple)) else data.nbytes
+        seconds = time.perf_counter() - t0
+        if n != cfg["total_samples"] or nbytes != cfg["total_samples"] * SAMPLE:
+            raise RuntimeError(f"epoch {epoch}: {n} samples / {nbytes} bytes, expected {cfg['total_samples']}")
+        if epoch == 0:
+            out.update(ttfb_s=first, first_epoch_samples_s=n / seconds)
+        else:
+            timed_n, timed_bytes, timed_s = timed_n + n, timed_bytes + nbytes, timed_s + seconds
+        epoch += 1
+    if profiler is not None:
+        profiler.stop()
+        out["profile"] = profiler.output_text(unicode=False, color=False, show_all=False)
+    out.update(epochs_timed=epoch - 1, seconds=timed_s, samples=timed_n, bytes=timed_bytes,
+               samples_s=timed_n / timed_s, mb_s=timed_bytes / timed_s / 1e6)
+    workers = getattr(loader._iterator, "_workers", [])  # persistent: alive until the loader goes
+    out["worker_peak_rss_mib"] = [_vm_kb(w.pid, "VmHWM") / 1024 for w in workers]
+    out["main_peak_rss_mib"] = _vm_kb("self", "VmHWM") / 1024
+    del loader
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the section
+
+
+def _configs() -> List[Dict[str, Any]]:
+    out = [{"contender": "raw_get", "workers": 0, "variant": "-"}]
+    for workers in WORKERS:
+        for contender in ("ais_wds", "tar_local", "wds_local"):
+            out.append({"contender": contender, "workers": workers, "variant": "tensor"})
+    for variant in VARIANTS:
+        for contender in ("ais_wds", "tar_local"):
+            out.append({"contender": contender, "workers": 2, "variant": variant})
+    return out
+
+
+def _spawn(cfg: Dict[str, Any], timeout: float = 600) -> Dict[str, Any]:
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True, text=True,
+                              timeout=timeout, cwd=str(REPO))
+    except subprocess.TimeoutExpired:
+        return {"error": f"no result within {timeout:.0f}s"}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip() or proc.stdout.strip())[-800:]}
+    out = json.loads(lines[-1])
+    out["wall_s"] = time.perf_counter() - t
+    return out
+
+
+def _label(cfg: Dict[str, Any]) -> str:
+    return CONTENDERS[cfg["contender"]] + ("" if cfg["variant"] in ("tensor", "-") else f", {cfg['variant']}")
+
+
+def run(client: Any, scale: float = 1.0, rounds: int = 1, log: Any = None) -> Dict[str, Any]:
+    """The section: every configuration ``rounds`` times (fresh interpreters), medians, ratios, a profile."""
+    import _bench_data as data
+
+    import ais_wds
+
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    client = ais_wds.Client.of(client)
+    data.ensure_bucket(client, "bench-ais-wds")
+    shard_size = max(int(64 * MIB * scale), 4 * MIB)
+    shard_set = data.ensure_shard_set(client, "bench-ais-wds", SAMPLE, shard_size, SHARDS, log=log)
+    tmp = tempfile.mkdtemp(prefix="bench-loader-")
+    try:
+        paths = []
+        for url in shard_set.ais_urls():
+            path = os.path.join(tmp, url.rsplit("/", 1)[1])
+            with open(path, "wb") as f:
+                f.write(ais_wds.read_bytes(url, client))
+            paths.append(path)
+        base = {"endpoint": client.endpoint, "urls": shard_set.ais_urls(), "paths": paths,
+                "total_samples": shard_set.total_samples}
+        configs = _configs()
+        runs: Dict[int, List[Dict[str, Any]]] = {i: [] for i in range(len(configs))}
+        errors: Dict[int, str] = {}
+        load = [os.getloadavg()[0]]
+        for r in range(rounds):
+            for i, cfg in enumerate(configs):
+                res = _spawn({**base, **cfg})
+                if "error" in res:
+                    errors[i] = res["error"]
+                    log(f"    {_label(cfg)} x{cfg['workers']}: {res['error'].splitlines()[-1]}")
+                else:
+                    runs[i].append(res)
+            load.append(os.getloadavg()[0])
+            log(f"    loader round {r + 1}/{rounds} done (load {load[-1]:.1f})")
+        table: Dict[str, Dict[str, Any]] = {}
+        for i, cfg in enumerate(configs):
+            row: Dict[str, Any] = {"contender": cfg["contender"], "workers": cfg["workers"], "variant": cfg["variant"]}
+            got = runs[i]
+            if not got:
+                row.update(status="error: " + errors.get(i, "no run").strip().splitlines()[-1][:200])
+            else:
+                med = statistics.median(x["samples_s"] for x in got)
+                workers_kb = max((x["worker_peak_rss_mib"] for x in got), key=lambda w: max(w, default=0))
+                row.update(status="ok", runs=len(got), samples_s=med, mb_s=med * SAMPLE / 1e6,
+                           samples_s_min=min(x["samples_s"] for x in got),
+                           samples_s_max=max(x["samples_s"] for x in got),
+                           ttfb_ms=1000 * statistics.median(x["ttfb_s"] for x in got),
+                           main_peak_rss_mib=max(x["main_peak_rss_mib"] for x in got),
+                           main_rss_growth_mib=max(x["main_peak_rss_mib"] - x.get("main_base_rss_mib", 0) for x in got)
+                           if cfg["contender"] != "raw_get" else None,
+                           worker_peak_rss_mib=" / ".join(f"{w:.0f}" for w in workers_kb) or "-")
+            table[f"{_label(cfg)}, {cfg['workers']} worker{'s' if cfg['workers'] != 1 else ''}"] = row
+        profile = _spawn({**base, "contender": "ais_wds", "workers": 2, "variant": "tensor", "profile": True})
+        out: Dict[str, Any] = {"shards": SHARDS, "shard_bytes": shard_set.shard_bytes,
+                               "samples": shard_set.total_samples, "batch_size": BATCH, "rounds": rounds,
+                               "load_1m": load, "loader": table, "ratios": _ratios(table)}
+        if profile.get("profile"):
+            path = REPO / "bench-results" / "profile-loader-ais_wds-2workers.txt"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(profile["profile"])
+            out["profile_file"] = str(path.relative_to(REPO))
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ratios(table: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    def rate(contender: str, workers: int, variant: str = "tensor") -> Any:
+        return next((r.get("samples_s") for r in table.values() if r["contender"] == contender and r["workers"] == workers
+                     and r["variant"] == variant), None)
+
+    out: Dict[str, Any] = {}
+    for w in WORKERS:
+        a, t, p = rate("ais_wds", w), rate("tar_local", w), rate("wds_local", w)
+        if a and t:
+            out[f"ais_wds_vs_tar_local_{w}w"] = a / t
+        if a and p:
+            out[f"ais_wds_vs_wds_local_{w}w"] = a / p
+    return out
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--rounds", type=int, default=1)
+    a = p.parse_args()
+    if a.one:
+        print(json.dumps(one(json.loads(a.one))))
+    else:
+        from ais_wds import Client
+
+        print(json.dumps(run(Client(), a.scale, a.rounds), indent=1))
