@@ -3,10 +3,12 @@
 
 * a synthetic listing of ``10M x scale`` objects (URLs ``ais://bench-scale/train/nNNNN/img-NNNNNNNNNN.jpg``,
   names of 40 characters): build rate, bytes/object held and at peak (tracemalloc), save and load
-  time, load peak, file size; ``epoch_order`` + ``partition`` for rank 0 of 8 (peak bytes/object);
+  time, load peak, file size; ``epoch_order`` + ``partition`` for rank 0 of 8 (peak bytes/object; wall and
+  CPU seconds without tracemalloc; ``random.shuffle`` vs ``epoch_order`` CPU seconds on up to 1M entries);
   a pack plan of ``1M x scale`` of those objects (bytes/object held by the plan);
 * a real listing in the local cluster of ``100k x scale`` objects (created once, kept for later
-  runs): objects/s and bytes/object.
+  runs; more than 50k new objects are made by one AIS promote job from /var/lib/ais/promote):
+  objects/s and bytes/object (``--real 1000000`` for the 1M-object figure).
 
 Also runnable alone: ``.venv/bin/python scripts/bench_scale.py [--scale 1] [--real 0]``.
 """
@@ -18,6 +20,8 @@ import functools
 import gc
 import json
 import os
+import random
+import shutil
 import tempfile
 import time
 import tracemalloc
@@ -40,6 +44,14 @@ def _measured(fn: Callable[[], Any]) -> Tuple[Any, float, int, int]:
     held, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return out, seconds, held - base, peak - base
+
+
+def _timed(fn: Callable[[], Any]) -> Tuple[Any, float, float]:
+    """``(result, wall seconds, CPU seconds of this process)`` of ``fn()``, no tracemalloc."""
+    gc.collect()
+    cpu, t = time.process_time(), time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t, time.process_time() - cpu
 
 
 def _url(i: int) -> str:
@@ -70,6 +82,12 @@ def synthetic(n: int, plan_n: int) -> Dict[str, Any]:
 
     _, part_s, _, part_peak = _measured(share)
     row.update(partition_rank0_of_8_s=part_s, partition_peak_bytes_per_object=part_peak / n)
+    _, plain_s, plain_cpu = _timed(share)  # without tracemalloc, which slows every allocation
+    row.update(partition_rank0_of_8_s_plain=plain_s, partition_rank0_of_8_cpu_s=plain_cpu)
+    ref_n = min(n, 1_000_000)  # random.shuffle itself (the order's definition), on at most 1M entries
+    _, _, ref_cpu = _timed(lambda: random.Random("ais_wds:0:0").shuffle(list(range(ref_n))))
+    _, _, fast_cpu = _timed(lambda: epoch_order(ref_n, seed=0))
+    row.update(shuffle_reference_objects=ref_n, random_shuffle_cpu_s=ref_cpu, epoch_order_cpu_s=fast_cpu)
     sub = loaded.select(range(plan_n))
     del loaded
     objs = source_objects("ais://bench-scale/", sub.urls, sub.sizes)
@@ -78,22 +96,60 @@ def synthetic(n: int, plan_n: int) -> Dict[str, Any]:
         lambda: make_plan(objs, "ais://dst/train-%06d.tar", PackOptions(shard_size=256 << 20)))
     row.update(plan_objects=plan_n, plan_s=plan_s, plan_held_bytes_per_object=plan_held / plan_n,
                plan_peak_bytes_per_object=plan_peak / plan_n, plan_shards=len(plan.shards))
+    del plan
+    _, plan_plain_s, plan_cpu = _timed(
+        lambda: make_plan(objs, "ais://dst/train-%06d.tar", PackOptions(shard_size=256 << 20)))
+    row.update(plan_s_plain=plan_plain_s, plan_cpu_s=plan_cpu)
     return row
 
 
-def real(client: Any, n: int) -> Dict[str, Any]:
+PROMOTE_ROOT = "/var/lib/ais/promote"  # the only source tree AIS v1.5.0 promotes from
+PROMOTE_OVER = 50_000  # more objects than this are made by a promote job (PUTs: ~200/s on a loaded 2-core VM)
+
+
+def _populate(client: Any, bucket: str, have: int, n: int) -> str:
+    """Create objects ``have..n-1`` (1 byte each) under ``train/``; returns how."""
     from ais_wds.writer import write_bytes
 
-    bucket = f"bench-scale-{n}"
-    client.sdk.bucket(bucket).create(exist_ok=True)
-    have = len(list_objects(f"ais://{bucket}/", client, allow_empty=True))
-    if have < n:
+    if n - have <= PROMOTE_OVER:
         with ThreadPoolExecutor(32) as pool:
             list(pool.map(lambda i: write_bytes(f"ais://{bucket}/train/img-{i:010d}.jpg", b"x", client),
                           range(have, n)))
+        return "PUT"
+    # a local cluster's targets share this filesystem: files under PROMOTE_ROOT become objects in one job
+    root = os.path.join(PROMOTE_ROOT, bucket)
+    for i in range(have, n):
+        if i % 10_000 == 0 or i == have:
+            os.makedirs(os.path.join(root, f"d{i // 10_000:04d}"), exist_ok=True)
+        with open(os.path.join(root, f"d{i // 10_000:04d}", f"img-{i:010d}.jpg"), "wb") as f:
+            f.write(b"x")
+    job = client.sdk.bucket(bucket).object("train/").promote(root, recursive=True, overwrite_dest=True,
+                                                            delete_source=True)
+    if job:
+        client.sdk.job(job_id=job).wait(timeout=3600)
+    shutil.rmtree(root, ignore_errors=True)
+    return "promote"
+
+
+def real(client: Any, n: int) -> Dict[str, Any]:
+    """List ``n`` real objects of the local cluster (created on the first run, kept); objects/s, bytes/object.
+
+    The held and peak figures are tracemalloc's (which slows the listing); ``list_s_plain`` is a second
+    listing without it."""
+    bucket = f"bench-scale-{n}"
+    client.sdk.bucket(bucket).create(exist_ok=True)
+    have = len(list_objects(f"ais://{bucket}/", client, allow_empty=True))
+    made = _populate(client, bucket, have, n) if have < n else "kept from an earlier run"
     listing, seconds, held, peak = _measured(lambda: list_objects(f"ais://{bucket}/", client))
-    return {"objects": len(listing), "list_s": seconds, "list_objects_per_s": len(listing) / seconds,
-            "held_bytes_per_object": held / len(listing), "peak_bytes_per_object": peak / len(listing)}
+    count = len(listing)
+    del listing
+    gc.collect()
+    cpu, t = time.process_time(), time.perf_counter()
+    list_objects(f"ais://{bucket}/", client)
+    plain_s, plain_cpu = time.perf_counter() - t, time.process_time() - cpu
+    return {"objects": count, "created_by": made, "list_s": seconds, "list_objects_per_s": count / seconds,
+            "list_s_plain": plain_s, "list_objects_per_s_plain": count / plain_s, "list_cpu_s_plain": plain_cpu,
+            "held_bytes_per_object": held / count, "peak_bytes_per_object": peak / count}
 
 
 def run(client: Any, scale: float = 1.0) -> Dict[str, Any]:
