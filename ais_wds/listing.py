@@ -506,7 +506,8 @@ def _list_prefix(url: AISUrl, client: Client, page_size: int, on_page: Optional[
     except AISWdsError:
         raise
     except Exception as e:
-        raise translate(e, str(url), endpoint=client.endpoint) from e
+        raise translate(e, str(url), endpoint=client.endpoint,
+                        token_source=client.config.token_source) from e
     logger.debug("listed %d objects under %s", len(out), url)
     return out
 
@@ -520,7 +521,8 @@ def _list_sdk_source(source: Any, client: Client) -> Listing:
             for obj in source.list_all_objects_iter(props=None):
                 out.append(base.join(obj.name), UNKNOWN_SIZE)
         except Exception as e:
-            raise translate(e, _describe(source), endpoint=client.endpoint) from e
+            raise translate(e, _describe(source), endpoint=client.endpoint,
+                            token_source=client.config.token_source) from e
         return out
     # a Bucket: list through our own client so that paging and errors are the same as for URLs
     return _list_prefix(_bucket_url(source), client, 0, None, 0)

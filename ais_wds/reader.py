@@ -101,7 +101,8 @@ class ResumingObjectRaw(io.RawIOBase):
                 never_reached = (not (self._opened or self._client.answered)
                                  and is_gateway_unreachable(e, self._client.endpoint))
                 if not is_transient(e) or never_reached:  # a wrong or down endpoint fails fast
-                    raise translate(e, self.name, endpoint=self._client.endpoint) from e
+                    raise translate(e, self.name, endpoint=self._client.endpoint,
+                                    token_source=self._client.config.token_source) from e
                 delay = backoff.next_delay()
                 if delay is None:
                     raise ReadError(f"gave up after {backoff.attempts + 1} attempts over {backoff.budget:.0f}s "
@@ -276,5 +277,6 @@ def read_member(url: Union[str, AISUrl], archpath: str, client: Union[Client, st
             never_reached = not client.answered and is_gateway_unreachable(e, client.endpoint)
             delay = backoff.next_delay() if is_transient(e) and not never_reached else None
             if delay is None:
-                raise translate(e, name, endpoint=client.endpoint) from e
+                raise translate(e, name, endpoint=client.endpoint,
+                                token_source=client.config.token_source) from e
             time.sleep(delay)

@@ -195,7 +195,8 @@ class ObjectWriter(io.RawIOBase):
                                  and is_gateway_unreachable(e, self._client.endpoint))
                 delay = backoff.next_delay() if is_transient(e) and not never_reached else None
                 if delay is None:
-                    err = translate(e, self.name, endpoint=self._client.endpoint)
+                    err = translate(e, self.name, endpoint=self._client.endpoint,
+                                    token_source=self._client.config.token_source)
                     if isinstance(err, AuthError):  # the same at every retry: say so at once, as reads do
                         raise err from e
                     raise WriteError(f"{what} failed: {err.message}", url=self.name,
@@ -263,7 +264,8 @@ def delete_object(url: Union[str, AISUrl], client: Union[Client, str, None] = No
     try:
         client.object(url).delete()
     except Exception as e:  # noqa: BLE001 - translated into the typed hierarchy
-        err = translate(e, str(url), endpoint=client.endpoint)
+        err = translate(e, str(url), endpoint=client.endpoint,
+                        token_source=client.config.token_source)
         if missing_ok and isinstance(err, ObjectNotFoundError):
             return
         raise err from None

@@ -47,7 +47,8 @@ def start_archive(client: Client, bucket: AISUrl, names: Sequence[str], archive_
     try:
         resp = src_bck.make_request(HTTP_METHOD_PUT, ACT_ARCHIVE_OBJECTS, value=value)
     except Exception as e:
-        raise translate(e, archive_url, endpoint=client.endpoint) from e
+        raise translate(e, archive_url, endpoint=client.endpoint,
+                        token_source=client.config.token_source) from e
     ids = _job_ids(resp.text)
     if not ids:
         raise AISWdsError(f"the archive request answered no job id ({resp.text[:100]!r})", url=archive_url)

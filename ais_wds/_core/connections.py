@@ -36,11 +36,6 @@ _ENV_THAT_REQUESTS_READS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"
                             "all_proxy", "no_proxy", "NETRC", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
-TOKEN_SOURCES: Dict[str, str] = {}
-"""Endpoint -> where the token of the latest Client connected to it in this process came from (``"token="``,
-``"AIS_AUTHN_TOKEN"``, ``"none"``), for :class:`~ais_wds.errors.AuthError` messages. Never the token."""
-
-
 class Connections:
     """The SDK client, HTTP session, direct-GET pool and cluster map of one process for one config."""
 
@@ -48,7 +43,6 @@ class Connections:
         logger.debug("connecting to AIS at %s in pid %d (token: %s)", config.endpoint, os.getpid(),
                      config.token_source)
         self.config = config
-        TOKEN_SOURCES[config.endpoint] = config.token_source
         self.sdk = _sdk_client(config)
         self.http = _requests_session(config)
         self.pool, self.timeout = _urllib3_pool(config)

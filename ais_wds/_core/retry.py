@@ -95,8 +95,11 @@ def is_gateway_unreachable(exc: BaseException, endpoint: str) -> bool:
 
 
 def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
-              offset: Optional[int] = None) -> AISWdsError:
+              offset: Optional[int] = None, token_source: str = "none") -> AISWdsError:
     """Map ``exc`` (raised while working on ``url``) to an :class:`AISWdsError`; never leaks tokens.
+
+    ``token_source`` (the client's ``config.token_source``: ``"token="``, ``"AIS_AUTHN_TOKEN"`` or
+    ``"none"``, never the token) is named by an :class:`~ais_wds.errors.AuthError`.
 
     Not-found, request and connect errors are the classes of :mod:`ais_wds._core.sdk_errors`: the
     ais_wds error and the aistore SDK's matching exception at once.
@@ -120,7 +123,7 @@ def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
         msg = _short(getattr(exc, "message", "") or str(exc))
         hint = None
         if exc.status_code in (401, 403):
-            return _auth_error(exc.status_code, msg, url, endpoint)
+            return _auth_error(exc.status_code, msg, url, endpoint, token_source)
         if exc.status_code == 404:
             return ObjectNotFoundError(f"not found: {msg}", url=url)
         return RequestError(f"AIS answered {exc.status_code}: {msg}", url=url, status=exc.status_code, hint=hint)
@@ -138,18 +141,16 @@ def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
     return RequestError(f"request failed: {type(exc).__name__}: {_short(str(exc))}", url=url)
 
 
-def _auth_error(status: int, msg: str, url: str, endpoint: Optional[str]) -> AISWdsError:
+def _auth_error(status: int, msg: str, url: str, endpoint: Optional[str], source: str) -> AISWdsError:
     """AIS refused the request's token (or wanted one): an AuthError naming where the token came from."""
     import json
 
-    from .connections import TOKEN_SOURCES
     from .sdk_errors import AuthError
 
     try:
         msg = str(json.loads(msg).get("message", msg))
     except (ValueError, AttributeError):
         pass
-    source = TOKEN_SOURCES.get(endpoint or "", "none")
     sent = "no token was sent" if source == "none" else f"the token from {source} was refused"
     where = f" at {endpoint}" if endpoint else ""
     return AuthError(f"AIS{where} answered {status} ({sent}): {_short(msg)}", url=url, status=status,
