@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: install cluster cluster-stop demo lint test unit bench bench-quick clean
+.PHONY: install cluster cluster-stop demo lint test unit soak bench bench-quick clean
 
 install: $(STAMP)
 

@@ -434,8 +434,11 @@ def test_a_bad_cli_argument_exits_2_with_one_line_naming_it(args, cause):
 # --------------------------------------------------------------------------------------------
 # saved states
 
-@pytest.mark.parametrize("state", [{"epoch": "x"}, {}], ids=["state-bad-epoch", "state-empty"])
-def test_a_state_that_is_not_the_pipelines_is_a_configerror(state):
+@pytest.mark.parametrize("state, cause", [({"epoch": "x"}, "not an ais_wds ais_wds.WebDataset state"),
+                                          ({}, "not an ais_wds ais_wds.WebDataset state"),
+                                          ("garbage", "not an ais_wds WebDataset state: str")],
+                         ids=["state-bad-epoch", "state-empty", "state-not-a-dict"])
+def test_a_state_that_is_not_the_pipelines_is_a_configerror(state, cause):
     pytest.importorskip("webdataset")
     ds = ais_wds.WebDataset(["ais://b/x-000000.tar"], client=NOWHERE, shuffle=False)
-    _raises(ConfigError, lambda: ds.load_state_dict(state), "not an ais_wds ais_wds.WebDataset state")
+    _raises(ConfigError, lambda: ds.load_state_dict(state), cause)

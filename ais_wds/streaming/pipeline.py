@@ -358,7 +358,14 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Resume at the next iteration, from a part state (same rank and worker) or a job state
-        (``ais_wds.job_state``: any world size and worker count)."""
+        (``ais_wds.job_state``: any world size and worker count).
+
+        Raises:
+            ConfigError: not a state of this dataset (what ``state_dict()`` or ``ais_wds.job_state()`` made).
+        """
+        if not isinstance(state, dict):
+            raise ConfigError(f"not an ais_wds WebDataset state: {type(state).__name__}",
+                              hint="pass what state_dict() or ais_wds.job_state() returned")
         state = dict(state)
         window = state.pop("window", 0)
         self.shards.load_state_dict(state)
