@@ -131,18 +131,19 @@ def _loader(plt: Any, results: Dict[str, Any]) -> Any:
     ax.set_xlabel("DataLoader num_workers")
     ax.set_ylabel("samples/s at the main process")
     ax.set_title("100 KiB samples -> uint8 tensors, batches of 32")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7)
+    ax.set_ylim(0, 1.25 * max([r["samples_s"] for r in rows if r["workers"] in (0, 1, 2, 4)], default=1))
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
     variants = [r for r in rows if r["workers"] == 2 and r["contender"] in ("ais_wds", "tar_local")]
-    order = ["tensor", "bytes", "batched", "file_system", "numpy"]
+    order = ["tensor", "bytes", "batched", "file_system", "numpy", "sdk_in_main"]
     present = [v for v in order if any(r["variant"] == v for r in variants)]
     for k, contender in enumerate(("ais_wds", "tar_local")):
         vals = [next((r["samples_s"] for r in variants if r["contender"] == contender and r["variant"] == v), 0)
                 for v in present]
         bx.bar([i - 0.2 + 0.4 * k for i in range(len(present))], vals, 0.4, label=names[contender])
-    bx.set_xticks(range(len(present)), present, fontsize=8)
+    bx.set_xticks(range(len(present)), present, fontsize=8, rotation=30)
     bx.set_title("2 workers: what a user can change")
-    bx.legend(fontsize=7)
+    bx.set_ylim(0, 1.3 * max((r["samples_s"] for r in variants), default=1))
+    bx.legend(fontsize=7, loc="upper left")
     fig.suptitle("Section 9: the loader end to end, DataLoader(num_workers=N, persistent_workers=True)")
     return fig
 

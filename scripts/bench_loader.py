@@ -18,7 +18,9 @@ each at 1, 2 and 4 workers, and at 2 workers what a user can change (``variant``
 * ``bytes``: per-sample ``bytes`` instead of tensors: the batch is pickled through the worker's pipe;
 * ``batched``: ``.batched(32)`` inside the pipeline and ``batch_size=None`` (webdataset's collation);
 * ``file_system``: the tensor baseline with ``torch.multiprocessing.set_sharing_strategy("file_system")``;
-* ``numpy``: per-sample numpy arrays stacked in the worker (``collate_fn``) and pickled by value.
+* ``numpy``: per-sample numpy arrays stacked in the worker (``collate_fn``) and pickled by value;
+* ``sdk_in_main`` (ais_wds only): ``import aistore.sdk`` in the main process before the workers fork, so
+  that each worker does not import it on its first shard (time to first batch).
 
 Each configuration runs in a fresh interpreter: time to first batch is the first epoch's (worker start-up
 included), samples/s is over the following epochs (workers warm; as many as take 1.5 s, at most 20). Peak RSS is VmHWM of the
@@ -161,6 +163,8 @@ def one(cfg: Dict[str, Any]) -> Dict[str, Any]:
         return _raw_get(cfg)
     if cfg["variant"] == "file_system":
         torch.multiprocessing.set_sharing_strategy("file_system")
+    if cfg["variant"] == "sdk_in_main":
+        import aistore.sdk  # noqa: F401  (forked workers inherit it instead of importing it each)
     ds = _dataset(cfg)
     batched = cfg["variant"] == "batched"
     loader = DataLoader(ds, batch_size=None if batched else BATCH, num_workers=cfg["workers"],
@@ -221,6 +225,7 @@ def _configs(scale: float = 1.0) -> List[Dict[str, Any]]:
     for variant in VARIANTS:
         for contender in ("ais_wds", "tar_local"):
             out.append({"contender": contender, "workers": 2, "variant": variant})
+    out.append({"contender": "ais_wds", "workers": 2, "variant": "sdk_in_main"})
     return out
 
 

@@ -127,6 +127,7 @@ def _populate(client: Any, bucket: str, have: int, n: int) -> str:
                                                             delete_source=True)
     if job:
         client.sdk.job(job_id=job).wait(timeout=3600)
+        client.sdk.job(job_kind="promote").wait_for_idle(timeout=3600)  # every target's part, not the first
     shutil.rmtree(root, ignore_errors=True)
     return "promote"
 
