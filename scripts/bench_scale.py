@@ -107,27 +107,38 @@ PROMOTE_ROOT = "/var/lib/ais/promote"  # the only source tree AIS v1.5.0 promote
 PROMOTE_OVER = 50_000  # more objects than this are made by a promote job (PUTs: ~200/s on a loaded 2-core VM)
 
 
-def _populate(client: Any, bucket: str, have: int, n: int) -> str:
-    """Create objects ``have..n-1`` (1 byte each) under ``train/``; returns how."""
+def _populate(client: Any, bucket: str, have: set, n: int) -> str:
+    """Create the objects ``train/img-NNNNNNNNNN.jpg`` (``train/dDDDD/img-...`` above ``PROMOTE_OVER``;
+    1 byte each), ``0 <= N < n``, that are not in ``have``."""
     from ais_wds.writer import write_bytes
 
-    if n - have <= PROMOTE_OVER:
+    def name(i: int) -> str:
+        return f"train/d{i // 10_000:04d}/img-{i:010d}.jpg" if n > PROMOTE_OVER else f"train/img-{i:010d}.jpg"
+
+    todo = [i for i in range(n) if name(i) not in have]
+    if len(todo) <= PROMOTE_OVER:
         with ThreadPoolExecutor(32) as pool:
-            list(pool.map(lambda i: write_bytes(f"ais://{bucket}/train/img-{i:010d}.jpg", b"x", client),
-                          range(have, n)))
+            list(pool.map(lambda i: write_bytes(f"ais://{bucket}/{name(i)}", b"x", client), todo))
         return "PUT"
     # a local cluster's targets share this filesystem: files under PROMOTE_ROOT become objects in one job
     root = os.path.join(PROMOTE_ROOT, bucket)
-    for i in range(have, n):
-        if i % 10_000 == 0 or i == have:
-            os.makedirs(os.path.join(root, f"d{i // 10_000:04d}"), exist_ok=True)
-        with open(os.path.join(root, f"d{i // 10_000:04d}", f"img-{i:010d}.jpg"), "wb") as f:
+    shutil.rmtree(root, ignore_errors=True)
+    made = set()
+    for i in todo:
+        path = os.path.join(root, name(i)[len("train/"):])
+        if i // 10_000 not in made:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            made.add(i // 10_000)
+        with open(path, "wb") as f:
             f.write(b"x")
     job = client.sdk.bucket(bucket).object("train/").promote(root, recursive=True, overwrite_dest=True,
                                                             delete_source=True)
     if job:
         client.sdk.job(job_id=job).wait(timeout=3600)
-        client.sdk.job(job_kind="promote").wait_for_idle(timeout=3600)  # every target's part, not the first
+    # the job id's wait can return when the first target is done: each target deletes what it promoted
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline and any(files for _, _, files in os.walk(root)):
+        time.sleep(5)
     shutil.rmtree(root, ignore_errors=True)
     return "promote"
 
@@ -139,8 +150,11 @@ def real(client: Any, n: int) -> Dict[str, Any]:
     listing without it."""
     bucket = f"bench-scale-{n}"
     client.sdk.bucket(bucket).create(exist_ok=True)
-    have = len(list_objects(f"ais://{bucket}/", client, allow_empty=True))
-    made = _populate(client, bucket, have, n) if have < n else "kept from an earlier run"
+    listed = list_objects(f"ais://{bucket}/", client, allow_empty=True)
+    have = {url.split("/", 3)[3] for url in listed.urls}
+    del listed
+    made = _populate(client, bucket, have, n) if len(have) < n else "kept from an earlier run"
+    del have
     listing, seconds, held, peak = _measured(lambda: list_objects(f"ais://{bucket}/", client))
     count = len(listing)
     del listing
