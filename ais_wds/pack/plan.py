@@ -30,7 +30,7 @@ import random
 import re
 from array import array
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from .._core.shuffle import shuffled_range
 from ..errors import ConfigError, PackError
@@ -456,10 +456,22 @@ class ShardNames:
 # the planner
 
 
-@dataclass
 class _Group:
-    raw_keys: set
-    files: Dict[str, Tuple[str, str, SourceObject]]  # ext (lower) -> (member name, ext, source)
+    """One written key while planning: its raw key(s) and files. Slotted, with a set of raw keys only when
+    there are two (a conflict): there is one per sample of the job until the plan is built."""
+
+    __slots__ = ("raw", "files")
+
+    def __init__(self, raw: str):
+        self.raw: Union[str, Set[str]] = raw
+        self.files: Dict[str, Tuple[str, str, SourceObject]] = {}  # ext (lower) -> (member name, ext, source)
+
+    def add_raw(self, raw: str) -> None:
+        if isinstance(self.raw, str):
+            if raw != self.raw:
+                self.raw = {self.raw, raw}
+        else:
+            self.raw.add(raw)
 
 
 def _group(objects: Iterable[SourceObject], rule: KeyRule, plan: Plan) -> Dict[str, _Group]:
@@ -473,8 +485,9 @@ def _group(objects: Iterable[SourceObject], rule: KeyRule, plan: Plan) -> Dict[s
         member = obj.name if rule.spec == "wds" else f"{key}.{ext}"
         g = groups.get(key)
         if g is None:
-            g = groups[key] = _Group(set(), {})
-        g.raw_keys.add(raw)
+            g = groups[key] = _Group(raw)
+        else:
+            g.add_raw(raw)
         lower = ext.lower()
         if lower in g.files:
             plan.conflicts.append(Conflict(key, f"two files with extension {lower!r}",
@@ -482,9 +495,9 @@ def _group(objects: Iterable[SourceObject], rule: KeyRule, plan: Plan) -> Dict[s
             continue
         g.files[lower] = (member, ext, obj)
     for key, g in groups.items():
-        if len(g.raw_keys) > 1:
+        if not isinstance(g.raw, str):
             urls = tuple(src.url for _, _, src in g.files.values())
-            plan.conflicts.append(Conflict(key, f"different keys {sorted(g.raw_keys)} map to the same written key",
+            plan.conflicts.append(Conflict(key, f"different keys {sorted(g.raw)} map to the same written key",
                                            urls))
     return groups
 
