@@ -83,6 +83,7 @@ class AISIterDataset(IterableDataset):
             fixed_worker = (part.worker, part.num_workers) if part.num_workers > 1 else None
         rank, world_size = rank_world(rank, world_size)
         self.client = Client.of(client_url)
+        self.client.load_sdk()  # forked workers inherit the SDK import
         self.listing: Listing = build_listing(self.client, urls_list, ais_source_list)
         self.transform = transform
         self.shuffle = shuffle

@@ -70,6 +70,7 @@ class AISDataset(Dataset):
         read_ahead: int = 2048,
     ):
         self.client = Client.of(client_url)
+        self.client.load_sdk()  # forked workers inherit the SDK import
         self.listing: Listing = build_listing(self.client, urls_list, ais_source_list)
         self.transform = transform
         self._policy = ErrorPolicy(on_error)

@@ -75,6 +75,7 @@ class AISFileLister(IterableDataset):
                  world_size: Optional[int] = None):
         self.rank, self.world_size = rank_world(rank, world_size)
         self.client = Client.of(url)
+        self.client.load_sdk()  # forked workers inherit the SDK import
         self.allow_empty = allow_empty
         self.split = split
         self.source_datapipe = source_datapipe
@@ -128,6 +129,7 @@ class AISFileLoader(IterableDataset):
                  world_size: Optional[int] = None):
         self.rank, self.world_size = rank_world(rank, world_size)
         self.client = Client.of(url)
+        self.client.load_sdk()  # forked workers inherit the SDK import
         self.source_datapipe = source_datapipe
         self.bufsize = bufsize
         self.split = split

@@ -85,6 +85,7 @@ class AISShardDataset(Dataset):
                  transform: Optional[Callable[[Sample], Any]] = None, threads: int = 16,
                  coalesce_gap: int = 64 << 10, max_coalesce: int = 16 << 20):
         self.client = Client.of(client)
+        self.client.load_sdk()  # forked workers inherit the SDK import
         index = self._resolve(source)
         self.transform = transform
         self.threads = threads

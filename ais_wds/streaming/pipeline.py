@@ -307,6 +307,7 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         suffixes: Iterable[str] = DEFAULT_SHARD_SUFFIXES,
     ):
         self.client = Client.of(client)
+        self.client.load_sdk()  # forked workers inherit the SDK import
         rank, world_size = rank_world(rank, world_size)
         urls: Sequence[str] = shard_urls(source, suffixes=suffixes, client=self.client)
         counts = None
