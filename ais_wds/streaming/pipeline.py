@@ -258,6 +258,7 @@ def piece_samples(src: Iterable[Dict[str, Any]], *, client: Client, handler: Han
             cursor.count += 1
             yield sample
 
+
 class WebDataset(wds.DataPipeline, wds.FluidInterface):
     """Stream tar shards from AIS as webdataset samples (dicts with ``__key__``, ``__url__`` and one
     entry per file extension).
