@@ -198,17 +198,9 @@ class _Relay:
             data = rest
             while True:
                 if data:
-                    if fault is not None and sent + len(data) > fault[1]:
-                        cut = fault[1] - sent
-                        upstream.sendall(data[:cut])
-                        if self._fault(fault, client, upstream):
-                            if fault[0] == "cut":
-                                return
-                        fault = None
-                        data = data[cut:]
-                        sent += cut
-                    upstream.sendall(data)
-                    sent += len(data)
+                    sent, fault = self._forward(data, sent, fault, upstream, client, upstream)
+                    if sent < 0:
+                        return
                 data = client.recv(1 << 16)
                 if not data:
                     upstream.shutdown(socket.SHUT_WR)
@@ -225,19 +217,25 @@ class _Relay:
         data = self.proxy.rewrite_location(head) + rest  # offsets count the head too: a PUT's answer can be cut
         while True:
             if data:
-                if fault is not None and sent + len(data) > fault[1]:
-                    cut = fault[1] - sent
-                    client.sendall(data[:cut])
-                    if self._fault(fault, client, upstream) and fault[0] == "cut":
-                        return
-                    fault = None
-                    data = data[cut:]
-                    sent += cut
-                client.sendall(data)
-                sent += len(data)
+                sent, fault = self._forward(data, sent, fault, client, client, upstream)
+                if sent < 0:
+                    return
             data = upstream.recv(1 << 16)
             if not data:
                 return
+
+    def _forward(self, data: bytes, sent: int, fault: Optional[Tuple[str, int]], dst: socket.socket,
+                 client: socket.socket, upstream: socket.socket) -> Tuple[int, Optional[Tuple[str, int]]]:
+        """Send ``data`` to ``dst``, injecting ``fault`` when its offset falls inside; returns the new byte
+        count and the fault still pending (``sent == -1``: the connection was cut, stop pumping)."""
+        if fault is not None and sent + len(data) > fault[1]:
+            cut = fault[1] - sent
+            dst.sendall(data[:cut])
+            if self._fault(fault, client, upstream) and fault[0] == "cut":
+                return -1, None
+            fault, data, sent = None, data[cut:], sent + cut
+        dst.sendall(data)
+        return sent + len(data), fault
 
     def _fault(self, fault: Tuple[str, int], client: socket.socket, upstream: socket.socket) -> bool:
         kind, offset = fault
