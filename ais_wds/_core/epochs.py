@@ -6,8 +6,16 @@ in the epoch's order. The slots still to read are a list of *runs* ``(first, end
 ``first..end-1`` of the epoch order, the first of which has its first ``skip`` samples already consumed
 (only shards-as-slots use ``skip``). A *shape* (world size W, workers per rank N) splits the runs
 contiguously and evenly: rank r gets positions ``[r*L//W, (r+1)*L//W)`` of the runs' total length L,
-then its worker w a contiguous share of that. ``even="drop"`` / ``"repeat"`` first trims or pads the
-runs to a multiple of W, so every rank gets exactly the same count.
+then its worker w a contiguous share of that (in whole batches of ``align`` slots when the front end
+batches inside the worker, so a rank yields ``ceil(L/align)`` batches whatever N). ``even="drop"`` /
+``"repeat"`` first trims or pads the runs to a multiple of W, so every rank gets exactly the same count.
+
+``even`` over an interruption (elastic resume at W'): the slots ``"drop"`` left out of a layer are not
+lost but carried to the next one, which leaves out again only what it must (fewer than W'): an epoch
+resumed any number of times leaves out fewer than W_last slots in all, reads none twice, and every
+rank of every run reads the same count. Under ``"repeat"`` the padding a layer did not read yet is
+forgotten and the next layer pads for its own shape: every slot is read at least once, and the resumed
+run reads fewer than W' twice.
 
 A part's progress is ``(done, partial)``: slots fully consumed, then samples consumed inside the next
 slot. A *layer* is one shape run with every part's progress: after an interruption, the slots left are
@@ -95,21 +103,44 @@ def even_runs(runs: Sequence[Run], world_size: int, even: Optional[str]) -> List
     return out
 
 
-def share(runs: Sequence[Run], index: int, count: int) -> List[Run]:
-    """Share ``index`` of ``count`` contiguous, balanced shares of ``runs`` (sizes differ by at most one)."""
-    length = total(runs)
-    return slice_runs(runs, index * length // count, (index + 1) * length // count)
+def bounds(length: int, index: int, count: int, align: int = 1) -> Tuple[int, int]:
+    """Positions ``[lo, hi)`` of share ``index`` of ``count`` contiguous, balanced shares of ``length``
+    slots: sizes differ by at most one slot, or with ``align > 1`` by at most one batch of ``align``
+    slots, every share but the last nonempty one being whole batches."""
+    if align <= 1:
+        return index * length // count, (index + 1) * length // count
+    batches = -(-length // align)
+    return min(length, index * batches // count * align), min(length, (index + 1) * batches // count * align)
+
+
+def share(runs: Sequence[Run], index: int, count: int, align: int = 1) -> List[Run]:
+    """Share ``index`` of ``count`` contiguous, balanced shares of ``runs`` (see :func:`bounds`)."""
+    return slice_runs(runs, *bounds(total(runs), index, count, align))
+
+
+def part_bounds(length: int, world_size: int, num_workers: int, rank: int, worker: int,
+                align: int = 1) -> Tuple[int, int]:
+    """Positions ``[lo, hi)`` of part (``rank``, ``worker``) in ``length`` slots already evened."""
+    rank_lo, rank_hi = bounds(length, rank, world_size)
+    lo, hi = bounds(rank_hi - rank_lo, worker, num_workers, align)
+    return rank_lo + lo, rank_lo + hi
 
 
 def part_runs(runs: Sequence[Run], world_size: int, num_workers: int, rank: int, worker: int,
-              even: Optional[str]) -> List[Run]:
+              even: Optional[str], align: int = 1) -> List[Run]:
     """The runs of part (``rank``, ``worker``) of the shape (``world_size``, ``num_workers``)."""
-    return share(share(even_runs(runs, world_size, even), rank, world_size), worker, num_workers)
+    shaped = even_runs(runs, world_size, even)
+    return slice_runs(shaped, *part_bounds(total(shaped), world_size, num_workers, rank, worker, align))
 
 
 def rank_runs(runs: Sequence[Run], world_size: int, rank: int, even: Optional[str]) -> List[Run]:
     """The runs of ``rank`` (all its workers together)."""
     return share(even_runs(runs, world_size, even), rank, world_size)
+
+
+def rank_length(n: int, world_size: int, rank: int, even: Optional[str]) -> int:
+    """Slots ``rank`` reads in a whole ``n``-slot epoch, over all its workers (its ``len()``)."""
+    return total(rank_runs(universe(n, even, []), world_size, rank, even))
 
 
 def rest(runs: Sequence[Run], progress: Progress) -> List[Run]:
@@ -124,36 +155,50 @@ def rest(runs: Sequence[Run], progress: Progress) -> List[Run]:
 
 @dataclass(frozen=True)
 class Layer:
-    """One shape a job ran at, and every part's progress when it stopped (rank-major part order)."""
+    """One shape a job ran at (its worker shares in batches of ``align``), and every part's progress
+    when it stopped (rank-major part order)."""
 
     world_size: int
     num_workers: int
     progress: Tuple[Progress, ...]
+    align: int = 1
 
     def to_list(self) -> List[Any]:
-        return [self.world_size, self.num_workers, [list(p) for p in self.progress]]
+        return [self.world_size, self.num_workers, [list(p) for p in self.progress], self.align]
 
     @classmethod
     def from_list(cls, value: Sequence[Any]) -> Layer:
-        world, workers, progress = value
-        layer = cls(int(world), int(workers), tuple((int(d), int(p)) for d, p in progress))
+        world, workers, progress = value[:3]
+        align = int(value[3]) if len(value) > 3 else 1
+        layer = cls(int(world), int(workers), tuple((int(d), int(p)) for d, p in progress), align)
         if len(layer.progress) != layer.world_size * layer.num_workers:
             raise ConfigError(f"a resume layer of shape {world}x{workers} has {len(layer.progress)} parts")
         return layer
 
 
+def layer_left(runs: Sequence[Run], layer: Layer, even: Optional[str]) -> Tuple[List[Run], List[Run]]:
+    """What a layer run over ``runs`` left: (the slots its parts did not consume, in order; the slots
+    ``even="drop"`` kept out of it). Padding ``"repeat"`` added but no part consumed is not returned."""
+    length = total(runs)
+    shaped = even_runs(runs, layer.world_size, even)
+    kept = total(shaped)
+    left: List[Run] = []
+    for rank in range(layer.world_size):
+        for worker in range(layer.num_workers):
+            lo, hi = part_bounds(kept, layer.world_size, layer.num_workers, rank, worker, layer.align)
+            progress = layer.progress[rank * layer.num_workers + worker]
+            left.extend(rest(slice_runs(shaped, lo, max(lo, min(hi, length))), progress))
+    dropped = slice_runs(runs, kept, length) if kept < length else []
+    return left, dropped
+
+
 def universe(n: int, even: Optional[str], layers: Sequence[Layer]) -> List[Run]:
-    """The runs of an ``n``-slot epoch still to read after ``layers`` (all of it when there is none)."""
+    """The runs of an ``n``-slot epoch still to read after ``layers`` (all of it when there is none):
+    what their parts did not consume, and what ``even="drop"`` kept out of them."""
     runs: List[Run] = [(0, n, 0)] if n > 0 else []
     for layer in layers:
-        left: List[Run] = []
-        shaped = even_runs(runs, layer.world_size, even)
-        for rank in range(layer.world_size):
-            mine = share(shaped, rank, layer.world_size)
-            for worker in range(layer.num_workers):
-                progress = layer.progress[rank * layer.num_workers + worker]
-                left.extend(rest(share(mine, worker, layer.num_workers), progress))
-        runs = _merged(left)
+        left, dropped = layer_left(runs, layer, even)
+        runs = _merged(left + dropped)
     return runs
 
 
@@ -185,14 +230,15 @@ class PartPlan:
     runs: List[Run] = field(default_factory=list)
     progress: Progress = (0, 0)
     identity: Dict[str, Any] = field(default_factory=dict)
+    align: int = 1
 
     @classmethod
     def make(cls, epoch: int, n: int, even: Optional[str], layers: Sequence[Layer], world_size: int,
              num_workers: int, rank: int, worker: int, progress: Progress = (0, 0),
-             identity: Optional[Dict[str, Any]] = None) -> PartPlan:
-        runs = part_runs(universe(n, even, layers), world_size, num_workers, rank, worker, even)
+             identity: Optional[Dict[str, Any]] = None, align: int = 1) -> PartPlan:
+        runs = part_runs(universe(n, even, layers), world_size, num_workers, rank, worker, even, align)
         return cls(epoch, n, even, tuple(layers), world_size, num_workers, rank, worker, runs, progress,
-                   dict(identity or {}))
+                   dict(identity or {}), align)
 
     @property
     def length(self) -> int:
@@ -207,8 +253,17 @@ class PartPlan:
         """Plain data: the part, its epoch, the layers before and its progress."""
         return {"kind": STATE_KIND, "version": STATE_VERSION, **self.identity, "epoch": self.epoch, "n": self.n,
                 "even": self.even, "layers": [layer.to_list() for layer in self.layers],
-                "world_size": self.world_size, "num_workers": self.num_workers, "rank": self.rank,
-                "worker": self.worker, "progress": list(self.progress)}
+                "world_size": self.world_size, "num_workers": self.num_workers, "align": self.align,
+                "rank": self.rank, "worker": self.worker, "progress": list(self.progress)}
+
+    def walk(self) -> Iterator[int]:
+        """The slots not consumed yet, in order, each counted consumed as it is handed out (for a
+        consumer that takes one item per slot and reads nothing ahead). Slots only: ``skip`` is ignored."""
+        done = self.progress[0]
+        for slot in slots(self.left()):
+            done += 1
+            self.progress = (done, 0)
+            yield slot
 
 
 def check_identity(state: Dict[str, Any], identity: Dict[str, Any], what: str) -> None:
@@ -225,8 +280,9 @@ def check_identity(state: Dict[str, Any], identity: Dict[str, Any], what: str) -
 
 
 def plan_from_state(state: Dict[str, Any], identity: Dict[str, Any], what: str, world_size: int, num_workers: int,
-                    rank: int, worker: int) -> PartPlan:
-    """This part's plan from a part state (same shape: exact position) or a job state (any shape).
+                    rank: int, worker: int, align: int = 1) -> PartPlan:
+    """This part's plan from a part state (same shape: exact position) or a job state (any shape; the
+    new worker shares in batches of ``align``).
 
     Raises:
         ConfigError: a part state of another shape or part (gather a job state for elastic resume), or
@@ -236,8 +292,8 @@ def plan_from_state(state: Dict[str, Any], identity: Dict[str, Any], what: str, 
     layers = [Layer.from_list(x) for x in state["layers"]]
     epoch, n, even = int(state["epoch"]), int(state["n"]), state["even"]
     if state["kind"] == JOB_KIND:
-        plan = PartPlan.make(epoch, n, even, layers, world_size, num_workers, rank, worker, identity=identity)
-        return plan
+        return PartPlan.make(epoch, n, even, layers, world_size, num_workers, rank, worker, identity=identity,
+                             align=align)
     shape = (int(state["world_size"]), int(state["num_workers"]), int(state["rank"]), int(state["worker"]))
     if shape != (world_size, num_workers, rank, worker):
         raise ConfigError(f"this {what} state is for rank {shape[2]}/{shape[0]}, worker {shape[3]}/{shape[1]}, not "
@@ -245,7 +301,7 @@ def plan_from_state(state: Dict[str, Any], identity: Dict[str, Any], what: str, 
                           hint="to resume at another world size or worker count, load ais_wds.job_state(...)")
     progress = state["progress"]
     return PartPlan.make(epoch, n, even, layers, world_size, num_workers, rank, worker,
-                         (int(progress[0]), int(progress[1])), identity)
+                         (int(progress[0]), int(progress[1])), identity, int(state.get("align", 1)))
 
 
 def find_part_states(tree: Any) -> List[Dict[str, Any]]:
@@ -293,12 +349,14 @@ def merge_job_state(part_states: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         raise ConfigError(f"the states of {len(missing)} of {world * workers} parts are missing "
                           f"(rank, worker) = {[divmod(i, workers) for i in missing[:8]]}",
                           hint="gather every rank's loader state (ais_wds.job_state does it over torch.distributed)")
-    layer = Layer(world, workers, tuple(progress[i] for i in range(world * workers)))
-    job = {k: first[k] for k in keys if k not in ("world_size", "num_workers")}
+    layer = Layer(world, workers, tuple(progress[i] for i in range(world * workers)), int(first.get("align", 1)))
+    job = {k: first[k] for k in keys if k not in ("world_size", "num_workers", "align")}
     job["kind"] = JOB_KIND
     job["layers"] = list(first["layers"]) + [layer.to_list()]
-    if not universe(int(job["n"]), job["even"], [Layer.from_list(x) for x in job["layers"]]):
-        job["epoch"] = int(job["epoch"]) + 1  # the epoch is complete: resume at the start of the next one
+    before = universe(int(job["n"]), job["even"], [Layer.from_list(x) for x in first["layers"]])
+    if not layer_left(before, layer, job["even"])[0]:
+        # every part read its whole share (what even="drop" kept out stays out): the next epoch
+        job["epoch"] = int(job["epoch"]) + 1
         job["layers"] = []
     return job
 
@@ -462,13 +520,15 @@ class Epochs:
             return 0, 1
         return self.fixed_worker or torch_worker() or (0, 1)
 
-    def begin(self, n: int, identity: Dict[str, Any], per_rank: bool = False) -> PartPlan:
+    def begin(self, n: int, identity: Dict[str, Any], per_rank: bool = False, align: int = 1) -> PartPlan:
         """The plan of a pass starting now in this process: the loaded state's, else the next epoch's.
 
         Args:
             n: slots in a full epoch.
             identity: what the dataset's states must match (seed, shuffle, sizes ...).
             per_rank: plan for the whole rank (a sampler in the rank's main process), not for a worker.
+            align: split the rank's share between workers in whole batches of ``align`` slots (the
+                front end batches inside the worker).
         """
         from .dist import worker_generation
 
@@ -476,17 +536,18 @@ class Epochs:
         generation = None if per_rank else worker_generation()
         resume, self._resume = self._resume, None
         if resume is not None and self.shared.claims(self._resume_version, generation):
-            plan = plan_from_state(resume, identity, self.what, self.world_size, num_workers, self.rank, worker)
+            plan = plan_from_state(resume, identity, self.what, self.world_size, num_workers, self.rank, worker,
+                                   align)
             self.shared.resumed(plan.epoch, generation)
         else:
             epoch = self.shared.begin(generation)
             plan = PartPlan.make(epoch, n, self.even, (), self.world_size, num_workers, self.rank, worker,
-                                 identity=identity)
+                                 identity=identity, align=align)
         self.plan = plan
         return plan
 
-    def state(self, n: int, identity: Dict[str, Any], per_rank: bool = False, fresh: bool = False
-              ) -> Dict[str, Any]:
+    def state(self, n: int, identity: Dict[str, Any], per_rank: bool = False, fresh: bool = False,
+              align: int = 1) -> Dict[str, Any]:
         """The state of the pass in progress, or (before any, or with ``fresh``: a pass was asked for but
         has not begun) of the next pass with nothing consumed."""
         plan = self.plan
@@ -496,4 +557,4 @@ class Epochs:
             return dict(self._resume)
         worker, num_workers = self._worker(per_rank)
         return PartPlan.make(self.shared.next, n, self.even, (), self.world_size, num_workers, self.rank, worker,
-                             identity=identity).state()
+                             identity=identity, align=align).state()

@@ -10,6 +10,13 @@ it returns an iterator, without splitting. Iterated directly (``iter(pipe)``) ov
 loader hands each DDP rank and DataLoader worker its own share (every URL exactly once) unless
 ``split=False``. A lister given a list of prefixes lists them once, when it is made (in the main
 process); given a lazy iterator it lists each prefix as it arrives.
+
+Over a concrete source (a lister of a list of prefixes, a list of URLs, a Listing) each pass is an
+epoch of ``ais_wds._core.epochs``, as for the other front ends: contiguous, balanced shares of the
+source order per rank then worker, ``even=`` for equal counts per rank, epochs that advance by
+themselves, ``len()``, and ``state_dict()`` / ``load_state_dict()`` for exact resume through torchdata's
+``StatefulDataLoader`` (and at another world size or worker count from ``ais_wds.job_state``). A lazy
+source is split by striding and cannot resume.
 """
 
 from __future__ import annotations
@@ -17,13 +24,15 @@ from __future__ import annotations
 import io
 import logging
 from itertools import islice
-from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from torch.utils.data import IterableDataset
 
 from .._core.dist import run_on_rank0_and_share
+from .._core.epochs import Epochs, check_even, rank_length
 from ..client import Client
-from ..listing import list_objects
+from ..errors import ConfigError
+from ..listing import Listing, list_objects
 from ..partition import rank_world, worker_part
 from ..reader import DEFAULT_BUFSIZE, open_object
 from ._common import as_list
@@ -52,7 +61,75 @@ def _my_share(items: Iterable[Any], rank: int, world_size: int) -> Iterable[Any]
     return items if part.count == 1 else islice(items, part.index, None, part.count)
 
 
-class AISFileLister(IterableDataset):
+class _Pipe(IterableDataset):
+    """What both pipes share: the rank taken at construction, and over a concrete source (a sequence
+    of items known now) one epoch plan per pass, with its state. Subclasses give :meth:`_items`."""
+
+    def __init__(self, what: str, rank: Optional[int], world_size: Optional[int], split: bool,
+                 even: Optional[str]):
+        check_even(even)
+        self.rank, self.world_size = rank_world(rank, world_size)
+        self.split = split
+        self.even = even
+        self.what = what
+        self.epochs = Epochs(self.rank, self.world_size, even, what) if split else \
+            Epochs(0, 1, even, what, worker=(0, 1))
+
+    def _items(self) -> Optional[Sequence[Any]]:
+        """Every item of the source, when it is concrete; None for a lazy source."""
+        raise NotImplementedError
+
+    def _identity(self, items: Sequence[Any]) -> Dict[str, Any]:
+        return {"dataset": self.what, "num_objects": len(items)}
+
+    def _planned(self, items: Sequence[Any]) -> Iterator[Any]:
+        """This pass's items: the next epoch's part of this rank and worker, or a loaded state's rest."""
+        plan = self.epochs.begin(len(items), self._identity(items))
+        return (items[slot] for slot in plan.walk())
+
+    def _concrete(self, doing: str) -> Sequence[Any]:
+        items = self._items()
+        if items is None:
+            raise ConfigError(f"{self.what} over a lazy source cannot {doing}",
+                              hint="give a list of prefixes or URLs, a Listing, or an AISFileLister of a list")
+        return items
+
+    @property
+    def epoch(self) -> int:
+        """The epoch in progress in this process, else the next one."""
+        return self.epochs.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` at the next iteration (optional: epochs advance by themselves)."""
+        self.epochs.set_epoch(int(epoch))
+
+    def __len__(self) -> int:
+        """Items this rank yields in a whole epoch, over all its DataLoader workers.
+
+        Raises:
+            ConfigError: the source is lazy (unknown length).
+        """
+        return rank_length(len(self._concrete("tell its len()")), self.epochs.world_size, self.epochs.rank, self.even)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Where this process's pass stands: epoch, part and items handed out (small plain data). Over a
+        lazy source: a state that :meth:`load_state_dict` refuses (so a ``StatefulDataLoader`` still runs)."""
+        items = self._items()
+        if items is None:
+            return {"dataset": self.what, "resumable": False}
+        return self.epochs.state(len(items), self._identity(items))
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Resume at the next iteration from a part state (same rank and worker) or a job state
+        (``ais_wds.job_state``: any world size and worker count).
+
+        Raises:
+            ConfigError: the source is lazy, or the state is for another source length or part.
+        """
+        self.epochs.load(state, self._identity(self._concrete("resume")))
+
+
+class AISFileLister(_Pipe):
     """Yields the URL of every object under each prefix URL of ``source_datapipe``, prefix by prefix.
 
     Args:
@@ -65,37 +142,43 @@ class AISFileLister(IterableDataset):
             rank's and worker's share. An :class:`AISFileLoader` reading from this lister takes all its
             URLs and splits them itself.
         rank, world_size: this rank; default: detected now, in the building process.
+        even: None, ``"drop"`` or ``"repeat"``: the same count on every rank (concrete source).
 
-    A concrete source is listed once per job, now (on rank 0, shared over torch.distributed). No
-    ``len()``. Process safety: picklable (a concrete source is pickled as its listing).
+    A concrete source is listed once per job, now (on rank 0, shared over torch.distributed); ``len()``
+    and ``state_dict()`` / ``load_state_dict()`` (exact and elastic resume) need one. Process safety:
+    picklable (a concrete source is pickled as its listing).
     """
 
     def __init__(self, url: Union[Client, str, None] = None, source_datapipe: Optional[Iterable[Any]] = None, *,
                  allow_empty: bool = False, split: bool = True, rank: Optional[int] = None,
-                 world_size: Optional[int] = None):
-        self.rank, self.world_size = rank_world(rank, world_size)
+                 world_size: Optional[int] = None, even: Optional[str] = None):
+        super().__init__("AISFileLister", rank, world_size, split, even)
         self.client = Client.of(url)
         self.client.load_sdk()  # forked workers inherit the SDK import
         self.allow_empty = allow_empty
-        self.split = split
         self.source_datapipe = source_datapipe
-        self._urls: Optional[List[str]] = None
+        self.listing: Optional[Listing] = None
         if _is_concrete(source_datapipe):
             prefixes = as_list(source_datapipe)
-            self._urls = list(run_on_rank0_and_share(lambda: self._list(prefixes)).urls)
+            self.listing = run_on_rank0_and_share(lambda: self._list(prefixes))
 
-    def _list(self, prefixes: List[str]) -> Any:
+    def _list(self, prefixes: List[str]) -> Listing:
         return list_objects(prefixes, self.client, allow_empty=self.allow_empty)
+
+    def _items(self) -> Optional[Sequence[str]]:
+        return self.listing.urls if self.listing is not None else None
 
     def all_urls(self) -> Iterator[str]:
         """Every URL of the source's prefixes, whatever the rank or worker."""
-        if self._urls is not None:
-            return iter(self._urls)
+        if self.listing is not None:
+            return iter(self.listing.urls)
         if self.source_datapipe is None:
             raise TypeError("AISFileLister has no source: pass source_datapipe, or call it on an iterator of prefixes")
         return self(self.source_datapipe)
 
     def __iter__(self) -> Iterator[str]:
+        if self.listing is not None:
+            return self._planned(self.listing.urls)
         urls = self.all_urls()
         return iter(_my_share(urls, self.rank, self.world_size)) if self.split else urls
 
@@ -105,7 +188,7 @@ class AISFileLister(IterableDataset):
             yield from self._list([_url_of(prefix)]).urls
 
 
-class AISFileLoader(IterableDataset):
+class AISFileLoader(_Pipe):
     """Yields ``(url, stream)`` for each object URL of ``source_datapipe``; the stream is the reader core's
     buffered, resuming reader (:func:`~ais_wds.open_object`), opened lazily (no request before the first read).
 
@@ -116,30 +199,44 @@ class AISFileLoader(IterableDataset):
             loader is used as a stage (``loader(urls)``).
         bufsize: read buffer per stream.
         split: when iterated over its own source, take only this rank's and DataLoader worker's share
-            (strided over the source order). Stage calls never split.
+            (a contiguous share of the source order; strided over a lazy source). Stage calls never split.
         rank, world_size: this rank; default: detected now, in the building process.
+        even: None, ``"drop"`` or ``"repeat"``: the same count on every rank (concrete source).
 
     The consumer should close each stream (a dropped stream is closed by the garbage collector). A
     missing object raises :class:`~ais_wds.errors.ObjectNotFoundError` at the stream's first read.
-    No ``len()``. Process safety: picklable.
+    ``len()`` and ``state_dict()`` / ``load_state_dict()`` (exact and elastic resume) need a concrete
+    source: a list, a :class:`~ais_wds.Listing` or an :class:`AISFileLister` of a list of prefixes. A
+    stream counts as consumed when it is handed out. Process safety: picklable.
     """
 
     def __init__(self, url: Union[Client, str, None] = None, source_datapipe: Optional[Iterable[Any]] = None, *,
                  bufsize: int = DEFAULT_BUFSIZE, split: bool = True, rank: Optional[int] = None,
-                 world_size: Optional[int] = None):
-        self.rank, self.world_size = rank_world(rank, world_size)
+                 world_size: Optional[int] = None, even: Optional[str] = None):
+        super().__init__("AISFileLoader", rank, world_size, split, even)
         self.client = Client.of(url)
         self.client.load_sdk()  # forked workers inherit the SDK import
         self.source_datapipe = source_datapipe
         self.bufsize = bufsize
-        self.split = split
+
+    def _items(self) -> Optional[Sequence[Any]]:
+        source = self.source_datapipe
+        if isinstance(source, AISFileLister):
+            return source._items()
+        if isinstance(source, Listing):
+            return source.urls
+        if isinstance(source, str):
+            return [source]
+        return source if isinstance(source, (list, tuple)) else None
 
     def __iter__(self) -> Iterator[Tuple[str, io.BufferedReader]]:
         source = self.source_datapipe
         if source is None:
             raise TypeError("AISFileLoader has no source: pass source_datapipe, or call it on an iterator of URLs")
-        urls: Iterable[Any] = source.all_urls() if isinstance(source, AISFileLister) else \
-            [source] if isinstance(source, str) else source
+        items = self._items()
+        if items is not None:
+            return self(self._planned(items))
+        urls: Iterable[Any] = source.all_urls() if isinstance(source, AISFileLister) else source
         return self(_my_share(urls, self.rank, self.world_size) if self.split else urls)
 
     def __call__(self, urls: Iterable[Any]) -> Iterator[Tuple[str, io.BufferedReader]]:
