@@ -1,15 +1,22 @@
-"""AIS's archive job (multi-object archive, ``ObjectGroup.archive`` in the SDK) as a core call.
+"""Archives built by AIS: the archive job (``ObjectGroup.archive`` in the SDK) and get-batch, as core calls.
 
 :func:`start_archive` asks the cluster to build one tar from a list of objects of one bucket; the
 targets read the objects and stream them to the target that owns the archive, which writes it to a
 work file and makes it visible only when complete (never a partial archive). :func:`job_failure`
-reads the job's state back from every target.
+reads the job's state back from every target. :func:`one_target` says whether a list of objects and
+an archive all live on one target (the only case in which the archive job keeps the request order).
+
+:func:`open_batch_archive` asks AIS's get-batch job (x-moss) for one tar of a list of objects, member
+names = object names, entries in request order: the designated target assembles it from its own
+objects and the other targets' streams, reordering them (``xact/xs/moss.go``). The reply is a stream.
 
 Found against AIS v1.5.0 (1 gateway + 2 targets): the members of the archive are NOT in request
 order when the objects live on several targets. Each target walks the list in order and handles
 only the objects it owns; the owner of the archive writes its own objects as it walks and the others'
 as they arrive over the intra-cluster stream, so the two sequences interleave (see docs/pack.md).
-Callers that need an order must check it (``ais_wds.shard_index.index.verify_spans``).
+Callers that need an order must check it (``ais_wds.shard_index.index.verify_spans``). Get-batch keeps
+the order on any cluster, but reads only objects already in the cluster (no cold GET from a cloud
+bucket in v1.5.0: ``basewi._write`` in ``xact/xs/moss.go`` treats a missing object as an error).
 
 Thread safety: the functions may be called from any thread.
 """
@@ -22,6 +29,7 @@ from typing import Any, List, Optional, Sequence
 from ..client import Client
 from ..errors import AISWdsError
 from ..urls import AISUrl, parse_url
+from .connections import _uname
 from .retry import translate
 
 logger = logging.getLogger(__name__)
@@ -82,3 +90,40 @@ def job_failure(client: Client, job_id: str) -> Optional[str]:
         if getattr(snap, "aborted", False) or getattr(snap, "abort_err", ""):
             return str(getattr(snap, "abort_err", "") or "aborted")
     return None
+
+
+def one_target(client: Client, urls: Sequence[str], archive_url: str) -> bool:
+    """True when the objects ``urls`` and the object ``archive_url`` all belong to one target by the
+    cluster map (HRW placement, computed here as AIS does). False when they do not, or when the cluster
+    map is unavailable."""
+    smap = client.connections().cluster_map()
+    if smap is None:
+        return False
+    try:
+        owner = smap.get_target_for_object(_uname(parse_url(archive_url))).daemon_id
+        return all(smap.get_target_for_object(_uname(parse_url(u))).daemon_id == owner for u in urls)
+    except Exception as e:  # noqa: BLE001 - NoTargetError (every target in maintenance): not provable
+        logger.debug("no placement for %s: %s", archive_url, e)
+        return False
+
+
+def open_batch_archive(client: Client, bucket: AISUrl, names: Sequence[str]) -> Any:
+    """Ask AIS's get-batch job for one tar of the objects ``names`` of ``bucket``, in this order, each
+    member named exactly like its object, stopping at the first object AIS cannot serve.
+
+    Returns:
+        The reply as a readable urllib3 response (``read(n)``; ``close()`` it; after reading it to the
+        end, ``release_conn()`` returns the connection to the pool). A reply that ends short or raises
+        while being read means AIS aborted the job (a target went away, an object vanished).
+
+    Raises:
+        AISWdsError (NotFoundError, RequestError, ConnectError, ...): the request was refused.
+    """
+    try:
+        sdk = client.connections().batch_sdk
+        batch = sdk.batch(bucket=client.bucket(bucket), cont_on_err=False, streaming_get=True, only_obj_name=True)
+        for name in names:
+            batch.add(name)
+        return batch.get(raw=True)
+    except Exception as e:
+        raise translate(e, str(bucket), endpoint=client.endpoint, token_source=client.config.token_source) from e

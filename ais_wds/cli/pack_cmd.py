@@ -36,9 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mtime", type=int, default=0, help="integer mtime of every member (default 0: reproducible)")
     p.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     p.add_argument("--show-keys", action="store_true", help="with --dry-run: list the sample keys of every shard")
-    p.add_argument("--engine", default="client", choices=["client", "cluster"],
-                   help="client: members pass through this process (default); cluster: AIS builds each shard "
-                        "with an archive job, shards proven by reading their headers back (see docs/pack.md)")
+    p.add_argument("--engine", default="auto", choices=["auto", "client", "cluster"],
+                   help="auto (default): cluster when source and destination are ais:// buckets of this AIS "
+                        "cluster and members keep their object names, else client; cluster: AIS assembles each "
+                        "shard in plan order (an archive job when its members share one target, else get-batch "
+                        "streamed into the upload), every header checked; client: each member is fetched into "
+                        "this process and written (honours --mtime; see docs/pack.md)")
     p.add_argument("--workers", type=int, default=16, help="parallel GETs (default 16)")
     p.add_argument("--parallel-shards", type=int, help="shards uploaded at once (default workers/4)")
     p.add_argument("--resume", action="store_true", help="write only the shards that do not exist yet")
@@ -164,9 +167,9 @@ def _print_report(report: PackReport) -> None:
           f"{human_size(report.bytes)} in {report.seconds:.1f}s ({rate:.1f} MB/s), {report.engine} engine")
     if report.engine_note:
         print(f"cluster engine not used: {report.engine_note}")
-    if report.rebuilt:
-        print(f"{len(report.rebuilt)} shard(s) came back from AIS in another member order and were rebuilt "
-              "by the client engine")
+    if report.engine == "cluster":
+        print(f"cluster engine: {len(report.archived)} shard(s) by AIS archive jobs, {len(report.batched)} by AIS "
+              f"get-batch ({len(report.rebuilt)} of them after an archive job came back in another member order)")
     if report.index_url:
         print(f"index: {report.index_url}\nwids descriptor: {report.wids_url}")
     else:

@@ -1,40 +1,47 @@
-"""The cluster engine of ``pack``: every planned shard is built inside AIS by an archive job.
+"""The cluster engine of ``pack``: AIS assembles every planned shard, in the plan's member order.
 
-The client sends one archive request per shard (the shard's member objects, in plan order), keeps
-``parallel`` shards in flight, and watches the destination: AIS writes each archive to a work file and
-makes it visible only when complete, so a shard is either absent or whole. No payload byte passes
-through the client on this path.
+Two ways, chosen per shard (see docs/pack.md for the AIS v1.5.0 source lines behind them):
 
-AIS v1.5.0 does not keep the request order of members that live on different targets (see
-:mod:`ais_wds._core.archive` and docs/pack.md). So every finished shard is proven before it counts:
-its tar headers are read back at the offsets the plan predicts (batched ranged GETs, 512 bytes per
-member; :func:`ais_wds.shard_index.index.verify_spans`). A shard whose members came back in another
-order is deleted and handed back to the caller, which rebuilds it with the client engine. A shard
-is never left misordered, and the index written from the plan is proven by the same reads.
+* **archive job** (x-archive, :func:`ais_wds._core.archive.start_archive`) when the shard's member
+  objects and the shard itself all live on one target (always on a one-target cluster): that target
+  walks the list in order and writes its own objects as it goes, so the order is the request's, and
+  nothing passes through the client. AIS makes the archive visible only when complete. Each such shard
+  is still proven (its tar headers read back at the offsets the plan predicts, batched ranged GETs,
+  :func:`ais_wds.shard_index.index.verify_spans`); one that is not is deleted and built the other way.
+* **get-batch** (x-moss, :func:`ais_wds._core.archive.open_batch_archive`) otherwise: the archive job
+  does not keep the order of members that live on different targets (the owner writes its own objects
+  as it walks and the others' as they arrive), but get-batch does: its designated target assembles the
+  tar in request order from its own objects and the other targets' streams. The client streams that
+  tar straight into the shard's all-or-nothing upload (two requests per shard, no per-member work),
+  checking every planned header as it passes; a shard is committed only when its size and every
+  header are the plan's. The payload crosses the client's network link once each way.
 
 Eligibility (:func:`cluster_unsupported`): members named exactly like their objects (no
 ``--strip-prefix``, the ``wds`` key rule), every header one 512-byte ustar block (names up to 100
-bytes), one source bucket per shard, an ``ais://`` destination in the same cluster. Cloud sources
-(``s3://`` etc.) are read by the targets (cold GET), so they are eligible too.
+bytes), one ``ais://`` source bucket per shard, an ``ais://`` destination in the same cluster. Cloud
+sources are refused: get-batch reads only objects already in the cluster (no cold GET in v1.5.0).
 
-Thread safety: one call at a time per plan; it runs in the calling thread.
+Thread safety: one call at a time per plan; it runs in the calling thread and its own threads.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from .._core.archive import job_failure, start_archive
+from .._core.archive import job_failure, one_target, open_batch_archive, start_archive
 from ..client import Client
 from ..errors import AISWdsError, PackJobError
-from ..shard_index.index import record_from_spans, stream_record, verify_spans
+from ..shard_index.index import _header_matches, record_from_spans, stream_record, verify_spans
 from ..tar import writer as tarwrite
 from ..urls import AISUrl, parse_url
-from ..writer import delete_object
+from ..writer import delete_object, open_writer
 from .plan import PlannedShard
 
 logger = logging.getLogger(__name__)
@@ -45,6 +52,9 @@ FAILURE_CHECK_SECONDS = 2.0
 """How often the jobs' state is asked for (aborts) while shards are outstanding."""
 MIN_SHARD_TIMEOUT = 120.0
 """Seconds a shard may take at least before it is reported as failed (plus 1 s per 20 MB)."""
+BATCH_ATTEMPTS = 3
+"""Get-batch requests per shard before its failure is final (a target restarting, a stream cut)."""
+RELAY_CHUNK = 1 << 20
 
 Spans = List[Tuple[str, int, int, int]]
 
@@ -75,6 +85,10 @@ def cluster_unsupported(shards: List[PlannedShard], dst_pattern: str) -> Optiona
                             "after their objects; --strip-prefix and --key stem/REGEX rename them)")
                 if m.header_size != tarwrite.BLOCK:
                     return f"member {m.name!r} needs more than one ustar header block (name over 100 bytes)"
+                if u.provider != "ais":
+                    return (f"{m.source} is in a cloud bucket: the cluster engine assembles shards with AIS's "
+                            "get-batch, which reads only objects already in the cluster (no cold GET in AIS "
+                            "v1.5.0)")
                 if bucket is None:
                     bucket = (u.provider, u.bucket)
                 elif bucket != (u.provider, u.bucket):
@@ -96,30 +110,62 @@ def proven(shard: PlannedShard, client: Client) -> bool:
     return found.to_dict() == record_from_spans(shard.url, shard.size, spans).to_dict()
 
 
+@dataclass
+class BuildReport:
+    """What :func:`build_shards` did: shard URLs built by archive jobs and by get-batch, and those an
+    archive job built in another member order (deleted, then built by get-batch)."""
+
+    archived: List[str] = field(default_factory=list)
+    batched: List[str] = field(default_factory=list)
+    misordered: List[str] = field(default_factory=list)
+
+
+def build_shards(todo: List[PlannedShard], client: Client, existing: Callable[[], Dict[str, int]], *,
+                 parallel: int, on_done: Callable[[PlannedShard], None]) -> BuildReport:
+    """Build ``todo`` inside AIS, each in the plan's layout (see the module docstring).
+
+    Args:
+        todo: eligible shards (see :func:`cluster_unsupported`) that do not exist yet.
+        existing: lists the destination: URL -> size (polled while archive jobs run).
+        parallel: shards in flight (archive jobs, and get-batch streams at once).
+        on_done: called with each shard proven complete (from this thread or a worker thread, one at
+            a time).
+
+    Raises:
+        PackJobError: a job was refused or aborted, a shard came out of the wrong size or layout, or did
+            not finish in time; names the shard and AIS's cause. No shard is left partial or misordered;
+            shards of other jobs in flight are left to AIS (each whole or absent; a resume proves those
+            that exist).
+    """
+    report = BuildReport()
+    local = [s for s in todo if one_target(client, [m.source for x in s.samples for m in x.members], s.url)]
+    chosen = {s.url for s in local}
+    rest = [s for s in todo if s.url not in chosen]
+    lock = threading.Lock()
+
+    def done(shard: PlannedShard) -> None:
+        with lock:
+            on_done(shard)
+
+    if local:
+        misordered = _archive(local, client, existing, parallel=parallel, on_done=done, report=report)
+        report.misordered = [s.url for s in misordered]
+        rest.extend(misordered)
+    if rest:
+        _batch(rest, client, parallel=parallel, on_done=done, report=report)
+    return report
+
+
 class _Flight:
     def __init__(self, shard: PlannedShard, job: str, started: float):
         self.shard, self.job, self.started = shard, job, started
         self.deadline = started + MIN_SHARD_TIMEOUT + shard.size / 20e6
 
 
-def build_shards(todo: List[PlannedShard], client: Client, existing: Callable[[], Dict[str, int]], *,
-                 parallel: int, on_done: Callable[[PlannedShard], None]) -> List[PlannedShard]:
-    """Build ``todo`` with archive jobs, ``parallel`` at a time; prove each finished shard.
-
-    Args:
-        todo: eligible shards (see :func:`cluster_unsupported`) that do not exist yet.
-        existing: lists the destination: URL -> size (called every :data:`POLL_SECONDS`).
-        parallel: archive jobs in flight.
-        on_done: called with each shard proven complete (in this thread).
-
-    Returns:
-        The shards AIS built in another member order; they were deleted again (rebuild them).
-
-    Raises:
-        PackJobError: a job was refused, aborted, built a shard of the wrong size, or did not finish
-            in time; names the shard and AIS's cause. Shards of other jobs in flight are left to AIS
-            (each is whole or absent; a resume proves the ones that exist).
-    """
+def _archive(todo: List[PlannedShard], client: Client, existing: Callable[[], Dict[str, int]], *,
+             parallel: int, on_done: Callable[[PlannedShard], None], report: BuildReport) -> List[PlannedShard]:
+    """Archive jobs, ``parallel`` in flight; each finished shard proven. Returns the shards that came
+    back in another member order (deleted again)."""
     pending: Deque[PlannedShard] = deque(todo)
     flights: Dict[str, _Flight] = {}
     misordered: List[PlannedShard] = []
@@ -157,9 +203,10 @@ def build_shards(todo: List[PlannedShard], client: Client, existing: Callable[[]
                                    "(a source object changed or disappeared); the shard was deleted", url=url,
                                    hint="list and plan again (re-run without --resume), or --resume after fixing")
             if proven(shard, client):
+                report.archived.append(url)
                 on_done(shard)
             else:
-                logger.info("%s: AIS archived the members in another order; rebuilding it", url)
+                logger.info("%s: AIS archived the members in another order; building it with get-batch", url)
                 delete_object(url, client)
                 misordered.append(shard)
         if flights and now >= next_check:
@@ -171,3 +218,138 @@ def build_shards(todo: List[PlannedShard], client: Client, existing: Callable[[]
                     raise PackJobError(f"archive job {job} failed: {cause}", url=url,
                                        hint="fix the cause, then run again with --resume (finished shards are kept)")
     return misordered
+
+
+class Stopped(Exception):
+    """Another shard failed; this one stops without committing."""
+
+
+def first_failure(futures: Dict[Future[Any], PlannedShard], stop: threading.Event,
+                  on_ok: Callable[[PlannedShard], None]) -> None:
+    """Wait for the shard jobs ``futures``; call ``on_ok`` (in this thread) for each that succeeds.
+
+    At the first failure ``stop`` is set and the jobs not started are cancelled (running ones raise
+    :class:`Stopped` when they see ``stop``); once all have ended the first failure is raised.
+    """
+    error: Optional[BaseException] = None
+    try:
+        for fut in as_completed(futures):
+            try:
+                fut.result()
+            except Stopped:
+                continue
+            except Exception as e:  # noqa: BLE001 - the first failure stops the others
+                if error is None:
+                    error = e
+                    stop.set()
+                    for other in futures:
+                        other.cancel()
+                continue
+            on_ok(futures[fut])
+    except BaseException:
+        stop.set()
+        for other in futures:
+            other.cancel()
+        raise
+    if error is not None:
+        raise error
+
+
+class _HeaderCheck:
+    """Checks, as a stream passes, the 512-byte tar header at every offset the plan predicts."""
+
+    def __init__(self, spans: Spans):
+        self._heads: Deque[Tuple[int, str, int]] = deque((off, name, size) for name, off, _, size in spans)
+        self._pos = 0
+        self._block = b""
+        self.mismatch: Optional[str] = None
+
+    def feed(self, chunk: bytes) -> None:
+        end = self._pos + len(chunk)
+        while self._heads and self.mismatch is None:
+            offset, name, size = self._heads[0]
+            if offset >= end:
+                break
+            start = max(offset, self._pos) - self._pos
+            self._block += chunk[start:start + tarwrite.BLOCK - len(self._block)]
+            if len(self._block) < tarwrite.BLOCK:
+                break
+            if not _header_matches(self._block, name, size):
+                self.mismatch = f"the header at offset {offset} is not {name!r} ({size} bytes)"
+            self._block = b""
+            self._heads.popleft()
+        self._pos = end
+
+    @property
+    def complete(self) -> bool:
+        return not self._heads and self.mismatch is None
+
+
+def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> None:
+    """One get-batch request for ``shard``, streamed into its upload; commits only a proven shard.
+
+    Raises: Stopped; AISWdsError (the request or the upload failed, the reply broke off, or its
+    layout is not the plan's: the message says which)."""
+    first = parse_url(shard.samples[0].members[0].source)
+    names = [m.name for s in shard.samples for m in s.members]
+    raw: Any = open_batch_archive(client, AISUrl(first.scheme, first.bucket, ""), names)
+    writer = open_writer(shard.url, client)
+    check = _HeaderCheck(shard_spans(shard))
+    total = 0
+    try:
+        while True:
+            if stop.is_set():
+                raise Stopped()
+            try:
+                chunk = raw.read(RELAY_CHUNK)
+            except Exception as e:  # noqa: BLE001 - urllib3's errors: the reply broke off
+                raise AISWdsError(f"the get-batch reply broke off after {total} bytes "
+                                  f"({type(e).__name__}: {' '.join(str(e).split())[:200]})", url=shard.url) from e
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > shard.size:
+                raise AISWdsError(f"get-batch sent more than the plan's {shard.size} bytes", url=shard.url)
+            check.feed(chunk)
+            if check.mismatch:
+                raise AISWdsError(f"get-batch assembled another layout: {check.mismatch}", url=shard.url)
+            writer.write(chunk)
+        if total != shard.size or not check.complete:
+            raise AISWdsError(f"get-batch sent {total} bytes, the plan says {shard.size} (the reply ended early: "
+                              "AIS aborted the job, or a source object changed)", url=shard.url)
+        writer.close()
+        raw.release_conn()
+    except BaseException:
+        writer.abort()
+        raw.close()
+        raise
+
+
+def _relay(shard: PlannedShard, client: Client, stop: threading.Event) -> None:
+    """:func:`_relay_once`, tried up to :data:`BATCH_ATTEMPTS` times. Raises Stopped or PackJobError."""
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        try:
+            _relay_once(shard, client, stop)
+            return
+        except AISWdsError as e:
+            if attempt == BATCH_ATTEMPTS or stop.is_set():
+                raise PackJobError(f"AIS's get-batch job could not build this shard ({attempt} attempts): "
+                                   f"{e.message}", url=shard.url,
+                                   hint="check the source objects and the cluster's health, then run again with "
+                                        "--resume (finished shards are kept)") from e
+            logger.warning("%s: get-batch attempt %d failed (%s); retrying", shard.url, attempt, e.message)
+            client.connections().refresh_cluster_map_soon(0.0)
+            time.sleep(attempt)
+
+
+def _batch(todo: List[PlannedShard], client: Client, *, parallel: int, on_done: Callable[[PlannedShard], None],
+           report: BuildReport) -> None:
+    """Get-batch streams, ``parallel`` at a time; the first failure stops the others."""
+    stop = threading.Event()
+
+    def ok(shard: PlannedShard) -> None:
+        report.batched.append(shard.url)
+        on_done(shard)
+
+    with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="pack-batch") as pool:
+        first_failure({pool.submit(_relay, shard, client, stop): shard for shard in todo}, stop, ok)

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -39,7 +39,7 @@ from ..shard_index.index import index_from_plan, save_index, wids_location
 from ..tar import writer as tarwrite
 from ..urls import expand_urls
 from ..writer import DEFAULT_PART_SIZE, delete_object, open_writer, write_bytes
-from .cluster import build_shards, cluster_unsupported, proven
+from .cluster import Stopped, build_shards, cluster_unsupported, first_failure, proven
 from .plan import (
     DEFAULT_SHARD_SIZE,
     KeyRule,
@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8 << 20
 """Objects larger than this are fetched as ranged chunks of this size."""
-ENGINES = ("client", "cluster")
+ENGINES = ("auto", "client", "cluster")
 DEFAULT_WINDOW = 32 << 20
 """Bytes fetched ahead of the writer, per shard being written."""
 
@@ -81,8 +81,10 @@ class PackReport:
             write them: dry run, or other parts still missing).
         plan_url: the plan marker object.
         engine: the engine that built the shards (``"client"`` or ``"cluster"``).
-        engine_note: why the cluster engine was not used, when it was asked for and could not be.
-        rebuilt: shards the cluster engine built in another member order, rebuilt by the client engine.
+        engine_note: why the cluster engine was not used (asked for, or the ``auto`` default's choice).
+        archived: shards the cluster engine built with AIS archive jobs (nothing through the client).
+        batched: shards the cluster engine built with AIS get-batch (streamed through into the upload).
+        rebuilt: shards an archive job built in another member order, deleted and built by get-batch.
     """
 
     plan: Plan
@@ -98,6 +100,8 @@ class PackReport:
     plan_url: Optional[str] = None
     engine: str = "client"
     engine_note: Optional[str] = None
+    archived: List[str] = field(default_factory=list)
+    batched: List[str] = field(default_factory=list)
     rebuilt: List[str] = field(default_factory=list)
 
     @property
@@ -138,10 +142,14 @@ class PackSettings:
             the plan is an error.
         part: ``(I, N)``: write only shards whose number is I modulo N (N machines, same arguments).
         index: where to write the shard index (default ``<stem>.index.msgpack`` beside the shards).
-        engine: ``"client"`` (GET every member into this process, PUT the shards) or ``"cluster"``
-            (AIS builds each shard with an archive job; see :mod:`ais_wds.pack.cluster`). A plan the
-            cluster engine cannot build (renamed members, several source buckets per shard, ...) is
-            built by the client engine, with a warning that says why (``PackReport.engine_note``).
+        engine: ``"auto"`` (default: ``"cluster"`` when the cluster engine can build the plan, i.e.
+            source and destination are ``ais://`` buckets of one AIS cluster and members keep their
+            object names; else ``"client"``), ``"client"`` (GET every member into this process, PUT
+            the shards) or ``"cluster"`` (AIS assembles each shard in plan order, with an archive job
+            or get-batch; see :mod:`ais_wds.pack.cluster`). A plan the cluster engine cannot build
+            (renamed members, several source buckets per shard, cloud sources, ...) is built by the
+            client engine; ``PackReport.engine_note`` says why (a warning when ``"cluster"`` was asked
+            for). The cluster engine writes the objects' mtimes, not ``mtime``.
     """
 
     shard_size: Union[int, str] = DEFAULT_SHARD_SIZE
@@ -159,7 +167,7 @@ class PackSettings:
     overwrite: bool = False
     part: Tuple[int, int] = (0, 1)
     index: Optional[str] = None
-    engine: str = "client"
+    engine: str = "auto"
 
     def plan_options(self) -> PackOptions:
         """The :class:`PackOptions` these settings plan with.
@@ -247,12 +255,12 @@ def pack(
     plan.check()
     mine = plan.part(*part)
     engine = settings.engine
-    if engine == "cluster":
+    if engine in ("auto", "cluster"):
         report.engine_note = cluster_unsupported(mine, dst_pattern)
         if report.engine_note:
-            logger.warning("the cluster engine cannot build this plan (%s); using the client engine",
-                           report.engine_note)
-            engine = "client"
+            (logger.warning if engine == "cluster" else logger.info)(
+                "the cluster engine cannot build this plan (%s); using the client engine", report.engine_note)
+        engine = "client" if report.engine_note else "cluster"
     report.engine = engine
     existing = _existing_sizes(dst_pattern, client)
     resume, overwrite = settings.resume, settings.overwrite
@@ -274,13 +282,9 @@ def pack(
             _count(report, shard)
             totals.add(len(shard.samples), sum(x.data_size for x in shard.samples))
 
-        rebuild = build_shards(todo, client, lambda: _existing_sizes(dst_pattern, client),
-                               parallel=settings.parallel_shards or 4 * workers, on_done=done)
-        report.rebuilt = [s.url for s in rebuild]
-        if rebuild:
-            logger.warning("%d of %d shard(s) came back from AIS in another member order; rebuilding them with "
-                           "the client engine", len(rebuild), len(todo))
-            _write_shards(rebuild, client, plan.options.mtime, workers, parallel_shards, progress, report)
+        built = build_shards(todo, client, lambda: _existing_sizes(dst_pattern, client),
+                             parallel=settings.parallel_shards or max(2, workers // 2), on_done=done)
+        report.archived, report.batched, report.rebuilt = built.archived, built.batched, built.misordered
     else:
         _write_shards(todo, client, plan.options.mtime, workers, parallel_shards, progress, report)
     report.seconds = time.monotonic() - start
@@ -440,8 +444,6 @@ def _pieces(member: PlannedMember) -> List[Tuple[int, int, bool]]:
     return [(s, min(s + CHUNK_SIZE, member.size), False) for s in range(0, member.size, CHUNK_SIZE)]
 
 
-class _Stopped(Exception):
-    """Another shard failed; this one stops without committing."""
 
 
 _HEADER, _DATA, _TAIL = range(3)
@@ -463,7 +465,7 @@ class _ShardJob:
                 yield i == last, member
 
     def run(self) -> None:
-        """Raises: _Stopped, ReadError, WriteError, NotFoundError. Commits the shard only on success."""
+        """Raises: Stopped, ReadError, WriteError, NotFoundError. Commits the shard only on success."""
         shard = self.shard
         writer = open_writer(shard.url, self.client, part_size=DEFAULT_PART_SIZE)
         steps: Deque[Tuple[int, object, int]] = deque()
@@ -489,7 +491,7 @@ class _ShardJob:
             fill()
             while steps:
                 if self.stop.is_set():
-                    raise _Stopped()
+                    raise Stopped()
                 kind, payload, nbytes = steps.popleft()
                 if kind == _HEADER:
                     member = payload
@@ -523,32 +525,13 @@ def _write_shards(todo: List[PlannedShard], client: Client, mtime: int, workers:
                   progress: Optional[Progress], report: PackReport) -> None:
     totals = _Totals(progress)
     stop = threading.Event()
-    error: Optional[BaseException] = None
+
+    def ok(shard: PlannedShard) -> None:
+        _count(report, shard)
+        logger.debug("wrote %s (%d samples, %d bytes)", shard.url, len(shard.samples), shard.size)
+
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="pack-get") as gets, \
             ThreadPoolExecutor(max(1, parallel_shards), thread_name_prefix="pack-put") as puts:
         fetch = _Fetcher(client)
-        futures = {puts.submit(_ShardJob(s, client, gets, fetch, mtime, stop, totals, DEFAULT_WINDOW).run): s
-                   for s in todo}
-        try:
-            for fut in as_completed(futures):
-                shard = futures[fut]
-                try:
-                    fut.result()
-                except _Stopped:
-                    continue
-                except Exception as e:  # noqa: BLE001 - the first failure stops the others
-                    if error is None:
-                        error = e
-                        stop.set()
-                        for other in futures:
-                            other.cancel()
-                    continue
-                _count(report, shard)
-                logger.debug("wrote %s (%d samples, %d bytes)", shard.url, len(shard.samples), shard.size)
-        except BaseException:
-            stop.set()
-            for other in futures:
-                other.cancel()
-            raise
-    if error is not None:
-        raise error
+        first_failure({puts.submit(_ShardJob(s, client, gets, fetch, mtime, stop, totals, DEFAULT_WINDOW).run): s
+                       for s in todo}, stop, ok)
