@@ -38,7 +38,11 @@ def _roundtrip(state):
     return torch.load(buf, weights_only=False)
 
 
-FRONTS = ["wds_index", "wds_shards", "iter", "map", "shard_ds", "lister", "loader"]
+FRONTS = ["wds_index", "wds_batched", "wds_shards", "iter", "map", "shard_ds", "lister", "loader"]
+
+
+def as_is(batch):
+    return batch
 
 
 def lister_names(batch):
@@ -58,6 +62,10 @@ def _make(front, data, ep, rank=0, world=1, workers=2, even=None):
         ds = ais_wds.WebDataset(data["shards"], client=ep, index=data["index"], seed=1, rank=rank,
                                 world_size=world, even=even).map(key_of)
         return ds, {**kw, "collate_fn": list}, ds
+    if front == "wds_batched":  # batches made in the workers: resume counts whole batches
+        ds = ais_wds.WebDataset(data["shards"], client=ep, index=data["index"], seed=1, rank=rank,
+                                world_size=world).map(key_of).batched(4, collation_fn=list)
+        return ds, {"num_workers": workers, "batch_size": None, "collate_fn": as_is}, ds
     if front == "wds_shards":
         ds = ais_wds.WebDataset(data["shards"], client=ep, seed=1, rank=rank, world_size=world).map(key_of)
         return ds, {**kw, "collate_fn": list}, ds
@@ -82,7 +90,7 @@ def _make(front, data, ep, rank=0, world=1, workers=2, even=None):
 
 
 def _everything(front):
-    return set(shard_keys()) if front in ("wds_index", "wds_shards", "shard_ds") else \
+    return set(shard_keys()) if front.startswith("wds") or front == "shard_ds" else \
         {f"obj-{i:03d}.bin" for i in range(N_OBJECTS)}
 
 
@@ -181,6 +189,18 @@ def test_mid_shard_resume_with_an_index_starts_with_a_range_get_at_the_next_samp
     assert next(iter(resumed)) == ["s00-003", "s00-004", "s00-005"]
     index = ais_wds.load_index(data["index"], ais_wds.Client(ais_endpoint))
     assert ranges[0] == ("train-000000.tar", index.shards[0].offsets[3], None)
+
+
+@pytest.mark.parametrize("partial", [True, False])
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_len_after_batched_is_the_number_of_batches_the_rank_yields(data, ais_endpoint, workers, partial):
+    # rank 0 of 2 reads 45 of the 91 samples: 5 batches of 10 (4 without the partial one), whatever the
+    # workers (each worker's share is whole batches; split 22/23 they would make 6 batches, or 4)
+    ds = ais_wds.WebDataset(data["shards"], client=ais_endpoint, index=data["index"], seed=7, rank=0,
+                            world_size=2).map(key_of).batched(10, collation_fn=list, partial=partial)
+    batches = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers))
+    assert len(ds) == len(batches) == (5 if partial else 4)
+    assert sum(len(b) for b in batches) == (45 if partial else 40)
 
 
 def test_even_without_an_index_is_refused_naming_ais_wds_index(data, ais_endpoint):

@@ -28,6 +28,7 @@ batches (``.shuffle(n)``'s buffer) lose what they held at the checkpoint.
 from __future__ import annotations
 
 import bisect
+import inspect
 import itertools
 import logging
 import random
@@ -36,10 +37,11 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import webdataset as wds
 from torch.utils.data import IterableDataset
+from webdataset import filters as wds_filters
 from webdataset.handlers import reraise_exception
 
 from .._core.dist import run_on_rank0_and_share
-from .._core.epochs import Epochs, PartPlan, rank_runs, total, universe
+from .._core.epochs import Epochs, PartPlan, rank_length
 from ..client import Client
 from ..errors import ConfigError, ShardIndexError
 from ..listing import Listing
@@ -128,6 +130,7 @@ class ShardSource(IterableDataset):
         self.even = even
         self.resampled = resampled
         self.epochs = Epochs(rank, world_size, even if counts is not None else None, "ais_wds.WebDataset")
+        self.align = 1  # samples per batch made inside the worker: worker shares are whole batches
         self._cursor: Optional[Cursor] = None
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -161,15 +164,17 @@ class ShardSource(IterableDataset):
 
     def state_dict(self) -> Dict[str, Any]:
         self._sync()
-        return self.epochs.state(self._slots(), self._identity())
+        return self.epochs.state(self._slots(), self._identity(), align=self._align())
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.epochs.load(state, self._identity())
 
     def __len__(self) -> int:
         """Samples this rank reads in a whole epoch (with an index), else shards."""
-        return total(rank_runs(universe(self._slots(), self.epochs.even, []), self.epochs.world_size,
-                               self.epochs.rank, self.epochs.even))
+        return rank_length(self._slots(), self.epochs.world_size, self.epochs.rank, self.epochs.even)
+
+    def _align(self) -> int:
+        return self.align if self.counts is not None and not self.resampled else 1
 
     # -- iteration -----------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Dict[str, Any]]:
@@ -177,7 +182,7 @@ class ShardSource(IterableDataset):
 
     def iterate(self) -> Iterator[Dict[str, Any]]:
         """Begin a pass now (the next epoch, or a loaded state) and return its pieces."""
-        plan = self.epochs.begin(self._slots(), self._identity())
+        plan = self.epochs.begin(self._slots(), self._identity(), align=self._align())
         cursor = self._cursor = Cursor(*plan.progress)
         if self.resampled:
             return self._resampled(plan, cursor)
@@ -257,6 +262,42 @@ def piece_samples(src: Iterable[Dict[str, Any]], *, client: Client, handler: Han
         for sample in samples:
             cursor.count += 1
             yield sample
+
+
+def batched_now(data: Iterable[Any], batchsize: int = 20,
+                collation_fn: Optional[Callable[[List[Any]], Any]] = wds_filters.default_collation_fn,
+                partial: bool = True) -> Iterator[Any]:
+    """webdataset's ``batched`` stage, except that a batch leaves as soon as it is full (webdataset's
+    waits for the next sample, which the resume state would then count as consumed, and lose)."""
+    batch: List[Any] = []
+    for sample in data:
+        batch.append(sample)
+        if len(batch) >= batchsize:
+            yield collation_fn(batch) if collation_fn is not None else batch
+            batch = []
+    if batch and partial:
+        yield collation_fn(batch) if collation_fn is not None else batch
+
+
+def _batching(stages: Sequence[Any]) -> Optional[Tuple[int, bool]]:
+    """``(batch size, partial)`` of the one batching stage of a pipeline, None when it has none.
+
+    Raises:
+        TypeError: several batching stages, or an ``unbatched`` one (the item count is unknown).
+    """
+    found: Optional[Tuple[int, bool]] = None
+    for stage in stages:
+        f = getattr(stage, "f", None)
+        if f is wds_filters._unbatched or (found is not None and f in _BATCHERS):
+            raise TypeError("ais_wds.WebDataset with several .batched() / .unbatched() stages: no len()")
+        if f in _BATCHERS:
+            bound = inspect.signature(f).bind(None, *stage.args, **stage.kw)
+            bound.apply_defaults()
+            found = int(bound.arguments["batchsize"]), bool(bound.arguments["partial"])
+    return found
+
+
+_BATCHERS = (batched_now, wds_filters._batched)
 
 
 class WebDataset(wds.DataPipeline, wds.FluidInterface):
@@ -340,19 +381,35 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         """Start ``epoch`` at the next iteration (optional: epochs advance by themselves)."""
         self.shards.set_epoch(epoch)
 
+    def batched(self, batchsize: int, collation_fn: Optional[Callable[[List[Any]], Any]] =
+                wds_filters.default_collation_fn, partial: bool = True) -> WebDataset:
+        """Batches of ``batchsize`` made in the DataLoader worker (as ``wds.WebDataset.batched``). With an
+        index, each worker's share is whole batches (all but the last), so a rank yields
+        ``ceil(len / batchsize)`` batches (``partial=False``: ``len // batchsize``) whatever the number
+        of workers, and ``len()`` says so. A batch leaves as soon as it is full, so resume is exact."""
+        return self.compose(wds.pipelinefilter(batched_now)(batchsize, collation_fn=collation_fn, partial=partial))
+
     def __len__(self) -> int:
-        """Samples this rank yields per epoch (before batching).
+        """Items this rank yields per epoch, over all its DataLoader workers: samples, or after
+        ``.batched(n)`` batches (see :meth:`batched`). Stages that drop samples (``.select``, a
+        handler skipping bad ones) are not counted.
 
         Raises:
             TypeError: no ``index`` was given, so the sample count is unknown; or ``.with_epoch(n)`` made
-                the epoch ``n`` items per DataLoader worker (webdataset's rule), which a rank cannot know.
+                the epoch ``n`` items per DataLoader worker (webdataset's rule), which a rank cannot know;
+                or several ``.batched`` / ``.unbatched`` stages.
         """
         if self.nsamples > 0:
             raise TypeError("ais_wds.WebDataset.with_epoch(n) yields n items per DataLoader worker: no len()")
         if self.shards.counts is None:
             raise TypeError("ais_wds.WebDataset has no len() without a shard index: pass index= (made by "
                             "`ais-wds pack` or `ais-wds index`), or use .with_epoch(n)")
-        return len(self.shards)
+        samples = len(self.shards)
+        batching = _batching(self.pipeline[1:])
+        if batching is None:
+            return samples
+        size, partial = batching
+        return samples // size + (1 if partial and samples % size else 0)
 
     def state_dict(self) -> Dict[str, Any]:
         """This process's position: epoch, part, samples consumed (and the ``.with_epoch`` window)."""
@@ -374,6 +431,11 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         self._window_resume = int(window) if state.get("kind") != "ais_wds.job" else 0
 
     def __iter__(self) -> Iterator[Any]:
+        try:
+            batching = _batching(self.pipeline[1:])
+        except TypeError:
+            batching = None
+        self.shards.align = batching[0] if batching is not None else 1
         first = self.shards.iterate()  # begins the pass now: a worker's first snapshot is already the new pass
         window, self._window_resume = self._window_resume or 0, None
         self._window = window
