@@ -3,6 +3,10 @@
 ``open_object(url)`` returns an ``io.BufferedReader`` over :class:`ResumingObjectRaw`:
 
 * it streams in large chunks (``bufsize``, 1 MiB by default) and never holds the whole object;
+* it asks the target that owns the object directly (the client's cluster map), so a read, and a resume,
+  needs no gateway: streams keep going while the gateway restarts. Without a map, for a namespaced
+  bucket, or when the target refuses the connection or answers anything but 200/206, it asks the
+  gateway (which redirects to the target) and reports the gateway's answer;
 * it checks the length it receives against Content-Length / Content-Range;
 * on a dropped connection, a timeout, a short body or a transient AIS error it backs off and resumes
   from its current offset with a Range request, so the bytes delivered are exactly the object's bytes;
@@ -140,7 +144,13 @@ class ResumingObjectRaw(io.RawIOBase):
         if ranged:
             last = "" if self._end is None else str(self._end - 1)
             byte_range = f"bytes={self._pos}-{last}"
-        raw = self._client.object(self._url).get_reader(byte_range=byte_range).raw()
+        conn = self._client.connections()
+        raw, unreachable = conn.open_direct(self._url, self._client.bucket(self._url),
+                                            {"Range": byte_range} if byte_range else None)
+        if raw is None:  # through the gateway, which redirects to the target
+            raw = self._client.object(self._url).get_reader(byte_range=byte_range).raw()
+            if unreachable:
+                conn.direct_unreachable()
         headers = raw.headers
         version = headers.get("ais-version")
         if self._version is None:

@@ -49,6 +49,9 @@ class Connections:
         self.headers: Dict[str, str] = {"Authorization": f"Bearer {config.token}"} if config.token else {}
         self._smap: Any = None
         self._smap_time = 0.0
+        self._smap_retry_after = 0.0
+        self._smap_lock = threading.Lock()
+        self._direct_off_until = 0.0
         self._qparams: Dict[Tuple[str, str, str, str], str] = {}
         self._lock = threading.Lock()
         self._batch_sdk: Any = None
@@ -116,26 +119,76 @@ class Connections:
                            hint="point AIS_ENDPOINT (or endpoint=) at an AIS proxy, e.g. http://host:8080")
 
     def direct_url(self, u: AISUrl, bucket: Any) -> Optional[str]:
-        """The GET URL of object ``u`` on the target that owns it (from the cluster map), or None.
+        """The GET URL of object ``u`` on the target that owns it (from the cluster map), or None when
+        there is no cluster map (see :meth:`cluster_map`) or no target for it.
 
         Args:
             u: the object's URL.
             bucket: its SDK ``Bucket`` (for the provider/namespace query parameters).
         """
-        now = time.monotonic()
-        if self._smap is None or now - self._smap_time > CLUSTER_MAP_TTL:
-            with self._lock:
-                if self._smap is None or now - self._smap_time > CLUSTER_MAP_TTL:
-                    self._smap = self.sdk.cluster().get_info()
-                    self._smap_time = time.monotonic()
+        smap = self.cluster_map()
+        if smap is None:
+            return None
         key = (u.provider, u.ns_uuid, u.ns_name, u.bucket)
         qs = self._qparams.get(key)
         if qs is None:
             qs = self._qparams[key] = urlencode(bucket.qparam)
-        node = self._smap.get_target_for_object(_uname(u))
+        try:
+            node = smap.get_target_for_object(_uname(u))
+        except Exception:  # noqa: BLE001 - NoTargetError: every target in maintenance
+            return None
         if node is None or node.public_net is None:
             return None
         return f"{node.public_net.direct_url}/v1/objects/{quote(u.bucket)}/{quote(u.path)}?{qs}"
+
+    def cluster_map(self) -> Any:
+        """The cluster map (the SDK's ``Smap``), fetched from the gateway at most every
+        :data:`CLUSTER_MAP_TTL` s; None when it was never fetched and cannot be now.
+
+        A map that is due but cannot be fetched (the gateway is down or restarting) is kept and used,
+        and asked for again every :data:`CLUSTER_MAP_RETRY` s: reads keep going straight to the targets
+        while the gateway is away. Only the first fetch waits for another thread's; a refresh never
+        blocks a caller that has a map. The fetch is one GET with the client's connect timeout and a
+        read timeout of at most :data:`PROBE_READ_TIMEOUT` s, without the SDK's retries.
+        """
+        now = time.monotonic()
+        smap = self._smap
+        if smap is not None and now - self._smap_time <= CLUSTER_MAP_TTL:
+            return smap
+        if now < self._smap_retry_after or not self._smap_lock.acquire(blocking=smap is None):
+            return smap
+        try:
+            if self._smap is not None and time.monotonic() - self._smap_time <= CLUSTER_MAP_TTL:
+                return self._smap
+            if time.monotonic() < self._smap_retry_after:
+                return self._smap
+            try:
+                self._smap = self._fetch_cluster_map()
+                self._smap_time = time.monotonic()
+            except Exception as e:  # noqa: BLE001 - without a (new) map reads go through the gateway
+                self._smap_retry_after = time.monotonic() + CLUSTER_MAP_RETRY
+                logger.debug("cluster map from %s not fetched (%s: %s); %s", self.config.endpoint,
+                             type(e).__name__, e, "keeping the old one" if self._smap is not None
+                             else "reads go through the gateway")
+            return self._smap
+        finally:
+            self._smap_lock.release()
+
+    def _fetch_cluster_map(self) -> Any:
+        from aistore.sdk.types import Smap
+        from aistore.sdk.utils import decode_response
+
+        timeout = (self.config.connect_timeout, min(self.config.read_timeout, PROBE_READ_TIMEOUT))
+        resp = self.http.get(f"{self.config.endpoint}/v1/daemon", params={"what": "smap"}, timeout=timeout,
+                             allow_redirects=False)
+        try:
+            resp.raise_for_status()
+            smap = decode_response(Smap, resp)
+        finally:
+            resp.close()
+        if not smap.tmap:  # a gateway that restarted and has not heard from its targets yet
+            raise ValueError(f"the cluster map v{smap.version} lists no targets")
+        return smap
 
     def refresh_cluster_map_soon(self, within: float = 5.0) -> None:
         """A target answered as if it did not own an object: fetch the map again within ``within`` s."""
@@ -144,6 +197,66 @@ class Connections:
     def forget_cluster_map(self) -> None:
         self._smap = None
 
+    def open_direct(self, u: AISUrl, bucket: Any, headers: Optional[Dict[str, str]] = None,
+                    preload: bool = False) -> Tuple[Any, bool]:
+        """GET object ``u`` straight from the target that owns it (cluster map), skipping the gateway.
+
+        Args:
+            u: the object's URL.
+            bucket: its SDK ``Bucket``.
+            headers: extra request headers (``Range``).
+            preload: read the whole body before returning (small objects).
+
+        Returns:
+            ``(response, unreachable)``: the urllib3 response of a 200 or 206 answer (a stream unless
+            ``preload``; the caller releases it), or None when the caller must ask the gateway: no
+            cluster map, a namespaced bucket, the direct path is off (:meth:`direct_unreachable`), the
+            target refused the connection or did not accept it within the connect timeout
+            (``unreachable`` True; the map is fetched again soon), or it answered anything else
+            (a 404 from a stale map, 401/403, 416: the map is fetched again soon, and the gateway's
+            answer is the one that counts).
+
+        Raises:
+            whatever the request raises once connected (a reset, a read timeout waiting for the
+            answer, a TLS error): the caller's retry loop classifies it.
+        """
+        import urllib3.exceptions as u3
+
+        if u.has_namespace or not u.path or time.monotonic() < self._direct_off_until:
+            return None, False
+        url = self.direct_url(u, bucket)
+        if url is None:
+            return None, False
+        try:
+            resp = self.pool.request("GET", url, headers={**self.headers, **headers} if headers else self.headers,
+                                     timeout=self.timeout, redirect=False, preload_content=preload)
+        except (u3.NewConnectionError, u3.ConnectTimeoutError) as e:
+            logger.debug("%s: target %s unreachable (%s)", u, url.split("/v1/", 1)[0], type(e).__name__)
+            self.refresh_cluster_map_soon()
+            return None, True
+        if resp.status in (200, 206):
+            return resp, False
+        logger.debug("%s: the target answered %d; asking the gateway", u, resp.status)
+        resp.release_conn() if preload else resp.close()
+        self.refresh_cluster_map_soon()
+        return None, False
+
+    def direct_unreachable(self) -> None:
+        """A target refused a direct GET that the gateway then served: targets are not reachable from this
+        client (e.g. behind a Kubernetes service), or the map is stale. Direct GETs stay off (everything
+        goes through the gateway) for :data:`DIRECT_OFF_SECONDS` s, and the map is fetched again."""
+        if time.monotonic() >= self._direct_off_until:
+            logger.warning("a target refused a direct GET that the gateway served; reading through the gateway "
+                           "%s for %.0fs", self.config.endpoint, DIRECT_OFF_SECONDS)
+        self._direct_off_until = time.monotonic() + DIRECT_OFF_SECONDS
+        self.refresh_cluster_map_soon(0.0)
+
+
+CLUSTER_MAP_RETRY = 5.0
+"""Seconds between attempts to fetch a cluster map that is due while the gateway does not answer."""
+
+DIRECT_OFF_SECONDS = 30.0
+"""Seconds direct-to-target GETs stay off after a target refused one that the gateway then served."""
 
 BATCH_READ_TIMEOUT = 5.0
 """Seconds a batch GET reply may stall between bytes before its missing entries are fetched one by one."""

@@ -7,9 +7,10 @@ Per-object GETs of small objects are bound by per-request cost, not bandwidth. T
   the client's urllib3 pool. This skips the gateway's redirect and the requests/SDK layers (about 2x the
   objects/s of ``read_bytes`` on a small cluster). Anything unusual (a non-200 answer, a short body,
   a connection failure, a namespaced bucket) falls back to :func:`ais_wds.reader.read_bytes`, which
-  goes through the gateway, resumes, retries and raises the core's typed errors. After a connection
-  failure to a target the direct path is off for ``DIRECT_RETRY_AFTER`` seconds (targets may be
-  unreachable from clients, e.g. behind a Kubernetes service).
+  tries the target once more, then the gateway, resumes, retries and raises the core's typed errors.
+  A target that refuses while the gateway serves the object turns the direct path off for a while
+  (``Connections.direct_unreachable``: targets unreachable from clients, e.g. behind a Kubernetes
+  service); a target that is down (the gateway fails too) does not.
 * :class:`BatchGetter` (``batch``): many objects in one AIS batch GET (``/v1/ml/moss``, built with the
   SDK's ``client.batch``); the reply is one tar, entries in request order, streamed through the core's
   tar walk (``ais_wds.tar.reader``) instead of ``tarfile``. AIS 5.0 holds a reply about 0.1 s when it carries
@@ -48,9 +49,6 @@ logger = logging.getLogger(__name__)
 Result = Union[bytes, AISWdsError]
 """One fetched object: its bytes, or the error for its URL."""
 
-DIRECT_RETRY_AFTER = 30.0
-"""Seconds the direct path stays off after a connection failure to a target."""
-
 MISSING_DIR = "__404__/"
 BATCH_FAILURES_OFF = 3
 """Whole batch requests failing in a row after which a BatchGetter uses per-object GETs for a while."""
@@ -86,7 +84,6 @@ class DirectGetter:
         self.client = Client.of(client)
         self.direct = direct
         self.fallbacks = 0  # GETs that took the reader core's path instead (diagnostics; per process)
-        self._direct_off_until = 0.0
 
     def __getstate__(self) -> Dict[str, Any]:
         return {"client": self.client, "direct": self.direct}
@@ -110,33 +107,14 @@ class DirectGetter:
     # -- internals --------------------------------------------------------------------------------
     def _try_direct(self, url: str) -> Optional[bytes]:
         """The object's bytes over the direct path, or None to fall back to the reader core."""
-        if time.monotonic() < self._direct_off_until:
-            return None
         conn = self.client.connections()
         try:
             u = parse_url(url)
-            if u.has_namespace or not u.path:
-                return None
-            target = conn.direct_url(u, self.client.bucket(u))
-            if target is None:
-                return None
-            resp = conn.pool.request("GET", target, headers=conn.headers, timeout=conn.timeout, redirect=False,
-                                     preload_content=True)
+            resp, _ = conn.open_direct(u, self.client.bucket(u), preload=True)
         except Exception as e:  # noqa: BLE001 - any failure: use the gateway path, which classifies it
-            import urllib3.exceptions as u3
-
-            if isinstance(e, (u3.NewConnectionError, u3.ConnectTimeoutError, u3.MaxRetryError)):
-                self._direct_off_until = time.monotonic() + DIRECT_RETRY_AFTER
-                conn.forget_cluster_map()
-                logger.warning("direct GET to a target failed (%s); using the gateway for %.0fs",
-                               type(e).__name__, DIRECT_RETRY_AFTER)
-            else:
-                logger.debug("%s: direct GET failed (%s: %s); falling back", url, type(e).__name__, e)
+            logger.debug("%s: direct GET failed (%s: %s); falling back", url, type(e).__name__, e)
             return None
-        if resp.status != 200:
-            logger.debug("%s: direct GET answered %d; falling back", url, resp.status)
-            # a stale cluster map sends GETs to the wrong target: refresh it within a few seconds
-            conn.refresh_cluster_map_soon()
+        if resp is None:  # the reader core tries the target, then the gateway, and decides what a refusal means
             return None
         data: bytes = resp.data
         return data
