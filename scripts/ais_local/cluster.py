@@ -134,13 +134,21 @@ class Cluster:
     def alive_nodes(self):
         return {n: self.read_pid(n) for n in self.nodes if self.is_our_node(self.read_pid(n), n)}
 
-    def launch(self, name, ports, env):
+    def launch(self, name, ports, env, rejoin=False):
+        """Start node ``name``. ``rejoin``: the cluster already runs (a node started again after a kill).
+
+        A primary started again with ``rejoin`` takes ``-skip_startup``: it serves at once with the cluster
+        map it saved, instead of waiting for its targets to register again and then for ``startup_time / 4 x
+        4`` of quiet (~12 s more with the 30 s minimum); the targets, still running, keep it current.
+        """
         nd = self.node_dir(name)
         role = "proxy" if name == "proxy" else "target"
         cmd = [str(self.binary), f"-role={role}", f"-config={nd / 'conf' / 'ais.json'}",
                f"-local_config={self.local_conf_path(name)}"]
         if role == "proxy":
             cmd.append(f"-ntargets={self.ntargets}")
+            if rejoin and (nd / "conf" / ".ais.smap").exists():
+                cmd.append("-skip_startup")
         p = spawn(cmd, nd, env, nd / "log")
         self.pid_path(name).write_text(f"{p.pid}\n")
         log(f"started {self.label}{name} ({role}) pid {p.pid}: public :{ports[name]['port']}, "
@@ -389,7 +397,7 @@ class Cluster:
             log(f"{self.label}{name} already running (pid {pid})")
             proc = None
         else:
-            proc = self.launch(name, ports, env)
+            proc = self.launch(name, ports, env, rejoin=True)
         t0 = time.time()
         url = self.url(ports[name]["port"]) + "/v1/health?readiness=true"
         while True:
