@@ -3,9 +3,13 @@
 :class:`FaultProxy` listens on 127.0.0.1 in front of an AIS gateway; the client's endpoint points at it.
 AIS answers every object GET and PUT with a redirect to the target that owns the object, so the proxy
 rewrites the ``Location`` header of those redirects to relays of its own, one per target, started on
-demand: every byte between the client and a target (object reads, range resumes, batch GET replies,
-uploaded parts) then crosses a relay that can cut or stall it. Only the ``Location`` header of a
-response head is rewritten; bodies are relayed untouched. Each relayed request gets ``Connection:
+demand. Clients also GET objects straight from their target, at the address the cluster map gives
+(``GET /v1/daemon?what=smap``): the proxy rewrites each target's public address in that map to the
+target's relay (placement hashes node ids, not addresses, so the client still picks the right
+target). Every byte between the client and a target (direct GETs and their range resumes, redirected
+reads, batch GET replies, uploaded parts) then crosses a relay that can cut or stall it. Only
+``Location`` headers and the targets' public addresses in cluster maps are rewritten; other bodies
+are relayed untouched. Each relayed request gets ``Connection:
 close`` (one request per TCP connection, so a relay never has to parse bodies to find the next head).
 
 Faults are bounded in count and time and stop by themselves: at most ``cuts`` cuts and ``stalls``
@@ -21,6 +25,7 @@ Standard library only; threads. Not a test itself: ``tests/test_faults.py`` and 
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import socket
@@ -31,6 +36,9 @@ from typing import Dict, List, Optional, Tuple
 
 _LOCATION = re.compile(rb"(\r\nLocation: https?://)([^/\r\n]+)", re.IGNORECASE)
 _CONNECTION = re.compile(rb"\r\nConnection:[^\r\n]*", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(rb"\r\nContent-Length:[^\r\n]*", re.IGNORECASE)
+_CHUNKED = re.compile(rb"\r\nTransfer-Encoding: *chunked", re.IGNORECASE)
+_SMAP_REQUEST = re.compile(rb"GET /v1/daemon\?(?:[^ ]*&)?what=smap[& ]")
 
 
 class FaultProxy:
@@ -61,6 +69,9 @@ class FaultProxy:
         self.cuts = 0  # injected so far
         self.stalls = 0
         self.connections = 0
+        self.target_connections = 0  # relayed to targets: direct GETs + redirected requests
+        self.redirects = 0  # Location headers rewritten (requests that went through the gateway)
+        self.cluster_maps = 0  # cluster maps rewritten (clients then GET straight from the relays)
         self.fault_log: List[Tuple[str, str, int]] = []  # (kind, relay upstream, offset)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -101,8 +112,22 @@ class FaultProxy:
                 relay = self._relays[upstream] = _Relay(self, upstream, is_gateway)
             return relay
 
+    def rewrite_cluster_map(self, body: bytes) -> bytes:
+        """A cluster map (JSON) with each target's public address replaced by its relay's."""
+        smap = json.loads(body)
+        self.cluster_maps += 1
+        for node in (smap.get("tmap") or {}).values():
+            pub = node.get("public_net") or {}
+            if pub.get("node_ip_addr") and pub.get("daemon_port"):
+                port = self._relay(f"{pub['node_ip_addr']}:{pub['daemon_port']}").port
+                scheme = pub.get("direct_url", "http://").split("://", 1)[0]
+                node["public_net"] = {**pub, "node_ip_addr": "127.0.0.1", "daemon_port": str(port),
+                                      "direct_url": f"{scheme}://127.0.0.1:{port}"}
+        return json.dumps(smap).encode()
+
     def rewrite_location(self, head: bytes) -> bytes:
         def swap(m: re.Match) -> bytes:
+            self.redirects += 1
             return m.group(1) + f"127.0.0.1:{self._relay(m.group(2).decode()).port}".encode()
 
         return _LOCATION.sub(swap, head)
@@ -162,6 +187,8 @@ class _Relay:
             except OSError:
                 return
             self.proxy.connections += 1
+            if not self.is_gateway:
+                self.proxy.target_connections += 1
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
@@ -180,7 +207,10 @@ class _Relay:
             sender = threading.Thread(target=self._pipe_request, daemon=True,
                                       args=(client, upstream, rest, fault if upload else None))
             sender.start()
-            self._pipe_response(upstream, client, None if upload else fault)
+            if self.is_gateway and _SMAP_REQUEST.match(head):
+                self._relay_cluster_map(upstream, client)
+            else:
+                self._pipe_response(upstream, client, None if upload else fault)
         except OSError:
             pass
         finally:
@@ -223,6 +253,24 @@ class _Relay:
             data = upstream.recv(1 << 16)
             if not data:
                 return
+
+    def _relay_cluster_map(self, upstream: socket.socket, client: socket.socket) -> None:
+        """Relay the gateway's answer to a cluster-map GET with the targets' addresses rewritten."""
+        head, body = _read_head(upstream)
+        if head is None:
+            return
+        while True:  # the request said Connection: close: the body ends at EOF
+            chunk = upstream.recv(1 << 16)
+            if not chunk:
+                break
+            body += chunk
+        if _CHUNKED.search(head):
+            body = _dechunk(body)
+            head = _CHUNKED.sub(b"", head)
+        if head.startswith(b"HTTP/1.1 200") and b"json" in head.lower():
+            body = self.proxy.rewrite_cluster_map(body)
+        head = _CONTENT_LENGTH.sub(b"", head[:-4]) + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        client.sendall(head + body)
 
     def _forward(self, data: bytes, sent: int, fault: Optional[Tuple[str, int]], dst: socket.socket,
                  client: socket.socket, upstream: socket.socket) -> Tuple[int, Optional[Tuple[str, int]]]:
@@ -267,3 +315,15 @@ def _read_head(sock: socket.socket) -> Tuple[Optional[bytes], bytes]:
         buf += chunk
         if len(buf) > 1 << 20:
             raise OSError("HTTP head larger than 1 MiB")
+
+
+def _dechunk(body: bytes) -> bytes:
+    """The payload of a chunked HTTP body."""
+    out, pos = b"", 0
+    while True:
+        eol = body.index(b"\r\n", pos)
+        size = int(body[pos:eol].split(b";", 1)[0], 16)
+        if size == 0:
+            return out
+        out += body[eol + 2: eol + 2 + size]
+        pos = eol + 2 + size + 2
