@@ -3,9 +3,14 @@ ais_wds.WebDataset) through a DataLoader, counts listing calls, writes what it s
 
     python tests/_dist_rank.py CONFIG.json          # launcher "mp": torch.multiprocessing.spawn + tcp://
     RANK=r WORLD_SIZE=w MASTER_ADDR=... MASTER_PORT=... python tests/_dist_rank.py CONFIG.json   # "env"
+    SLURM_PROCID=r SLURM_NTASKS=w SLURM_STEP_NUM_TASKS=w ... python tests/_dist_rank.py CONFIG.json  # "slurm"
+
+The "slurm" launcher starts no process group (srun sets only its variables): the datasets take the rank
+from the environment, and every rank lists for itself.
 """
 
 import json
+import multiprocessing
 import os
 import sys
 
@@ -49,7 +54,7 @@ def rank_main(rank, cfg):
     if cfg["launcher"] == "mp":
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{cfg['port']}", rank=rank,
                                 world_size=cfg["world"])
-    else:
+    elif cfg["launcher"] == "env":
         dist.init_process_group("gloo")
     import ais_wds
     import ais_wds.datasets._common as common
@@ -57,16 +62,19 @@ def rank_main(rank, cfg):
     import ais_wds.shard_index.dataset as shard_ds
     import ais_wds.streaming.pipeline as pipeline
     import ais_wds.streaming.shards as shards
+    from ais_wds.partition import dist_rank_world
 
     calls = {}
     for module, name in ((shards, "list_objects"), (common, "list_objects"), (pipes, "list_objects"),
                          (pipeline, "load_index"), (shard_ds, "resolve_index")):
         _count(module, name, calls)
     ep, data, workers = cfg["endpoint"], cfg["data"], cfg["workers"]
+    if cfg["context"] == "forkserver":  # as users do: the server imports once, its workers fork from it
+        multiprocessing.set_forkserver_preload(["torch.utils.data", "ais_wds.datasets", "ais_wds.streaming"])
     kw = {"num_workers": workers}
     if workers:
         kw.update(multiprocessing_context=cfg["context"], persistent_workers=cfg.get("persistent", False))
-    out = {"rank": rank, "world": dist.get_world_size()}
+    out = {"rank": rank, "detected": list(dist_rank_world())}
     fronts = cfg.get("fronts") or ["wds_index", "wds_shards", "iter", "map", "shard_ds", "pipes"]
 
     if "wds_index" in fronts:
@@ -98,13 +106,15 @@ def rank_main(rank, cfg):
         out["shard_ds_len"] = len(ssampler)
 
     if "pipes" in fronts:
-        loader_pipe = ais_wds.AISFileLoader(ep, ais_wds.AISFileLister(ep, data["objects"]))
+        loader_pipe = ais_wds.AISFileLoader(ep, ais_wds.AISFileLister(ep, data["objects"]), even="drop")
         out["pipes"] = [u for b in DataLoader(loader_pipe, batch_size=1, collate_fn=read_urls, **kw) for u in b]
+        out["pipes_len"] = len(loader_pipe)
 
     out["calls"] = calls
     with open(os.path.join(cfg["out"], f"rank{rank}.json"), "w") as f:
         json.dump(out, f)
-    dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
@@ -113,4 +123,4 @@ if __name__ == "__main__":
     if config["launcher"] == "mp":
         mp.spawn(rank_main, args=(config,), nprocs=config["world"], join=True)
     else:
-        rank_main(int(os.environ["RANK"]), config)
+        rank_main(int(os.environ["RANK" if config["launcher"] == "env" else "SLURM_PROCID"]), config)
