@@ -4,8 +4,9 @@
 Sources: ``20k x scale`` objects of 10 KiB and ``2k x scale`` objects of 1 MiB (flat names, jpg+cls
 pairs of equal size), created once and kept. Each engine packs each source into 64 MiB shards under
 a fresh prefix; reported: MB/s and samples/s of the whole call (plan included), client CPU seconds
-(user + system of this process), and how many shards the cluster engine had to rebuild with the
-client engine because AIS archived their members in another order (see docs/pack.md).
+(user + system of this process), and how the cluster engine built its shards: AIS archive jobs (members
+and shard on one target), AIS get-batch streamed into the upload, and archive-job shards that came back
+in another member order (see docs/pack.md).
 """
 
 from __future__ import annotations
@@ -55,5 +56,6 @@ def run(client: Any, scale: float = 1.0) -> Dict[str, Any]:
             rows[f"{label}, {engine} engine"] = {
                 "objects": count, "shards": len(plan.shards), "MB/s": report.bytes / seconds / 1e6,
                 "samples/s": report.samples / seconds, "client CPU s": cpu, "seconds": seconds,
-                "rebuilt by client": len(report.rebuilt), "engine used": report.engine}
+                "engine used": report.engine, "archive jobs": len(report.archived),
+                "get-batch": len(report.batched), "misordered": len(report.rebuilt)}
     return {"engines": rows}

@@ -1,8 +1,10 @@
-"""pack --engine cluster against the live AIS cluster (archive jobs build the shards).
+"""pack --engine cluster against the live AIS cluster (AIS assembles the shards).
 
-On a multi-target cluster AIS v1.5.0 archives members in another order than requested; the engine must
-still deliver the plan's layout (prove each shard, rebuild the others), every sample exactly once,
-byte-identical, and survive a SIGKILL of the client with --resume.
+On a multi-target cluster AIS v1.5.0's archive job archives members in another order than requested, so
+the engine has AIS's get-batch assemble shards whose members span targets (in request order) and checks
+every header before it commits a shard. Every sample exactly once, byte-identical, in the plan's layout;
+a SIGKILL of the client and a target killed mid-run end in a clean --resume (or a named error), never a
+partial shard; cloud sources are refused with the reason and packed by the client engine.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ import io
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from ais_wds import Client
+from ais_wds.cli import main as cli_main
+from ais_wds.errors import PackJobError
 from ais_wds.listing import list_objects
 from ais_wds.pack import pack
 from ais_wds.pack.cluster import proven
@@ -61,6 +68,7 @@ def test_cluster_engine_packs_every_sample_once_byte_identical_in_plan_layout(cl
     report = pack(prefix, dst, client, engine="cluster", samples_per_shard=200, exts=["jpg", "cls"])
     assert report.engine == "cluster" and report.engine_note is None
     assert len(report.written) == 8 and report.samples == SAMPLES
+    assert sorted(report.archived + report.batched) == sorted(report.written)
     members = _read_back(client, f"ais://{module_bucket}/cl/")
     assert members == objects
     index = load_index(report.index_url, client)  # type: ignore[arg-type]
@@ -102,3 +110,94 @@ def test_cluster_engine_resume_after_sigkill_completes_with_every_sample_once(cl
     assert _read_back(client, f"ais://{module_bucket}/killed/") == objects
     for shard in report.plan.shards:
         assert proven(shard, client)
+
+
+def test_the_default_engine_is_the_cluster_engine_for_ais_buckets_of_one_cluster(client, module_bucket, source):
+    prefix, objects = source
+    report = pack(prefix, f"ais://{module_bucket}/default/t-%04d.tar", client, samples_per_shard=300)
+    assert (report.engine, report.engine_note) == ("cluster", None)
+    assert len(report.batched) + len(report.archived) == 5
+    assert _read_back(client, f"ais://{module_bucket}/default/") == objects
+
+
+def _write_source(client: Client, bucket: str, samples: int, size: int) -> dict:
+    objects = {}
+    for i in range(samples):
+        objects[f"s{i:05d}.jpg"] = bytes([i % 251]) * (size + i % 512)
+        objects[f"s{i:05d}.cls"] = str(i % 10).encode()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda kv: write_bytes(f"{bucket}/{kv[0]}", kv[1], client), objects.items()))
+    return objects
+
+
+def _target_owning(cluster, client: Client, url: str) -> int:
+    node = client.sdk.cluster().get_info().get_target_for_object(client.object(url).uname)
+    return next(n for n in (1, 2) if cluster.target_port(n) == int(node.public_net.daemon_port))
+
+
+def test_a_target_killed_during_the_jobs_ends_in_a_named_error_or_a_clean_resume(clouds_cluster):
+    """A target is killed (and restarted 2 s later) once the first shard is done; the run either
+    finishes or raises PackJobError naming a shard and the cause. No partial or misordered shard is
+    ever visible, and --resume then delivers every sample exactly once."""
+    cluster = clouds_cluster
+    pc = Client(cluster.endpoint, retry_seconds=60)
+    name = f"kill-{uuid.uuid4().hex[:8]}"
+    pc.sdk.bucket(name).create()
+    objects = _write_source(pc, f"ais://{name}/src", 400, 24 << 10)
+    objects = {f"src/{k}": v for k, v in objects.items()}
+    dst = f"ais://{name}/out/train-%04d.tar"
+    killed: list = []
+    restarter: list = []
+
+    def kill_once(samples: int, nbytes: int) -> None:
+        if not killed:
+            n = _target_owning(cluster, pc, f"ais://{name}/out/train-0005.tar")
+            killed.append(n)
+            cluster.run("kill-target", str(n))
+            restarter.append(threading.Timer(2.0, cluster.run, args=("start-target", str(n))))
+            restarter[0].start()
+
+    error = None
+    try:
+        first = pack(f"ais://{name}/src/", dst, pc, engine="cluster", samples_per_shard=25, parallel_shards=2,
+                     progress=kill_once)
+        assert first.engine == "cluster"
+    except PackJobError as e:
+        error = e
+        assert "ais://" + name + "/out/train-" in str(e) and e.message
+    finally:
+        for t in restarter:
+            t.join()
+    assert killed, "the first run ended before any shard was done"
+    deadline = time.monotonic() + 120
+    while not pc.sdk.cluster().is_ready() or len(pc.sdk.cluster().get_info().tmap) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    plan = pack(f"ais://{name}/src/", dst, pc, engine="cluster", samples_per_shard=25, dry_run=True).plan
+    visible = [u for u, _ in list_objects(f"ais://{name}/out/", pc, allow_empty=True) if u.endswith(".tar")]
+    by_url = {s.url: s for s in plan.shards}
+    assert all(proven(by_url[u], pc) for u in visible), "a partial or misordered shard is visible"
+    report = pack(f"ais://{name}/src/", dst, pc, engine="cluster", samples_per_shard=25, resume=True)
+    assert len(report.written) + len(report.skipped) == 16
+    assert error is None or report.written, "the failed run left nothing to resume"
+    assert _read_back(pc, f"ais://{name}/out/") == objects
+
+
+def test_cloud_sources_are_packed_by_the_client_engine_and_the_command_says_why(clouds_cluster, capsys):
+    cluster = clouds_cluster
+    pc = Client(cluster.endpoint, retry_seconds=60)
+    name = f"raw-{uuid.uuid4().hex[:8]}"
+    cluster.run("cloud-bucket", f"s3://{name}")
+    objects = _write_source(pc, f"s3://{name}", 30, 2000)
+    pc.bucket(f"s3://{name}").evict(keep_md=True)  # cold: only the emulator has them
+    dst = f"shards-{uuid.uuid4().hex[:8]}"
+    pc.sdk.bucket(dst).create()
+    rc = cli_main(["--endpoint", cluster.endpoint, "pack", f"s3://{name}/", f"ais://{dst}/a-%04d.tar",
+                   "--engine", "cluster", "--samples-per-shard", "10", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "client engine" in out and "cluster engine not used" in out and "cloud bucket" in out
+    assert _read_back(pc, f"ais://{dst}/") == objects
+    report = pack(f"s3://{name}/", f"ais://{dst}/b-%04d.tar", pc, samples_per_shard=10)  # the default: auto
+    assert report.engine == "client" and "get-batch" in (report.engine_note or "")
+    assert len(report.written) == 3

@@ -24,7 +24,7 @@ Thread safety: the functions may be called from any thread.
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
 from ..client import Client
 from ..errors import AISWdsError
@@ -92,7 +92,7 @@ def job_failure(client: Client, job_id: str) -> Optional[str]:
     return None
 
 
-def one_target(client: Client, urls: Sequence[str], archive_url: str) -> bool:
+def one_target(client: Client, urls: Iterable[str], archive_url: str) -> bool:
     """True when the objects ``urls`` and the object ``archive_url`` all belong to one target by the
     cluster map (HRW placement, computed here as AIS does). False when they do not, or when the cluster
     map is unavailable."""
@@ -105,6 +105,14 @@ def one_target(client: Client, urls: Sequence[str], archive_url: str) -> bool:
     except Exception as e:  # noqa: BLE001 - NoTargetError (every target in maintenance): not provable
         logger.debug("no placement for %s: %s", archive_url, e)
         return False
+
+
+def active_targets(client: Client) -> int:
+    """Targets of the cluster map not in maintenance (0 when the map is unavailable)."""
+    smap = client.connections().cluster_map()
+    if smap is None:
+        return 0
+    return sum(1 for t in smap.tmap.values() if not t.in_maint_or_decomm())
 
 
 def open_batch_archive(client: Client, bucket: AISUrl, names: Sequence[str]) -> Any:

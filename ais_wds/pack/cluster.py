@@ -35,14 +35,15 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from .._core.archive import job_failure, one_target, open_batch_archive, start_archive
+from .._core.archive import active_targets, job_failure, one_target, open_batch_archive, start_archive
+from .._core.retry import Backoff
 from ..client import Client
-from ..errors import AISWdsError, PackJobError
+from ..errors import AISWdsError, AuthError, NotFoundError, PackJobError
 from ..shard_index.index import _header_matches, record_from_spans, stream_record, verify_spans
 from ..tar import writer as tarwrite
 from ..urls import AISUrl, parse_url
 from ..writer import delete_object, open_writer
-from .plan import PlannedShard
+from .plan import PlannedSample, PlannedShard
 
 logger = logging.getLogger(__name__)
 
@@ -52,47 +53,48 @@ FAILURE_CHECK_SECONDS = 2.0
 """How often the jobs' state is asked for (aborts) while shards are outstanding."""
 MIN_SHARD_TIMEOUT = 120.0
 """Seconds a shard may take at least before it is reported as failed (plus 1 s per 20 MB)."""
-BATCH_ATTEMPTS = 3
-"""Get-batch requests per shard before its failure is final (a target restarting, a stream cut)."""
 RELAY_CHUNK = 1 << 20
+ONE_TARGET_CHECK = 16
+"""On a multi-target cluster, shards of up to this many samples are checked for members on one target."""
 
 Spans = List[Tuple[str, int, int, int]]
 
 
-def shard_spans(shard: PlannedShard) -> Spans:
-    """``(member name, header offset, data offset, size)`` of every member, as the plan lays them out."""
+def shard_spans(shard: PlannedShard, samples: Optional[List[PlannedSample]] = None) -> Spans:
+    """``(member name, header offset, data offset, size)`` of every member, as the plan lays them out
+    (``samples``: the shard's ``samples``, when the caller holds them already)."""
     out: Spans = []
-    for sample in shard.samples:
+    for sample in shard.samples if samples is None else samples:
         starts = accumulate((m.span for m in sample.members), initial=sample.offset)
         out.extend((m.name, start, start + m.header_size, m.size) for m, start in zip(sample.members, starts))
     return out
 
 
 def cluster_unsupported(shards: List[PlannedShard], dst_pattern: str) -> Optional[str]:
-    """Why these shards cannot be built by archive jobs (a sentence), or None when they can."""
+    """Why these shards cannot be built by the cluster engine (a sentence), or None when they can."""
     dst = parse_url(dst_pattern)
     if dst.provider != "ais" or dst.has_namespace:
         return f"the destination {dst.scheme}://{dst.bucket} is not an ais:// bucket of this cluster"
     for shard in shards:
-        bucket: Optional[Tuple[str, str]] = None
-        for sample in shard.samples:
+        samples = shard.samples
+        if not samples:
+            continue
+        first = parse_url(samples[0].members[0].source)
+        if first.has_namespace:
+            return f"{first} is in a remote cluster or namespace; the cluster engine reads local buckets"
+        if first.provider != "ais":
+            return (f"{first} is in a cloud bucket: the cluster engine assembles shards with AIS's get-batch, "
+                    "which reads only objects already in the cluster (no cold GET in AIS v1.5.0)")
+        base = str(first)[:len(str(first)) - len(first.path)]
+        for sample in samples:
             for m in sample.members:
-                u = parse_url(m.source)
-                if u.has_namespace:
-                    return f"{m.source} is in a remote cluster or namespace; archive jobs read local buckets"
-                if m.name != u.path:
-                    return (f"member {m.name!r} is not named like its object {u.path!r} (AIS names archive members "
-                            "after their objects; --strip-prefix and --key stem/REGEX rename them)")
+                if not m.source.startswith(base):
+                    return f"shard {shard.url} takes samples from two buckets; the cluster engine reads one per shard"
+                if m.name != m.source[len(base):]:
+                    return (f"member {m.name!r} is not named like its object {m.source[len(base):]!r} (AIS names "
+                            "archive members after their objects; --strip-prefix and --key stem/REGEX rename them)")
                 if m.header_size != tarwrite.BLOCK:
                     return f"member {m.name!r} needs more than one ustar header block (name over 100 bytes)"
-                if u.provider != "ais":
-                    return (f"{m.source} is in a cloud bucket: the cluster engine assembles shards with AIS's "
-                            "get-batch, which reads only objects already in the cluster (no cold GET in AIS "
-                            "v1.5.0)")
-                if bucket is None:
-                    bucket = (u.provider, u.bucket)
-                elif bucket != (u.provider, u.bucket):
-                    return f"shard {shard.url} takes samples from two buckets; one archive job reads one bucket"
     return None
 
 
@@ -138,7 +140,11 @@ def build_shards(todo: List[PlannedShard], client: Client, existing: Callable[[]
             that exist).
     """
     report = BuildReport()
-    local = [s for s in todo if one_target(client, [m.source for x in s.samples for m in x.members], s.url)]
+    targets = active_targets(client)
+    # on a multi-target cluster a shard of many members almost never has them all on one target: only
+    # small shards are worth the check (every member's placement)
+    local = [s for s in todo if targets == 1 or (targets > 1 and s.num_samples <= ONE_TARGET_CHECK and one_target(
+        client, (m.source for x in s.samples for m in x.members), s.url))]
     chosen = {s.url for s in local}
     rest = [s for s in todo if s.url not in chosen]
     lock = threading.Lock()
@@ -275,7 +281,8 @@ class _HeaderCheck:
             if len(self._block) < tarwrite.BLOCK:
                 break
             if not _header_matches(self._block, name, size):
-                self.mismatch = f"the header at offset {offset} is not {name!r} ({size} bytes)"
+                found = self._block[:100].split(b"\0")[0].decode("utf-8", "replace")
+                self.mismatch = f"the header at offset {offset} is {found!r}, not {name!r} ({size} bytes)"
             self._block = b""
             self._heads.popleft()
         self._pos = end
@@ -290,11 +297,13 @@ def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> N
 
     Raises: Stopped; AISWdsError (the request or the upload failed, the reply broke off, or its
     layout is not the plan's: the message says which)."""
-    first = parse_url(shard.samples[0].members[0].source)
-    names = [m.name for s in shard.samples for m in s.members]
-    raw: Any = open_batch_archive(client, AISUrl(first.scheme, first.bucket, ""), names)
+    samples = shard.samples
+    first = parse_url(samples[0].members[0].source)
+    raw: Any = open_batch_archive(client, AISUrl(first.scheme, first.bucket, ""),
+                                  [m.name for s in samples for m in s.members])
     writer = open_writer(shard.url, client)
-    check = _HeaderCheck(shard_spans(shard))
+    check = _HeaderCheck(shard_spans(shard, samples))
+    del samples
     total = 0
     try:
         while True:
@@ -326,20 +335,27 @@ def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> N
 
 
 def _relay(shard: PlannedShard, client: Client, stop: threading.Event) -> None:
-    """:func:`_relay_once`, tried up to :data:`BATCH_ATTEMPTS` times. Raises Stopped or PackJobError."""
-    for attempt in range(1, BATCH_ATTEMPTS + 1):
+    """:func:`_relay_once`, tried again (nothing was committed) within the client's ``retry_seconds``:
+    a target that restarts, or a cluster that starts to rebalance, refuses or cuts get-batch requests for
+    a while. A missing source object or a refused token is final at once.
+
+    Raises: Stopped; PackJobError (names the shard and the last cause)."""
+    backoff = Backoff(client.config.retry_seconds)
+    while True:
         try:
             _relay_once(shard, client, stop)
             return
         except AISWdsError as e:
-            if attempt == BATCH_ATTEMPTS or stop.is_set():
-                raise PackJobError(f"AIS's get-batch job could not build this shard ({attempt} attempts): "
-                                   f"{e.message}", url=shard.url,
+            final = isinstance(e, (NotFoundError, AuthError))
+            delay = None if final or stop.is_set() else backoff.next_delay()
+            if delay is None:
+                raise PackJobError(f"AIS's get-batch job could not build this shard ({backoff.attempts + 1} "
+                                   f"attempt(s)): {e.message}", url=shard.url,
                                    hint="check the source objects and the cluster's health, then run again with "
                                         "--resume (finished shards are kept)") from e
-            logger.warning("%s: get-batch attempt %d failed (%s); retrying", shard.url, attempt, e.message)
+            logger.warning("%s: get-batch attempt %d failed (%s); retrying", shard.url, backoff.attempts, e.message)
             client.connections().refresh_cluster_map_soon(0.0)
-            time.sleep(attempt)
+            time.sleep(delay)
 
 
 def _batch(todo: List[PlannedShard], client: Client, *, parallel: int, on_done: Callable[[PlannedShard], None],

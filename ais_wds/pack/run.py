@@ -280,7 +280,7 @@ def pack(
 
         def done(shard: PlannedShard) -> None:
             _count(report, shard)
-            totals.add(len(shard.samples), sum(x.data_size for x in shard.samples))
+            totals.add(shard.num_samples, sum(x.data_size for x in shard.samples) if progress else 0)
 
         built = build_shards(todo, client, lambda: _existing_sizes(dst_pattern, client),
                              parallel=settings.parallel_shards or max(2, workers // 2), on_done=done)
@@ -371,7 +371,7 @@ def _prove_existing(mine: List[PlannedShard], existing: Dict[str, int], todo: Li
 
 def _count(report: PackReport, shard: PlannedShard) -> None:
     report.written.append(shard.url)
-    report.samples += len(shard.samples)
+    report.samples += shard.num_samples
     report.bytes += shard.size
 
 
