@@ -4,7 +4,8 @@
 Sources: ``20k x scale`` objects of 10 KiB and ``2k x scale`` objects of 1 MiB (flat names, jpg+cls
 pairs of equal size), created once and kept. Each engine packs each source into 64 MiB shards under
 a fresh prefix; reported: MB/s and samples/s of the whole call (plan included), client CPU seconds
-(user + system of this process), and how the cluster engine built its shards: AIS archive jobs (members
+(user + system of this process) of the whole call and of the build alone (from the moment the shards
+start to be built, index included; listing and planning, the same for both engines, excluded), and how the cluster engine built its shards: AIS archive jobs (members
 and shard on one target), AIS get-batch streamed into the upload, and archive-job shards that came back
 in another member order (see docs/pack.md).
 """
@@ -40,6 +41,10 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _cpu_into(marks: list) -> Any:
+    return lambda _shards: marks.append(_cpu())
+
+
 def run(client: Any, scale: float = 1.0) -> Dict[str, Any]:
     rows: Dict[str, Dict[str, Any]] = {}
     for label, count, size in (("10 KiB", int(20_000 * scale), 10 << 10), ("1 MiB", int(2_000 * scale), 1 << 20)):
@@ -51,11 +56,12 @@ def run(client: Any, scale: float = 1.0) -> Dict[str, Any]:
         for engine in ("client", "cluster"):
             dst = f"ais://bench-engines-dst/{uuid.uuid4().hex[:8]}/train-%06d.tar"
             cpu, t = _cpu(), time.perf_counter()
-            report = pack(prefix, dst, client, settings, engine=engine)
-            seconds, cpu = time.perf_counter() - t, _cpu() - cpu
+            started: list = []
+            report = pack(prefix, dst, client, settings, engine=engine, on_start=_cpu_into(started))
+            seconds, build_cpu, cpu = time.perf_counter() - t, _cpu() - started[0], _cpu() - cpu
             rows[f"{label}, {engine} engine"] = {
                 "objects": count, "shards": len(plan.shards), "MB/s": report.bytes / seconds / 1e6,
-                "samples/s": report.samples / seconds, "client CPU s": cpu, "seconds": seconds,
+                "samples/s": report.samples / seconds, "client CPU s": cpu, "client CPU s, build": build_cpu, "seconds": seconds,
                 "engine used": report.engine, "archive jobs": len(report.archived),
                 "get-batch": len(report.batched), "misordered": len(report.rebuilt)}
     return {"engines": rows}

@@ -120,6 +120,15 @@ def test_the_default_engine_is_the_cluster_engine_for_ais_buckets_of_one_cluster
     assert _read_back(client, f"ais://{module_bucket}/default/") == objects
 
 
+def test_the_default_engine_is_the_client_engine_for_members_over_128_kib(client, bucket):
+    objects = {f"big/b{i}.{ext}": bytes([i]) * (200 << 10) for i in range(4) for ext in ("cls", "jpg")}
+    for name, data in objects.items():
+        write_bytes(f"ais://{bucket}/{name}", data, client)
+    report = pack(f"ais://{bucket}/big/", f"ais://{bucket}/out/t-%04d.tar", client, samples_per_shard=2)
+    assert report.engine == "client" and "members average 200 KiB" in (report.engine_note or "")
+    assert _read_back(client, f"ais://{bucket}/out/") == objects
+
+
 def _write_source(client: Client, bucket: str, samples: int, size: int) -> dict:
     objects = {}
     for i in range(samples):

@@ -59,6 +59,10 @@ logger = logging.getLogger(__name__)
 CHUNK_SIZE = 8 << 20
 """Objects larger than this are fetched as ranged chunks of this size."""
 ENGINES = ("auto", "client", "cluster")
+AUTO_CLUSTER_MAX_MEMBER = 128 << 10
+"""``engine="auto"`` picks the cluster engine only when members average at most this many bytes: at
+10 KiB it measured 3x the client engine's MB/s, at 100 KiB about the same, at 256 KiB and 1 MiB less
+(docs/pack.md)."""
 DEFAULT_WINDOW = 32 << 20
 """Bytes fetched ahead of the writer, per shard being written."""
 
@@ -144,7 +148,9 @@ class PackSettings:
         index: where to write the shard index (default ``<stem>.index.msgpack`` beside the shards).
         engine: ``"auto"`` (default: ``"cluster"`` when the cluster engine can build the plan, i.e.
             source and destination are ``ais://`` buckets of one AIS cluster and members keep their
-            object names; else ``"client"``), ``"client"`` (GET every member into this process, PUT
+            object names, and the first shard's members average at most :data:`AUTO_CLUSTER_MAX_MEMBER`
+            bytes (128 KiB);
+            else ``"client"``), ``"client"`` (GET every member into this process, PUT
             the shards) or ``"cluster"`` (AIS assembles each shard in plan order, with an archive job
             or get-batch; see :mod:`ais_wds.pack.cluster`). A plan the cluster engine cannot build
             (renamed members, several source buckets per shard, cloud sources, ...) is built by the
@@ -256,7 +262,13 @@ def pack(
     mine = plan.part(*part)
     engine = settings.engine
     if engine in ("auto", "cluster"):
-        report.engine_note = cluster_unsupported(mine, dst_pattern)
+        sizes = [m.size for x in (mine[0].samples if mine else []) for m in x.members]  # the first shard's
+        mean = sum(sizes) / max(1, len(sizes))
+        if engine == "auto" and mean > AUTO_CLUSTER_MAX_MEMBER:
+            report.engine_note = (f"members average {mean / 1024:.0f} KiB; above {AUTO_CLUSTER_MAX_MEMBER >> 10} KiB "
+                                  "the client engine measured faster (--engine cluster forces the cluster engine)")
+        else:
+            report.engine_note = cluster_unsupported(mine, dst_pattern)
         if report.engine_note:
             (logger.warning if engine == "cluster" else logger.info)(
                 "the cluster engine cannot build this plan (%s); using the client engine", report.engine_note)
