@@ -5,12 +5,14 @@
   names of 40 characters): build rate, bytes/object held and at peak (tracemalloc), save and load
   time, load peak, file size; ``epoch_order`` + ``partition`` for rank 0 of 8 (peak bytes/object; wall and
   CPU seconds without tracemalloc; ``random.shuffle`` vs ``epoch_order`` CPU seconds on up to 1M entries);
-  a pack plan of ``1M x scale`` of those objects (bytes/object held by the plan);
+  a pack plan of ``1M x scale`` of those objects (bytes/object held by the plan and at the planning peak,
+  from a prebuilt SourceObject list and from the listing as ``ais-wds pack`` plans; the allocation sites
+  that hold the plan); ``--plan 10000000`` plans that many alone (peak RSS growth above 2M objects);
 * a real listing in the local cluster of ``100k x scale`` objects (created once, kept for later
   runs; more than 50k new objects are made by one AIS promote job from /var/lib/ais/promote):
   objects/s and bytes/object (``--real 1000000`` for the 1M-object figure).
 
-Also runnable alone: ``.venv/bin/python scripts/bench_scale.py [--scale 1] [--real 0]``.
+Also runnable alone: ``.venv/bin/python scripts/bench_scale.py [--scale 1] [--real 0] [--plan N]``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Tuple
 
 from ais_wds.listing import Listing, list_objects
-from ais_wds.pack.plan import PackOptions, make_plan, source_objects
+from ais_wds.pack.plan import PackOptions, iter_source_objects, make_plan, source_objects
 from ais_wds.partition import Part, epoch_order, partition
 
 
@@ -44,6 +46,33 @@ def _measured(fn: Callable[[], Any]) -> Tuple[Any, float, int, int]:
     held, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return out, seconds, held - base, peak - base
+
+
+def _rss_peak(fn: Callable[[], Any]) -> Tuple[Any, float, int]:
+    """``(result, wall seconds, growth of the process's peak RSS)`` of ``fn()``, no tracemalloc (Linux:
+    the peak is reset through /proc/self/clear_refs first)."""
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base, t = _vm_kb("VmRSS"), time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t, (_vm_kb("VmHWM") - base) << 10
+
+
+def _vm_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def _top_sites(fn: Callable[[], Any], top: int = 6) -> Tuple[Any, list]:
+    """``fn()`` and the allocation sites (file:line, bytes) that hold the most of what it returns."""
+    gc.collect()
+    tracemalloc.start()
+    out = fn()
+    snapshot = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    stats = snapshot.filter_traces([tracemalloc.Filter(True, "*ais_wds*")]).statistics("lineno")
+    return out, [(f"{os.path.relpath(s.traceback[0].filename)}:{s.traceback[0].lineno}", s.size) for s in stats[:top]]
 
 
 def _timed(fn: Callable[[], Any]) -> Tuple[Any, float, float]:
@@ -90,16 +119,45 @@ def synthetic(n: int, plan_n: int) -> Dict[str, Any]:
     row.update(shuffle_reference_objects=ref_n, random_shuffle_cpu_s=ref_cpu, epoch_order_cpu_s=fast_cpu)
     sub = loaded.select(range(plan_n))
     del loaded
-    objs = source_objects("ais://bench-scale/", sub.urls, sub.sizes)
-    del sub
-    plan, plan_s, plan_held, plan_peak = _measured(
-        lambda: make_plan(objs, "ais://dst/train-%06d.tar", PackOptions(shard_size=256 << 20)))
-    row.update(plan_objects=plan_n, plan_s=plan_s, plan_held_bytes_per_object=plan_held / plan_n,
-               plan_peak_bytes_per_object=plan_peak / plan_n, plan_shards=len(plan.shards))
-    del plan
-    _, plan_plain_s, plan_cpu = _timed(
-        lambda: make_plan(objs, "ais://dst/train-%06d.tar", PackOptions(shard_size=256 << 20)))
+    row.update(plan(sub))
+    return row
+
+
+def plan(listing: Listing, rss_only: bool = False) -> Dict[str, Any]:
+    """A pack plan of ``listing`` (256 MiB shards): bytes/object held by the plan and at the planning peak,
+    from a prebuilt list of SourceObjects (tracemalloc; the list itself not counted) and from the listing
+    through :func:`iter_source_objects` as ``ais-wds pack`` plans (tracemalloc, and peak RSS growth without
+    it); the allocation sites that hold the finished plan; CPU seconds."""
+    import numpy  # noqa: F401  (the planner's sort; loaded before any peak is taken, as pack has it loaded)
+
+    n = len(listing)
+    options = PackOptions(shard_size=256 << 20)
+
+    def from_listing() -> Any:
+        return make_plan(iter_source_objects("ais://bench-scale/", listing.urls, listing.sizes),
+                         "ais://dst/train-%06d.tar", options)
+
+    row: Dict[str, Any] = {"plan_objects": n}
+    result, rss_s, rss_peak = _rss_peak(from_listing)
+    row.update(plan_from_listing_s_plain=rss_s, plan_from_listing_rss_peak_bytes_per_object=rss_peak / n,
+               plan_shards=len(result.shards))
+    del result
+    if rss_only:
+        return row
+    prebuilt = functools.partial(make_plan, source_objects("ais://bench-scale/", listing.urls, listing.sizes),
+                                 "ais://dst/train-%06d.tar", options)
+    result, plan_s, plan_held, plan_peak = _measured(prebuilt)
+    row.update(plan_s=plan_s, plan_held_bytes_per_object=plan_held / n, plan_peak_bytes_per_object=plan_peak / n)
+    del result
+    _, plan_plain_s, plan_cpu = _timed(prebuilt)
     row.update(plan_s_plain=plan_plain_s, plan_cpu_s=plan_cpu)
+    del prebuilt
+    result, _, held, peak = _measured(from_listing)
+    row.update(plan_from_listing_held_bytes_per_object=held / n, plan_from_listing_peak_bytes_per_object=peak / n)
+    del result
+    result, sites = _top_sites(from_listing)
+    row["plan_held_by"] = {site: round(size / n, 1) for site, size in sites}  # bytes/object per allocation site
+    return row
     return row
 
 
@@ -179,7 +237,15 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--real", type=int, default=0, help="also list this many real objects in the cluster")
+    p.add_argument("--plan", type=int, default=0,
+                   help="only plan this many synthetic objects (e.g. 10000000; peak RSS only above 2M)")
     a = p.parse_args()
+    if a.plan:
+        synth = Listing()
+        for i in range(a.plan):
+            synth.append(_url(i), 100 << 10)
+        print(json.dumps(plan(synth, rss_only=a.plan > 2_000_000), indent=1))
+        raise SystemExit(0)
     result: Dict[str, Any] = {"synthetic": synthetic(max(100_000, int(10_000_000 * a.scale)),
                                                      max(10_000, int(1_000_000 * a.scale)))}
     if a.real:

@@ -69,3 +69,17 @@ def test_plan_is_identical_to_the_per_key_object_planner(case):
     options, expected = CASES[case]
     plan = make_plan(mixed_objects(), "ais://dst/s-%04d.tar", options)
     assert digest(plan) == expected
+
+
+def test_keys_longer_than_the_numpy_prefix_sort_like_str_and_keep_listing_order_on_a_conflict():
+    deep = "d" * 70 + "/"  # every key shares more than SORT_PREFIX bytes
+    names = [f"{deep}{'x' * (i % 5)}k{i:03d}.{ext}" for i in range(200) for ext in ("jpg", "cls")]
+    names += [f"{deep}é{i}.jpg" for i in range(5)] + [f"{deep}k.jpg", f"{deep}k.JPG", "short.jpg"]
+    random.Random(1).shuffle(names)
+    objs = source_objects("ais://src/", [f"ais://src/{n}" for n in names], [1] * len(names))
+    plan = make_plan(objs, "ais://dst/s-%04d.tar", PackOptions())
+    keys = [x.key for s in plan.shards for x in s.samples]
+    assert keys == sorted({n.split(".")[0] for n in names})
+    (conflict,) = plan.conflicts
+    first, second = sorted((f"{deep}k.jpg", f"{deep}k.JPG"), key=names.index)
+    assert conflict.urls == (f"ais://src/{first}", f"ais://src/{second}")

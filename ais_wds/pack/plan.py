@@ -9,7 +9,9 @@ Steps (see :func:`make_plan`):
 
 1. each object name is split into a sample key and an extension by a :class:`KeyRule`;
 2. objects are grouped by key into samples; two files with the same key and extension, or two raw
-   keys that become the same written key, are :class:`Conflict` s;
+   keys that become the same written key, are :class:`Conflict` s. Grouping keeps no object per file or
+   per key: keys, sizes and URLs go into flat arrays in one pass (:class:`_Columns`), numpy sorts the keys,
+   and each sample is assembled from its run of the sorted order;
 3. ``exts`` + ``missing_extension`` decide what happens to samples that lack an extension;
 4. samples are sorted by key (then shuffled with ``shuffle_seed`` if given); members within a sample
    are ordered by ``exts`` then alphabetically;
@@ -30,7 +32,7 @@ import random
 import re
 from array import array
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .._core.shuffle import shuffled_range
 from ..errors import ConfigError, PackError
@@ -40,6 +42,12 @@ from ..urls import expand_urls, parse_url
 
 MISSING_EXTENSION_ACTIONS = ("ignore", "warn", "abort", "exclude")
 DEFAULT_SHARD_SIZE = 256 << 20
+
+SORT_PREFIX = 64
+"""Bytes of each sample key that numpy sorts on (keys that share a longer prefix are ordered in Python)."""
+
+SORT_CHUNK = 1 << 12
+"""Keys copied into the sort array per numpy step (bounds its temporary index arrays to a few MiB)."""
 
 
 
@@ -156,23 +164,28 @@ class SourceObject:
     size: int
 
 
-def source_objects(source: str, urls: Sequence[str], sizes: Sequence[int], *,
-                   strip_prefix: bool = False) -> List[SourceObject]:
-    """:class:`SourceObject` s for the objects listed under ``source``.
+def iter_source_objects(source: str, urls: Iterable[str], sizes: Iterable[int], *,
+                        strip_prefix: bool = False) -> Iterator[SourceObject]:
+    """:class:`SourceObject` s for the objects listed under ``source``, one at a time (what
+    :func:`make_plan` takes without holding an object per listed file).
 
     Args:
         source: the prefix URL that was listed (e.g. ``ais://src/train/``).
-        urls, sizes: what was listed (parallel sequences).
+        urls, sizes: what was listed (parallel iterables, e.g. a Listing's ``urls`` and ``sizes``).
         strip_prefix: drop the directory part of the source prefix from the names (``ais://src/train/``
             makes ``train/n01/x.jpg`` into ``n01/x.jpg``); otherwise names are full object names.
     """
     base = parse_url(source).path
     cut = base.rfind("/") + 1 if strip_prefix else 0
-    out = []
     for url, size in zip(urls, sizes):
         name = parse_url(url).path
-        out.append(SourceObject(url, name[cut:] if name.startswith(base[:cut]) else name, max(int(size), 0)))
-    return out
+        yield SourceObject(url, name[cut:] if name.startswith(base[:cut]) else name, max(int(size), 0))
+
+
+def source_objects(source: str, urls: Sequence[str], sizes: Sequence[int], *,
+                   strip_prefix: bool = False) -> List[SourceObject]:
+    """:func:`iter_source_objects` as a list."""
+    return list(iter_source_objects(source, urls, sizes, strip_prefix=strip_prefix))
 
 
 @dataclass(frozen=True)
@@ -228,54 +241,51 @@ class PlannedSample:
 
 
 class _Store:
-    """Every planned member and sample of a plan in a few flat arrays (about ``len(url) + 36`` bytes per
-    one-member sample, against ~320 for the objects): member ``i``'s source URL and tar name in one UTF-8
-    blob (the name stored only when it is not the URL's tail), its size and header size; sample ``s``'s
-    members ``first[s]..first[s + 1] - 1`` and its key, always a prefix of its first member's name.
-    :class:`PlannedSample` / :class:`PlannedMember` objects are built only for the shard being looked at.
+    """Every planned member and sample of a plan in a few flat arrays (about ``len(url) + 44`` bytes per
+    one-member sample, against ~320 for the objects).
+
+    The listed objects' columns, in listing order (:class:`_Columns`): each one's source URL and tar name
+    in one UTF-8 blob (the name stored only when it is not the URL's tail) and its size. The plan's
+    members in plan order: ``perm[i]``, the column of member ``i``, and its header size; sample ``s``'s
+    members are ``first[s]..first[s + 1] - 1``, its key a prefix (``key_bytes[s]`` bytes) of its first
+    member's name. :class:`PlannedSample` / :class:`PlannedMember` objects are built only for the shard
+    being looked at.
     """
 
-    __slots__ = ("blob", "ends", "name_bytes", "sizes", "headers", "first", "key_bytes")
+    __slots__ = ("columns", "sizes", "perm", "headers", "first", "key_bytes")
 
-    def __init__(self) -> None:
-        self.blob = bytearray()
-        self.ends = array("q")  # member i's text: blob[ends[i - 1]:ends[i]]
-        self.name_bytes = array("i")  # > 0: the name is the text's tail; < 0: the name follows the URL
-        self.sizes = array("q")
+    def __init__(self, columns: _Columns) -> None:
+        self.columns = columns
+        self.sizes = columns.sizes
+        self.perm = array("q")  # member i is column perm[i]
         self.headers = array("i")
         self.first = array("q", [0])  # sample s: members first[s]..first[s + 1] - 1
         self.key_bytes = array("i")
 
-    def add_member(self, name: str, url: str, size: int, header: int) -> None:
-        raw_url, raw_name = url.encode(), name.encode()
-        self.blob += raw_url
-        if raw_url.endswith(raw_name):
-            self.name_bytes.append(len(raw_name))
-        else:
-            self.blob += raw_name
-            self.name_bytes.append(-len(raw_name))
-        self.ends.append(len(self.blob))
-        self.sizes.append(size)
+    def add_member(self, column: int, header: int) -> None:
+        self.perm.append(column)
         self.headers.append(header)
 
-    def end_sample(self, key: str) -> None:
-        self.first.append(len(self.sizes))
-        self.key_bytes.append(len(key.encode()))
+    def end_sample(self, key_bytes: int) -> None:
+        self.first.append(len(self.perm))
+        self.key_bytes.append(key_bytes)
 
     def __len__(self) -> int:
         return len(self.key_bytes)
 
     def length(self, sample: int) -> int:
         """Bytes of the sample's members in the tar (headers, data, padding)."""
-        return sum(h + z + tarwrite.padding(z) for h, z in zip(self.headers[self.first[sample]:self.first[sample + 1]],
-                                                             self.sizes[self.first[sample]:self.first[sample + 1]]))
+        sizes, perm, headers = self.sizes, self.perm, self.headers
+        total = 0
+        for i in range(self.first[sample], self.first[sample + 1]):
+            z = sizes[perm[i]]
+            total += headers[i] + z + tarwrite.padding(z)
+        return total
 
     def member(self, i: int) -> PlannedMember:
-        start, end, nb = self.ends[i - 1] if i else 0, self.ends[i], self.name_bytes[i]
-        text = bytes(self.blob[start:end])
-        url_end = len(text) if nb > 0 else len(text) + nb
-        return PlannedMember(text[len(text) - abs(nb):].decode(), text[:url_end].decode(), self.sizes[i],
-                             self.headers[i])
+        j = self.perm[i]
+        url, name = self.columns.url_name(j)
+        return PlannedMember(name, url, self.sizes[j], self.headers[i])
 
     def sample(self, s: int, offset: int) -> PlannedSample:
         members = [self.member(i) for i in range(self.first[s], self.first[s + 1])]
@@ -456,65 +466,163 @@ class ShardNames:
 # the planner
 
 
-class _Group:
-    """One written key while planning: its raw key(s) and files. Slotted, with a set of raw keys only when
-    there are two (a conflict): there is one per sample of the job until the plan is built."""
+class _Columns:
+    """The keyed objects of a listing while planning, in listing order, in flat arrays (no object per
+    key or per file): URL + tar name blob, sizes (what :class:`_Store` keeps), and for grouping the
+    written key, the raw key when it differs, and the extension's length (a suffix of the tar name)."""
 
-    __slots__ = ("raw", "files")
+    __slots__ = ("blob", "ends", "name_bytes", "sizes", "keys", "key_ends", "raws", "raw_ends", "ext_chars")
 
-    def __init__(self, raw: str):
-        self.raw: Union[str, Set[str]] = raw
-        self.files: Dict[str, Tuple[str, str, SourceObject]] = {}  # ext (lower) -> (member name, ext, source)
+    def __init__(self) -> None:
+        self.blob = bytearray()
+        self.ends = array("q")  # column j's text: blob[ends[j - 1]:ends[j]]
+        self.name_bytes = array("i")  # > 0: the name is the text's tail; < 0: the name follows the URL
+        self.sizes = array("q")
+        self.keys = bytearray()
+        self.key_ends = array("q")
+        self.raws = bytearray()  # the raw key where it differs from the written one, else nothing
+        self.raw_ends = array("q")
+        self.ext_chars = array("i")
 
-    def add_raw(self, raw: str) -> None:
-        if isinstance(self.raw, str):
-            if raw != self.raw:
-                self.raw = {self.raw, raw}
+    def add(self, url: str, name: str, size: int, raw: str, key: str, ext: str) -> None:
+        raw_url, raw_name = url.encode(), name.encode()
+        self.blob += raw_url
+        if raw_url.endswith(raw_name):
+            self.name_bytes.append(len(raw_name))
         else:
-            self.raw.add(raw)
+            self.blob += raw_name
+            self.name_bytes.append(-len(raw_name))
+        self.ends.append(len(self.blob))
+        self.sizes.append(size)
+        self.keys += key.encode()
+        self.key_ends.append(len(self.keys))
+        if raw != key:
+            self.raws += raw.encode()
+        self.raw_ends.append(len(self.raws))
+        self.ext_chars.append(len(ext))
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def drop_keys(self) -> None:
+        """Free what only grouping needs (keys, raw keys, extension lengths)."""
+        self.keys, self.key_ends, self.raws, self.raw_ends = bytearray(), array("q"), bytearray(), array("q")
+        self.ext_chars = array("i")
+
+    def key(self, j: int) -> bytes:
+        return bytes(self.keys[self.key_ends[j - 1] if j else 0:self.key_ends[j]])
+
+    def raw(self, j: int) -> bytes:
+        raw = self.raws[self.raw_ends[j - 1] if j else 0:self.raw_ends[j]]
+        return bytes(raw) if raw else self.key(j)
+
+    def url_name(self, j: int) -> Tuple[str, str]:
+        start, end, nb = self.ends[j - 1] if j else 0, self.ends[j], self.name_bytes[j]
+        text = bytes(self.blob[start:end])
+        return text[:len(text) if nb > 0 else len(text) + nb].decode(), text[len(text) - abs(nb):].decode()
+
+    def key_order(self) -> Iterator[int]:
+        """Column numbers sorted by written key (UTF-8 byte order, i.e. ``str`` order), equal keys in listing
+        order. numpy sorts fixed-width prefixes of the keys (at most :data:`SORT_PREFIX` bytes); runs of equal
+        prefixes among longer keys are finished in Python."""
+        n = len(self)
+        if n == 0 or b"\0" in self.keys:  # numpy's 'S' comparisons ignore trailing NULs
+            return iter(sorted(range(n), key=self.key))
+        import numpy as np
+
+        ends = np.frombuffer(self.key_ends, dtype=np.int64)
+        starts = np.concatenate(([0], ends[:-1]))
+        lengths = ends - starts
+        longest = int(lengths.max())
+        width = max(1, min(longest, SORT_PREFIX))
+        blob = np.frombuffer(self.keys, dtype=np.uint8)
+        prefixes = np.zeros((n, width), dtype=np.uint8)
+        for a in range(0, n, SORT_CHUNK):  # bounded temporaries: about SORT_CHUNK x width indices at a time
+            b = min(n, a + SORT_CHUNK)
+            take = np.minimum(lengths[a:b], width)
+            rows = np.repeat(np.arange(b - a), take)
+            cols = np.arange(int(take.sum())) - np.repeat(np.cumsum(take) - take, take)
+            prefixes[a:b][rows, cols] = blob[np.repeat(starts[a:b], take) + cols]
+            del take, rows, cols
+        keys = prefixes.view(f"S{width}").ravel()
+        order = np.argsort(keys, kind="stable")
+        if longest <= width:
+            del keys, prefixes
+            return _chunked(order)
+        sorted_keys = keys[order]
+        del keys, prefixes
+        ties = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1]).tolist()  # position p ties with p + 1
+        del sorted_keys
+        return self._finish_ties(order, ties)
+
+    def _finish_ties(self, order: Any, ties: List[int]) -> Iterator[int]:
+        pos, t = 0, 0
+        while t < len(ties):
+            first = last = ties[t]
+            while t + 1 < len(ties) and ties[t + 1] == last + 1:
+                t += 1
+                last = ties[t]
+            t += 1
+            yield from _chunked(order[pos:first])
+            yield from sorted(order[first:last + 2].tolist(), key=self.key)  # stable: equal keys keep their order
+            pos = last + 2
+        yield from _chunked(order[pos:])
 
 
-def _group(objects: Iterable[SourceObject], rule: KeyRule, plan: Plan) -> Dict[str, _Group]:
-    groups: Dict[str, _Group] = {}
+def _chunked(order: Any, chunk: int = 1 << 16) -> Iterator[int]:
+    """The ints of a numpy array, a list of ``chunk`` at a time (never one Python int per element at once)."""
+    for a in range(0, len(order), chunk):
+        yield from order[a:a + chunk].tolist()
+
+
+def _group(objects: Iterable[SourceObject], rule: KeyRule, plan: Plan) -> _Columns:
+    """Pass 1: split every object's name; unkeyed ones go to ``plan.unkeyed``, the others into columns."""
+    columns = _Columns()
+    wds = rule.spec == "wds"
     for obj in objects:
         split = rule.split(obj.name)
         if split is None:
             plan.unkeyed.append(obj.url)
             continue
         raw, key, ext = split
-        member = obj.name if rule.spec == "wds" else f"{key}.{ext}"
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = _Group(raw)
-        else:
-            g.add_raw(raw)
-        lower = ext.lower()
-        if lower in g.files:
-            plan.conflicts.append(Conflict(key, f"two files with extension {lower!r}",
-                                           (g.files[lower][2].url, obj.url)))
-            continue
-        g.files[lower] = (member, ext, obj)
-    for key, g in groups.items():
-        if not isinstance(g.raw, str):
-            urls = tuple(src.url for _, _, src in g.files.values())
-            plan.conflicts.append(Conflict(key, f"different keys {sorted(g.raw)} map to the same written key",
-                                           urls))
-    return groups
+        columns.add(obj.url, obj.name if wds else f"{key}.{ext}", obj.size, raw, key, ext)
+    return columns
 
 
-def _samples(groups: Dict[str, _Group], options: PackOptions, plan: Plan) -> _Store:
-    """The samples in key order, into a :class:`_Store`; ``groups`` is emptied on the way (memory)."""
+def _samples(columns: _Columns, options: PackOptions, plan: Plan) -> _Store:
+    """Pass 2: the samples in key order into a :class:`_Store`, with the conflicts, incomplete and excluded
+    samples exactly as a per-key grouping in listing order finds them: a second file of a sample with the
+    same extension (case-insensitive) is a conflict where it is listed and is left out; different raw keys
+    that make the same written key are a conflict of that key, in the order keys are first listed."""
     required = options.exts
     rank = {e: i for i, e in enumerate(required)}
-    store = _Store()
-    for key in sorted(groups):
-        files = groups.pop(key).files
+    store = _Store(columns)
+    file_conflicts: List[Tuple[int, Conflict]] = []
+    key_conflicts: List[Tuple[int, Conflict]] = []
+
+    def flush(key_raw: bytes, group: List[int]) -> None:
+        key = key_raw.decode()
+        files: Dict[str, Tuple[int, str]] = {}  # ext (lower) -> (column, member name)
+        raws = set()
+        for j in group:  # listing order
+            raws.add(columns.raw(j))
+            url, name = columns.url_name(j)
+            lower = name[len(name) - columns.ext_chars[j]:].lower()
+            if lower in files:
+                first_url = columns.url_name(files[lower][0])[0]
+                file_conflicts.append((j, Conflict(key, f"two files with extension {lower!r}", (first_url, url))))
+                continue
+            files[lower] = (j, name)
+        if len(raws) > 1:
+            urls = tuple(columns.url_name(j)[0] for j, _ in files.values())
+            key_conflicts.append((group[0], Conflict(
+                key, f"different keys {sorted(r.decode() for r in raws)} map to the same written key", urls)))
         if required:
             missing = tuple(e for e in required if e not in files)
             if missing:
                 if options.missing_extension == "exclude":
                     plan.excluded_samples += 1
-                    continue
+                    return
                 if options.missing_extension != "ignore":
                     plan.incomplete.append((key, missing))
             if options.missing_extension == "exclude":
@@ -522,9 +630,24 @@ def _samples(groups: Dict[str, _Group], options: PackOptions, plan: Plan) -> _St
                 plan.dropped_members += len(extra)
                 files = {e: v for e, v in files.items() if e in rank}
         for e in sorted(files, key=lambda e: (rank.get(e, len(rank)), e)):
-            name, _, src = files[e]
-            store.add_member(name, src.url, src.size, tarwrite.header_size(name, src.size))
-        store.end_sample(key)
+            j, name = files[e]
+            store.add_member(j, tarwrite.header_size(name, columns.sizes[j]))
+        store.end_sample(len(key_raw))
+
+    group: List[int] = []
+    current = b""
+    for j in columns.key_order():
+        key = columns.key(j)
+        if group and key != current:
+            flush(current, group)
+            group = []
+        current = key
+        group.append(j)
+    if group:
+        flush(current, group)
+    plan.conflicts.extend(c for _, c in sorted(file_conflicts, key=lambda x: x[0]))
+    plan.conflicts.extend(c for _, c in sorted(key_conflicts, key=lambda x: x[0]))
+    columns.drop_keys()
     return store
 
 
@@ -561,7 +684,9 @@ def make_plan(objects: Iterable[SourceObject], dst_pattern: str, options: PackOp
     """Plan how ``objects`` become shards named by ``dst_pattern``.
 
     Args:
-        objects: the listed source objects (see :func:`source_objects`); their order does not matter.
+        objects: the listed source objects (see :func:`iter_source_objects`), read once; their order does
+            not matter. A generator keeps one at a time: the plan itself holds about ``len(url) + 44`` bytes
+            per member, and planning peaks at about twice that plus the sample keys.
         dst_pattern: shard URL template (see :class:`ShardNames`).
         options: key rule, extensions, shard size, shuffle seed, ...
 
