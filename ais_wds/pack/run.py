@@ -49,9 +49,9 @@ from .plan import (
     PlannedMember,
     PlannedShard,
     ShardNames,
+    iter_source_objects,
     make_plan,
     parse_size,
-    source_objects,
 )
 
 logger = logging.getLogger(__name__)
@@ -194,10 +194,10 @@ def plan_pack(sources: Union[str, Sequence[str]], dst_pattern: str, client: Unio
         EmptyListingError: a source matched nothing. ConfigError / PackError: bad options or template.
     """
     client = Client.of(client)
-    objects = []
-    for source in expand_urls([sources] if isinstance(sources, str) else list(sources)):
-        listing = list_objects(source, client)
-        objects.extend(source_objects(source, listing.urls, listing.sizes, strip_prefix=strip_prefix))
+    listed = [(source, list_objects(source, client))
+              for source in expand_urls([sources] if isinstance(sources, str) else list(sources))]
+    objects = (obj for source, listing in listed  # one SourceObject at a time: the listings are compact
+               for obj in iter_source_objects(source, listing.urls, listing.sizes, strip_prefix=strip_prefix))
     return make_plan(objects, dst_pattern, options)
 
 
