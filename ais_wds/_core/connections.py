@@ -52,6 +52,7 @@ class Connections:
         self._smap_retry_after = 0.0
         self._smap_lock = threading.Lock()
         self._direct_off_until = 0.0
+        self._refused_but_served = 0
         self._qparams: Dict[Tuple[str, str, str, str], str] = {}
         self._lock = threading.Lock()
         self._batch_sdk: Any = None
@@ -235,6 +236,7 @@ class Connections:
             self.refresh_cluster_map_soon()
             return None, True
         if resp.status in (200, 206):
+            self._refused_but_served = 0
             return resp, False
         logger.debug("%s: the target answered %d; asking the gateway", u, resp.status)
         resp.release_conn() if preload else resp.close()
@@ -242,21 +244,30 @@ class Connections:
         return None, False
 
     def direct_unreachable(self) -> None:
-        """A target refused a direct GET that the gateway then served: targets are not reachable from this
-        client (e.g. behind a Kubernetes service), or the map is stale. Direct GETs stay off (everything
-        goes through the gateway) for :data:`DIRECT_OFF_SECONDS` s, and the map is fetched again."""
-        if time.monotonic() >= self._direct_off_until:
-            logger.warning("a target refused a direct GET that the gateway served; reading through the gateway "
-                           "%s for %.0fs", self.config.endpoint, DIRECT_OFF_SECONDS)
-        self._direct_off_until = time.monotonic() + DIRECT_OFF_SECONDS
+        """A target refused a direct GET that the gateway then served: the target was restarting, the map
+        is stale (it is fetched again), or targets are not reachable from this client (e.g. behind a
+        Kubernetes service). After :data:`DIRECT_REFUSALS_OFF` of these in a row (no direct GET served in
+        between), direct GETs stay off (everything goes through the gateway) for
+        :data:`DIRECT_OFF_SECONDS` s."""
         self.refresh_cluster_map_soon(0.0)
+        self._refused_but_served += 1
+        if self._refused_but_served < DIRECT_REFUSALS_OFF:  # a target that was restarting: it happens
+            return
+        self._refused_but_served = 0
+        if time.monotonic() >= self._direct_off_until:
+            logger.warning("targets refused %d direct GETs in a row that the gateway served; reading through the "
+                           "gateway %s for %.0fs", DIRECT_REFUSALS_OFF, self.config.endpoint, DIRECT_OFF_SECONDS)
+        self._direct_off_until = time.monotonic() + DIRECT_OFF_SECONDS
 
 
 CLUSTER_MAP_RETRY = 5.0
 """Seconds between attempts to fetch a cluster map that is due while the gateway does not answer."""
 
 DIRECT_OFF_SECONDS = 30.0
-"""Seconds direct-to-target GETs stay off after a target refused one that the gateway then served."""
+"""Seconds direct-to-target GETs stay off once targets look unreachable from this client."""
+
+DIRECT_REFUSALS_OFF = 3
+"""Direct GETs refused in a row, each then served by the gateway, that make targets look unreachable."""
 
 BATCH_READ_TIMEOUT = 5.0
 """Seconds a batch GET reply may stall between bytes before its missing entries are fetched one by one."""

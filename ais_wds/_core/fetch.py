@@ -53,6 +53,9 @@ MISSING_DIR = "__404__/"
 BATCH_FAILURES_OFF = 3
 """Whole batch requests failing in a row after which a BatchGetter uses per-object GETs for a while."""
 BATCH_OFF_SECONDS = 60.0
+BATCH_UNSTABLE_OFF_SECONDS = 10.0
+"""Seconds a BatchGetter uses per-object GETs after a batch reply showed the cluster changing
+(see :func:`_cluster_changing`)."""
 FETCH_METHODS = ("get", "batch")
 
 
@@ -156,21 +159,28 @@ class BatchGetter:
             results = self._request(parsed, urls)
         except Exception as e:  # noqa: BLE001 - the per-object path reports precise per-URL errors
             self._failures += 1
-            if self._failures >= BATCH_FAILURES_OFF:
-                self._off_until = time.monotonic() + BATCH_OFF_SECONDS
+            off = ""
+            if _cluster_changing(e):
+                off = self._pause(BATCH_UNSTABLE_OFF_SECONDS)
+            elif self._failures >= BATCH_FAILURES_OFF:
+                off = self._pause(BATCH_OFF_SECONDS)
             logger.warning("batch GET of %d objects failed (%s: %s); fetching them one by one%s", len(urls),
-                           type(e).__name__, " ".join(str(e).split())[:300],
-                           f"; batch GET off for {BATCH_OFF_SECONDS:.0f}s" if self._failures >= BATCH_FAILURES_OFF
-                           else "")
+                           type(e).__name__, " ".join(str(e).split())[:300], off)
             return self.single.fetch(urls)
         self._failures = 0
         # entries AIS could not serve in the batch (None): ask again for the exact error
         return [r if r is not None else self.single.get(urls[i]) for i, r in enumerate(results)]
 
+    def _pause(self, seconds: float) -> str:
+        """Per-object GETs only for ``seconds``; the words for the log line."""
+        self._off_until = max(self._off_until, time.monotonic() + seconds)
+        return f"; batch GET off for {seconds:.0f}s"
+
     def _request(self, parsed: Sequence[AISUrl], urls: Sequence[str]) -> List[Optional[Result]]:
         """One batch GET. A reply that breaks off (cut, stalled past the batch read timeout, or short
         after a target restart) keeps the entries that arrived whole; the rest come back as None, to be
-        fetched one by one. Raises only when nothing arrived."""
+        fetched one by one. Raises only when nothing arrived. A reply that shows the cluster changing
+        (short, stalled, or an error from AIS) turns batch GET off for :data:`BATCH_UNSTABLE_OFF_SECONDS`."""
         first = parsed[0]
         sdk = self.client.connections().batch_sdk
         batch = sdk.batch(bucket=self.client.bucket(first), cont_on_err=True, streaming_get=True)
@@ -184,9 +194,10 @@ class BatchGetter:
             raw.close()
             if not out:
                 raise
+            off = self._pause(BATCH_UNSTABLE_OFF_SECONDS) if _cluster_changing(e) else ""
             logger.warning("batch GET of %d objects broke off after %d entries (%s: %s); fetching the other %d "
-                           "one by one", len(urls), len(out), type(e).__name__, " ".join(str(e).split())[:200],
-                           len(urls) - len(out))
+                           "one by one%s", len(urls), len(out), type(e).__name__, " ".join(str(e).split())[:200],
+                           len(urls) - len(out), off)
             return out + [None] * (len(parsed) - len(out))
         except BaseException:
             raw.close()
@@ -215,7 +226,27 @@ class BatchGetter:
             else:
                 raise TarFormatError(f"batch reply entry {i} is {name!r}, expected {expected!r}", url=urls[i])
         if len(out) != len(parsed):
-            raise TarFormatError(f"batch reply has {len(out)} entries, {len(parsed)} requested")
+            raise _ShortReply(f"batch reply has {len(out)} entries, {len(parsed)} requested")
+
+
+class _ShortReply(TarFormatError):
+    """A batch reply that ended cleanly with fewer entries than requested (a target left or rejoined)."""
+
+
+def _cluster_changing(exc: BaseException) -> bool:
+    """True when a failed batch GET says the cluster is changing (a target down, restarting or rejoining:
+    AIS answered an error, the reply ended short, or it stalled), not that a connection broke. Batch
+    replies depend on every target streaming its entries to the designated one, so right after a target
+    restart they come back short or stall (measured: 0-30 of 32 entries, stalls of the whole read
+    timeout) while per-object GETs already work."""
+    import socket
+
+    import requests
+    import urllib3.exceptions as u3
+    from aistore.sdk.errors import AISError
+
+    return isinstance(exc, (AISError, _ShortReply, u3.ReadTimeoutError, requests.exceptions.ReadTimeout,
+                            socket.timeout))
 
 
 def read_ranges_batched(client: Client, url: str, ranges: Sequence[Tuple[int, int]]) -> List[bytes]:
