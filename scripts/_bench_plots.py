@@ -107,7 +107,7 @@ def _pack_engines(plt: Any, results: Dict[str, Any]) -> Any:
         ax.set_xticks(range(len(sizes)), [f"{s} objects" for s in sizes])
         ax.set_title(metric)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Section 8: ais-wds pack, client engine vs cluster engine (AIS archive jobs)")
+    fig.suptitle("Section 8: ais-wds pack, client engine vs cluster engine (AIS get-batch)")
     return fig
 
 

@@ -265,7 +265,7 @@ def markdown(results: Dict[str, Any]) -> str:
                        ("pack", "4. Packing"), ("startup", "5. Start-up: import and CLI, vs import aistore.sdk"),
                        ("resume", "6. Resume: cost of state tracking, time to resume mid-shard"),
                        ("scale", "7. Scale: 10M-object listings, partition and plan memory"),
-                       ("pack_engines", "8. Pack engines: client vs cluster (AIS archive jobs)"),
+                       ("pack_engines", "8. Pack engines: client vs cluster (AIS get-batch / archive jobs)"),
                        ("loader", "9. Loader end to end: DataLoader(num_workers=N) into the main process")):
         out += ["", f"## {title}", ""] + _section(results.get(key) or {"status": "not run"})
     return "\n".join(out) + "\n"
