@@ -224,3 +224,13 @@ def test_epochs_advance_with_persistent_and_non_persistent_workers(data, ais_end
     epochs = [list(loader) for _ in range(3)]
     assert all(sorted(e) == sorted(shard_keys()) for e in epochs)
     assert epochs[0] != epochs[1] != epochs[2]
+
+
+def test_pipes_over_a_lazy_source_run_under_a_stateful_loader_but_refuse_even_and_resume(data, ais_endpoint):
+    urls = [f"{data['objects']}obj-{i:03d}.bin" for i in range(6)]
+    with pytest.raises(ais_wds.ConfigError, match="lazy source"):
+        ais_wds.AISFileLoader(ais_endpoint, iter(urls), even="drop")
+    loader = StatefulDataLoader(ais_wds.AISFileLoader(ais_endpoint, iter(urls)), batch_size=2, collate_fn=loader_names)
+    assert [n for b in loader for n in b] == [u.rsplit("/", 1)[1] for u in urls]
+    with pytest.raises(ais_wds.ConfigError, match="cannot resume"):
+        ais_wds.AISFileLoader(ais_endpoint, iter(urls)).load_state_dict(loader.state_dict())

@@ -196,3 +196,13 @@ def test_aligned_shares_resume_elastically_through_a_job_state():
     consumed = [s for st in states for s in list(slots(PartPlan.make(0, 95, "drop", (), 2, 3, st["rank"], st["worker"],
                                                                      align=8).runs))[:st["progress"][0]]]
     assert sorted(left + consumed) == list(range(95))
+
+
+def test_job_state_of_a_finished_epoch_under_even_drop_starts_the_next_one():
+    states = []
+    for r in range(3):  # 10 slots at world 3: 3 each, slot 9 left out
+        plan = PartPlan.make(2, 10, "drop", (), 3, 1, r, 0)
+        plan.progress = (plan.length, 0)
+        states.append(plan.state())
+    job = merge_job_state(states)
+    assert (job["epoch"], job["layers"]) == (3, [])

@@ -79,6 +79,10 @@ class _Pipe(IterableDataset):
         """Every item of the source, when it is concrete; None for a lazy source."""
         raise NotImplementedError
 
+    def _check_even(self, source: Any) -> None:
+        if self.even is not None and source is not None:
+            self._concrete(f"give every rank the same count (even={self.even!r})")
+
     def _identity(self, items: Sequence[Any]) -> Dict[str, Any]:
         return {"dataset": self.what, "num_objects": len(items)}
 
@@ -142,7 +146,8 @@ class AISFileLister(_Pipe):
             rank's and worker's share. An :class:`AISFileLoader` reading from this lister takes all its
             URLs and splits them itself.
         rank, world_size: this rank; default: detected now, in the building process.
-        even: None, ``"drop"`` or ``"repeat"``: the same count on every rank (concrete source).
+        even: None, ``"drop"`` or ``"repeat"``: the same count on every rank (a concrete source only:
+            else ConfigError).
 
     A concrete source is listed once per job, now (on rank 0, shared over torch.distributed); ``len()``
     and ``state_dict()`` / ``load_state_dict()`` (exact and elastic resume) need one. Process safety:
@@ -161,6 +166,7 @@ class AISFileLister(_Pipe):
         if _is_concrete(source_datapipe):
             prefixes = as_list(source_datapipe)
             self.listing = run_on_rank0_and_share(lambda: self._list(prefixes))
+        self._check_even(source_datapipe)
 
     def _list(self, prefixes: List[str]) -> Listing:
         return list_objects(prefixes, self.client, allow_empty=self.allow_empty)
@@ -201,7 +207,8 @@ class AISFileLoader(_Pipe):
         split: when iterated over its own source, take only this rank's and DataLoader worker's share
             (a contiguous share of the source order; strided over a lazy source). Stage calls never split.
         rank, world_size: this rank; default: detected now, in the building process.
-        even: None, ``"drop"`` or ``"repeat"``: the same count on every rank (concrete source).
+        even: None, ``"drop"`` or ``"repeat"``: the same count on every rank (a concrete source only:
+            else ConfigError).
 
     The consumer should close each stream (a dropped stream is closed by the garbage collector). A
     missing object raises :class:`~ais_wds.errors.ObjectNotFoundError` at the stream's first read.
@@ -218,6 +225,7 @@ class AISFileLoader(_Pipe):
         self.client.load_sdk()  # forked workers inherit the SDK import
         self.source_datapipe = source_datapipe
         self.bufsize = bufsize
+        self._check_even(source_datapipe)
 
     def _items(self) -> Optional[Sequence[Any]]:
         source = self.source_datapipe
