@@ -65,12 +65,14 @@ def test_a_wrong_ca_is_a_connecterror_saying_certificate_at_once(sec, https_env,
         monkeypatch.setenv("AIS_CLIENT_CA", https_env)  # a bundle that did not sign the cluster's certificate
     client = Client(sec["endpoint"])
     url = next(iter(sec["objects"]))
+    dataset = ais_wds.AISDataset  # imports torch (seconds) before the clock starts
     for op in (lambda: read_bytes(url, client), lambda: list_objects([f"ais://{sec['bucket']}/objs/"], client),
-               lambda: ais_wds.AISDataset(client, [url])[0]):
+               lambda: dataset(client, [url])[0]):
         t0 = time.monotonic()
         with pytest.raises(ConnectError) as err:
             op()
         elapsed = time.monotonic() - t0
-        assert elapsed < 5, f"ConnectError after {elapsed:.1f}s"
+        print(f"wrong CA ({ca}): ConnectError after {elapsed:.2f}s")
+        assert elapsed < 1.5, f"ConnectError after {elapsed:.1f}s"  # not retried (it was 3.5 s)
         assert "certificate" in str(err.value) and "AIS_CLIENT_CA" in str(err.value)
         assert sec["endpoint"] in str(err.value)

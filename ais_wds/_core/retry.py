@@ -43,7 +43,7 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, http.client.HTTPException):  # IncompleteRead, a broken chunked body, ...
         return True
-    if isinstance(exc, requests.exceptions.SSLError):  # a certificate that does not verify: not worth a retry
+    if _is_tls_error(exc):  # a certificate that does not verify: not worth a retry
         return False
     if isinstance(exc, (ErrObjNotFound, ErrBckNotFound, ErrRemoteBckNotFound)):
         return False
@@ -57,6 +57,38 @@ def is_transient(exc: BaseException) -> bool:
     from tenacity import RetryError
 
     return isinstance(exc, RetryError)
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    """A TLS handshake that failed (requests' ``SSLError``: it happens at connect) or a certificate that
+    does not verify, however deep it is wrapped. A TLS error in the middle of a body (a cut connection)
+    is neither: it is transient."""
+    import ssl
+
+    import requests
+
+    seen = 0
+    todo = [exc]
+    while todo and seen < 8:
+        e = todo.pop()
+        seen += 1
+        if isinstance(e, (requests.exceptions.SSLError, ssl.SSLCertVerificationError)) or \
+                "certificate verify failed" in str(e).lower():
+            return True
+        todo.extend(x for x in (e.__cause__, e.__context__, getattr(e, "reason", None),
+                                *(a for a in getattr(e, "args", ()) if isinstance(a, BaseException)))
+                    if isinstance(x, BaseException))
+    return False
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """The words of the innermost certificate error (``certificate verify failed: self-signed
+    certificate in certificate chain``) rather than the layers of requests and urllib3 around it."""
+    import re
+
+    text = str(exc)
+    m = re.search(r"certificate verify failed: ([^()'\]\"]+)", text, re.IGNORECASE)
+    return f"certificate verify failed: {m.group(1).strip()}" if m else _short(text)
 
 
 CLUSTER_NOT_READY = ("no storage targets", "no proxies (gateways)", "not ready yet", "is starting up",
@@ -127,9 +159,9 @@ def translate(exc: BaseException, url: str, *, endpoint: Optional[str] = None,
         if exc.status_code == 404:
             return ObjectNotFoundError(f"not found: {msg}", url=url)
         return RequestError(f"AIS answered {exc.status_code}: {msg}", url=url, status=exc.status_code, hint=hint)
-    if isinstance(exc, requests.exceptions.SSLError):
+    if _is_tls_error(exc):
         where = f" of {endpoint}" if endpoint else ""
-        return ConnectError(f"TLS certificate verification{where} failed: {_short(str(exc))}", url=url,
+        return ConnectError(f"TLS certificate verification{where} failed: {_tls_reason(exc)}", url=url,
                             hint="set AIS_CLIENT_CA (or ca_cert=) to the CA bundle that signed the cluster's "
                                  "certificate, or AIS_SKIP_VERIFY_CRT=true to skip the check")
     if isinstance(exc, (requests.ConnectionError, ConnectionRefusedError)) and offset is None:
@@ -211,8 +243,10 @@ def sdk_retry_config(connect_budget: float) -> Any:
     from urllib3.util.retry import Retry
 
     return RetryConfig(
+        # only 429/5xx answers are retried here: connect and read failures by network_retry (and the core's
+        # resumes), other errors (a certificate that does not verify) never
         http_retry=Retry(total=3, backoff_factor=0.5, status_forcelist=[429, 500, 502, 503, 504],
-                         connect=0, read=0, raise_on_status=False),
+                         connect=0, read=0, other=0, raise_on_status=False),
         network_retry=Retrying(
             wait=wait_exponential(multiplier=0.2, min=0.2, max=2.0),
             stop=stop_after_attempt(4) | stop_after_delay(connect_budget),
