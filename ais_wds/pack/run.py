@@ -232,6 +232,8 @@ def pack(
         PackError: plan problems (key conflicts, missing extensions under ``abort``), existing shards
             without resume/overwrite, or a resume with a different plan.
         ConfigError: an unknown or invalid setting, or a ``plan`` made with other planning settings.
+        PackJobError: (cluster engine) AIS could not build a shard (get-batch or archive job refused,
+            aborted, or a shard of the wrong size or layout, after retries); names the shard and cause.
         EmptyListingError, WriteError, ReadError, NotFoundError: from listing, uploads and reads.
             On any error no partial shard is left behind.
     """
