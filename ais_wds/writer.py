@@ -29,6 +29,7 @@ import sys
 import time
 from types import FrameType
 from typing import Any, Dict, Optional, Union
+from urllib.parse import urlsplit
 
 from ._core.retry import Backoff, is_gateway_unreachable, is_transient, translate
 from .client import Client
@@ -199,7 +200,17 @@ class ObjectWriter(io.RawIOBase):
                                     token_source=self._client.config.token_source)
                     if isinstance(err, AuthError):  # the same at every retry: say so at once, as reads do
                         raise err from e
-                    raise WriteError(f"{what} failed: {err.message}", url=self.name,
+                    tries = f"{backoff.attempts + 1} attempts over {backoff.budget:.0f}s"
+                    reset = _reset_mid_request(e)
+                    if reset is not None:
+                        node = "the gateway" if reset == urlsplit(self._client.endpoint).netloc else "the target"
+                        raise WriteError(
+                            f"{what} failed: the connection to {node} {reset} broke mid-upload ({_cause(e)}) at the "
+                            f"last of {tries}; each attempt resent the data from its first byte",
+                            url=self.name, hint="nothing was committed; check that the cluster's targets are up "
+                            "(ais show cluster) and retry the write (AIS_WDS_RETRY_SECONDS sets how long a write "
+                            "keeps retrying)") from e
+                    raise WriteError(f"{what} failed after {tries}: {err.message}", url=self.name,
                                      hint="nothing was committed; retry the write") from e
                 logger.warning("%s: %s failed (%s); retrying", self.name, what, type(e).__name__)
                 time.sleep(delay)
@@ -211,6 +222,36 @@ class ObjectWriter(io.RawIOBase):
                 mpu.abort()
             except Exception as e:  # noqa: BLE001 - the upload is unfinished either way
                 logger.warning("%s: could not abort multipart upload: %s", self.name, e)
+
+
+def _reset_mid_request(exc: BaseException) -> Optional[str]:
+    """``host:port`` of the node whose connection broke after it was made (reset, aborted, timed out
+    reading the answer), or None when the connection was never made (refused, unreachable: the
+    endpoint's "cannot connect" is the right message then) or ``exc`` is not a connection failure."""
+    import requests
+
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+        return None
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc)
+        if "Connection aborted" not in text and "reset" not in text.lower():
+            return None  # NewConnectionError: refused or unreachable
+    elif not isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.ChunkedEncodingError,
+                              ConnectionResetError)):
+        return None
+    url = getattr(getattr(exc, "request", None), "url", None) or ""
+    return urlsplit(url).netloc or "AIS"
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost reason of a requests/urllib3 error: ``ConnectionResetError(104, 'Connection reset by
+    peer')``, ``Read timed out``, ..."""
+    import re
+
+    text = " ".join(str(exc).split())
+    m = re.search(r"(ConnectionResetError|BrokenPipeError)\(\d+, '[^']*'\)|Read timed out|IncompleteRead\([^)]*\)",
+                  text)
+    return m.group(0) if m else f"{type(exc).__name__}: {text[:200]}"
 
 
 _EXIT_FRAMES = 12

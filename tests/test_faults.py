@@ -302,3 +302,6 @@ def test_a_read_and_an_upload_that_keep_failing_give_up_within_the_stated_deadli
             elapsed = time.monotonic() - t0
             print(f"{err.__name__} after {elapsed:.1f}s (bound {bound}s): {info.value}")
             assert elapsed < bound and url.rsplit("/", 1)[0] in str(info.value)
+        # the upload's connections were made and then reset: not "cannot connect", and what to do
+        assert "broke mid-upload (ConnectionResetError" in str(info.value), str(info.value)
+        assert "cannot connect" not in str(info.value) and "nothing was committed" in str(info.value)
