@@ -385,13 +385,12 @@ def test_bad_options_are_config_errors(client, data):
 
 # -- pipes --------------------------------------------------------------------------------------------
 
-def test_file_lister_yields_object_urls_under_each_prefix_and_has_no_len(client, data, bucket):
+def test_file_lister_yields_object_urls_under_each_prefix_and_its_len(client, data, bucket):
     extra = _fresh(client, bucket, {"p/1": b"a", "p/2": b"b"})
     prefix = sorted(data)[0].rsplit("/", 1)[0] + "/obj-01"
     lister = AISFileLister(client, [prefix, f"ais://{bucket}/p/"])
     assert list(lister) == [u for u in sorted(data) if u.startswith(prefix)] + sorted(extra)
-    with pytest.raises(TypeError):
-        len(lister)
+    assert len(lister) == len(list(lister))
     assert AISFileListerIterDataPipe is AISFileLister and AISFileLoaderIterDataPipe is AISFileLoader
 
 
@@ -402,8 +401,9 @@ def test_file_loader_yields_url_and_streaming_reader(client, data):
         with stream:
             out.append((url, stream.read(10) + stream.read()))
     assert out == [(u, data[u]) for u in urls]
+    assert len(AISFileLoader(client, urls)) == 5  # a list: its length (the rank's share)
     with pytest.raises(TypeError):
-        len(AISFileLoader(client, urls))
+        len(AISFileLoader(client, iter(urls)))  # a lazy source: no len()
 
 
 def test_file_loader_stream_of_a_missing_object_raises_at_first_read(client, data):

@@ -111,9 +111,13 @@ class _Pipe(IterableDataset):
         """Items this rank yields in a whole epoch, over all its DataLoader workers.
 
         Raises:
-            ConfigError: the source is lazy (unknown length).
+            TypeError: the source is lazy (unknown length; ``list()`` and DataLoader then do without).
         """
-        return rank_length(len(self._concrete("tell its len()")), self.epochs.world_size, self.epochs.rank, self.even)
+        items = self._items()
+        if items is None:
+            raise TypeError(f"{self.what} over a lazy source has no len(): give a list, a Listing or an "
+                            "AISFileLister of a list")
+        return rank_length(len(items), self.epochs.world_size, self.epochs.rank, self.even)
 
     def state_dict(self) -> Dict[str, Any]:
         """Where this process's pass stands: epoch, part and items handed out (small plain data). Over a
