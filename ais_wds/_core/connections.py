@@ -47,8 +47,10 @@ class Connections:
         self.http = _requests_session(config)
         self.pool, self.timeout = _urllib3_pool(config)
         self.headers: Dict[str, str] = {"Authorization": f"Bearer {config.token}"} if config.token else {}
-        self._smap: Any = None
-        self._smap_time = 0.0
+        # a process forked from one that had a map starts with it (due for a refresh, but used while the
+        # gateway does not answer): DataLoader workers started during a gateway restart can read at once
+        self._smap: Any = _LAST_MAPS.get(config.endpoint)
+        self._smap_time = float("-inf")
         self._smap_retry_after = 0.0
         self._smap_lock = threading.Lock()
         self._direct_off_until = 0.0
@@ -164,7 +166,7 @@ class Connections:
             if time.monotonic() < self._smap_retry_after:
                 return self._smap
             try:
-                self._smap = self._fetch_cluster_map()
+                self._smap = _LAST_MAPS[self.config.endpoint] = self._fetch_cluster_map()
                 self._smap_time = time.monotonic()
             except Exception as e:  # noqa: BLE001 - without a (new) map reads go through the gateway
                 self._smap_retry_after = time.monotonic() + CLUSTER_MAP_RETRY
@@ -259,6 +261,10 @@ class Connections:
                            "gateway %s for %.0fs", DIRECT_REFUSALS_OFF, self.config.endpoint, DIRECT_OFF_SECONDS)
         self._direct_off_until = time.monotonic() + DIRECT_OFF_SECONDS
 
+
+_LAST_MAPS: Dict[str, Any] = {}
+"""The last cluster map fetched in this process, per endpoint: inherited by forked children as a seed
+(data, not connections: every process still makes its own connections and fetches its own map)."""
 
 CLUSTER_MAP_RETRY = 5.0
 """Seconds between attempts to fetch a cluster map that is due while the gateway does not answer."""
