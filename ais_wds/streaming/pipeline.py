@@ -13,7 +13,9 @@ Where plain ``wds.WebDataset`` bites, this one:
   and advances the epoch by itself (persistent workers or not, ``resampled``, ``.with_epoch(n)``);
 * resumes exactly, mid-shard included, through torchdata's ``StatefulDataLoader`` (``state_dict`` /
   ``load_state_dict``), and at another world size or worker count from a job state
-  (``ais_wds.job_state``);
+  (``ais_wds.job_state``); counting the samples for that state runs in C (no Python frame per sample);
+* ``.batched(n)`` hands a batch on as soon as it is full (so resume stays exact) and, with an index,
+  gives each worker whole batches, so ``len()`` is the number of batches a rank yields;
 * lets a worker with no shard yield nothing (logged once) instead of raising;
 * lists prefixes once per job (rank 0, shared over torch.distributed), never per worker;
 * opens shards through the reader core directly (no gopen lookup, so spawn workers need nothing
