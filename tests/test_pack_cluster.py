@@ -4,7 +4,8 @@ On a multi-target cluster AIS v1.5.0's archive job archives members in another o
 the engine has AIS's get-batch assemble shards whose members span targets (in request order) and checks
 every header before it commits a shard. Every sample exactly once, byte-identical, in the plan's layout;
 a SIGKILL of the client and a target killed mid-run end in a clean --resume (or a named error), never a
-partial shard; cloud sources are refused with the reason and packed by the client engine.
+partial shard; a cold s3:// source is prefetched by AIS and assembled, and `auto` leaves it to the client
+engine, saying why.
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ def test_a_target_killed_during_the_jobs_ends_in_a_named_error_or_a_clean_resume
     assert _read_back(pc, f"ais://{name}/out/") == objects
 
 
-def test_cloud_sources_are_packed_by_the_client_engine_and_the_command_says_why(clouds_cluster, capsys):
+def test_cloud_sources_are_fetched_by_ais_with_the_cluster_engine_and_left_to_the_client_engine_by_auto(
+        clouds_cluster, capsys):
     cluster = clouds_cluster
     pc = Client(cluster.endpoint, retry_seconds=60)
     name = f"raw-{uuid.uuid4().hex[:8]}"
@@ -205,8 +207,12 @@ def test_cloud_sources_are_packed_by_the_client_engine_and_the_command_says_why(
                    "--engine", "cluster", "--samples-per-shard", "10", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "client engine" in out and "cluster engine not used" in out and "cloud bucket" in out
+    assert "cluster engine: 0 shard(s) by AIS archive jobs, 3 by AIS get-batch" in out
     assert _read_back(pc, f"ais://{dst}/") == objects
-    report = pack(f"s3://{name}/", f"ais://{dst}/b-%04d.tar", pc, samples_per_shard=10)  # the default: auto
-    assert report.engine == "client" and "get-batch" in (report.engine_note or "")
-    assert len(report.written) == 3
+    pc.bucket(f"s3://{name}").evict(keep_md=True)
+    rc = cli_main(["--endpoint", cluster.endpoint, "pack", f"s3://{name}/", f"ais://{dst}/b-%04d.tar",
+                   "--samples-per-shard", "10", "--no-progress"])  # the default: auto
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "client engine" in out and "cluster engine not used: s3:// sources: auto uses the client engine" in out
+    assert len([u for u, _ in list_objects(f"ais://{dst}/b-", pc)]) == 3

@@ -135,3 +135,22 @@ def open_batch_archive(client: Client, bucket: AISUrl, names: Sequence[str]) -> 
         return batch.get(raw=True)
     except Exception as e:
         raise translate(e, str(bucket), endpoint=client.endpoint, token_source=client.config.token_source) from e
+
+
+def prefetch(client: Client, bucket: AISUrl, names: Sequence[str], *, timeout: float = 600.0) -> None:
+    """Have AIS fetch the objects ``names`` of the cloud bucket ``bucket`` into the cluster (a prefetch
+    job: every target cold-GETs the objects it owns) and wait until the job has finished.
+
+    Raises:
+        AISWdsError (NotFoundError, RequestError, ConnectError, ...): the request was refused, or the
+            job failed or did not finish within ``timeout`` seconds (the message says which).
+    """
+    url = str(bucket)
+    try:
+        job = client.bucket(bucket).objects(obj_names=list(names)).prefetch()
+        result = client.sdk.job(job_id=job).wait(timeout=int(timeout), verbose=False)
+    except Exception as e:
+        raise translate(e, url, endpoint=client.endpoint, token_source=client.config.token_source) from e
+    if not result.success:
+        raise AISWdsError(f"prefetch job {job} of {len(names)} object(s) did not finish: {result.error or 'timed out'}",
+                          url=url)

@@ -41,8 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "cluster, members keep their object names and average at most 128 KiB (larger ones pack "
                         "faster with the client engine), else client; cluster: AIS assembles each "
                         "shard in plan order (an archive job when its members share one target, else get-batch "
-                        "streamed into the upload), every header checked; client: each member is fetched into "
-                        "this process and written (honours --mtime; see docs/pack.md)")
+                        "streamed into the upload; cloud sources are prefetched into AIS first), every header "
+                        "checked; client: each member is fetched into this process and written (honours --mtime; "
+                        "see docs/pack.md)")
     p.add_argument("--workers", type=int, default=16, help="parallel GETs (default 16)")
     p.add_argument("--parallel-shards", type=int, help="shards uploaded at once (default workers/4)")
     p.add_argument("--resume", action="store_true", help="write only the shards that do not exist yet")

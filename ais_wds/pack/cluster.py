@@ -18,8 +18,10 @@ Two ways, chosen per shard (see docs/pack.md for the AIS v1.5.0 source lines beh
 
 Eligibility (:func:`cluster_unsupported`): members named exactly like their objects (no
 ``--strip-prefix``, the ``wds`` key rule), every header one 512-byte ustar block (names up to 100
-bytes), one ``ais://`` source bucket per shard, an ``ais://`` destination in the same cluster. Cloud
-sources are refused: get-batch reads only objects already in the cluster (no cold GET in v1.5.0).
+bytes), one source bucket per shard (``ais://`` of this cluster, or a cloud bucket it reaches), an
+``ais://`` destination in the same cluster. Get-batch reads only objects the cluster holds (no cold GET in
+v1.5.0), so a shard of a cloud bucket is first fetched into the cluster by an AIS prefetch job (the
+targets GET from the cloud; nothing through the client), then assembled.
 
 Thread safety: one call at a time per plan; it runs in the calling thread and its own threads.
 """
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from .._core.archive import active_targets, job_failure, one_target, open_batch_archive, start_archive
+from .._core.archive import active_targets, job_failure, one_target, open_batch_archive, prefetch, start_archive
 from .._core.retry import Backoff
 from ..client import Client
 from ..errors import AISWdsError, AuthError, NotFoundError, PackJobError
@@ -82,9 +84,6 @@ def cluster_unsupported(shards: List[PlannedShard], dst_pattern: str) -> Optiona
         first = parse_url(samples[0].members[0].source)
         if first.has_namespace:
             return f"{first} is in a remote cluster or namespace; the cluster engine reads local buckets"
-        if first.provider != "ais":
-            return (f"{first} is in a cloud bucket: the cluster engine assembles shards with AIS's get-batch, "
-                    "which reads only objects already in the cluster (no cold GET in AIS v1.5.0)")
         base = str(first)[:len(str(first)) - len(first.path)]
         for sample in samples:
             for m in sample.members:
@@ -299,8 +298,10 @@ def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> N
     layout is not the plan's: the message says which)."""
     samples = shard.samples
     first = parse_url(samples[0].members[0].source)
-    raw: Any = open_batch_archive(client, AISUrl(first.scheme, first.bucket, ""),
-                                  [m.name for s in samples for m in s.members])
+    bucket, names = AISUrl(first.scheme, first.bucket, ""), [m.name for s in samples for m in s.members]
+    if first.provider != "ais":  # get-batch reads only what the cluster holds: have AIS fetch it first
+        prefetch(client, bucket, names)
+    raw: Any = open_batch_archive(client, bucket, names)
     writer = open_writer(shard.url, client)
     check = _HeaderCheck(shard_spans(shard, samples))
     del samples

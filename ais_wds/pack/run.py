@@ -153,8 +153,9 @@ class PackSettings:
             else ``"client"``), ``"client"`` (GET every member into this process, PUT
             the shards) or ``"cluster"`` (AIS assembles each shard in plan order, with an archive job
             or get-batch; see :mod:`ais_wds.pack.cluster`). A plan the cluster engine cannot build
-            (renamed members, several source buckets per shard, cloud sources, ...) is built by the
-            client engine; ``PackReport.engine_note`` says why (a warning when ``"cluster"`` was asked
+            (renamed members, several source buckets per shard, ...) is built by the client engine;
+            ``"auto"`` also leaves cloud sources to the client engine (``"cluster"`` has AIS prefetch
+            them first); ``PackReport.engine_note`` says why (a warning when ``"cluster"`` was asked
             for). The cluster engine writes the objects' mtimes, not ``mtime``.
     """
 
@@ -264,9 +265,13 @@ def pack(
     mine = plan.part(*part)
     engine = settings.engine
     if engine in ("auto", "cluster"):
-        sizes = [m.size for x in (mine[0].samples if mine else []) for m in x.members]  # the first shard's
-        mean = sum(sizes) / max(1, len(sizes))
-        if engine == "auto" and mean > AUTO_CLUSTER_MAX_MEMBER:
+        members = [m for x in (mine[0].samples if mine else []) for m in x.members]  # the first shard's
+        mean = sum(m.size for m in members) / max(1, len(members))
+        scheme = members[0].source.split("://", 1)[0] if members else "ais"
+        if engine == "auto" and scheme != "ais":
+            report.engine_note = (f"{scheme}:// sources: auto uses the client engine (--engine cluster has AIS "
+                                  "prefetch the objects and assemble the shards)")
+        elif engine == "auto" and mean > AUTO_CLUSTER_MAX_MEMBER:
             report.engine_note = (f"members average {mean / 1024:.0f} KiB; above {AUTO_CLUSTER_MAX_MEMBER >> 10} KiB "
                                   "the client engine measured faster (--engine cluster forces the cluster engine)")
         else:
