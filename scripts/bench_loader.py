@@ -20,15 +20,23 @@ each at 1, 2 and 4 workers, and at 2 workers what a user can change (``variant``
 * ``file_system``: the tensor baseline with ``torch.multiprocessing.set_sharing_strategy("file_system")``;
 * ``numpy``: per-sample numpy arrays stacked in the worker (``collate_fn``) and pickled by value;
 * ``sdk_in_main`` (ais_wds only): ``import aistore.sdk`` in the main process before the workers fork, so
-  that each worker does not import it on its first shard (time to first batch).
+  that each worker does not import it on its first shard (time to first batch);
+* ``switch``: the tensor baseline with ``sys.setswitchinterval(0.0002)`` in each worker (``worker_init_fn``):
+  the main process receives each tensor's file descriptor from a helper thread of the worker
+  (multiprocessing's resource sharer), which waits for the worker's GIL (5 ms switch interval by default).
+  ``ais_wds.WebDataset`` does this by itself in its workers (``WORKER_SWITCH_INTERVAL``), so for it this
+  variant equals the baseline; ``untuned`` (ais_wds only) turns it off.
 
 Each configuration runs in a fresh interpreter: time to first batch is the first epoch's (worker start-up
-included), samples/s is over the following epochs (workers warm; as many as take 1.5 s, at most 20). Peak RSS is VmHWM of the
+included), samples/s is over the following epochs (workers warm; as many as take ``--min-timed-s``, at most
+20), with the CPU seconds per sample of the main process and of the workers over those epochs; the
+configurations compared with each other run back to back in alternating order (ABBA over rounds), each with
+the load average before and after it, and ratios are also given per round. Peak RSS is VmHWM of the
 main process (reset after imports) and of each worker at the end (a forked worker's VmHWM includes
 pages it shares with the main process). One extra, untimed run of ``ais_wds`` at 2 workers is profiled
 with pyinstrument in the main process; the report goes to ``bench-results/profile-loader-*.txt``.
 
-    AIS_ENDPOINT=... .venv/bin/python scripts/bench_loader.py [--scale S] [--rounds R]
+    AIS_ENDPOINT=... .venv/bin/python scripts/bench_loader.py [--scale S] [--rounds R] [--goal-only]
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ SAMPLE = 100 * KIB
 BATCH = 32
 SHARDS = 8
 WORKERS = (1, 2, 4)
+SWITCH_INTERVAL_S = 0.0002
 MIN_TIMED_S, MAX_EPOCHS = 1.5, 20  # timed epochs after the first: at least this long
 VARIANTS = ("bytes", "batched", "file_system", "numpy")
 CONTENDERS = {
@@ -79,6 +88,16 @@ def _vm_kb(pid: Any, field: str) -> int:
     return 0
 
 
+def _cpu_s(pid: Any) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _decode_tensor(sample: Dict[str, Any]) -> Any:
     import torch
 
@@ -99,6 +118,10 @@ def _collate_numpy(batch: List[Any]) -> Any:
     import numpy as np
 
     return np.stack([b[0] for b in batch]), np.array([b[1] for b in batch])
+
+
+def _fast_gil_handoff(worker_id: int) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def _dataset(cfg: Dict[str, Any]) -> Any:
@@ -126,6 +149,7 @@ def _raw_get(cfg: Dict[str, Any]) -> Dict[str, Any]:
     buf = bytearray(MIB)
     out: Dict[str, Any] = {}
     epoch, timed_s, timed_bytes = 0, 0.0, 0
+    cpu0 = time.process_time()
     while epoch == 0 or (epoch <= MAX_EPOCHS and timed_s < MIN_TIMED_S):
         t0, nbytes, first = time.perf_counter(), 0, None
         for url in cfg["urls"]:
@@ -144,6 +168,7 @@ def _raw_get(cfg: Dict[str, Any]) -> Dict[str, Any]:
     out.update(epochs_timed=epoch - 1, seconds=timed_s, samples=cfg["total_samples"] * (epoch - 1),
                bytes=timed_bytes, samples_s=cfg["total_samples"] * (epoch - 1) / timed_s,
                mb_s=timed_bytes / timed_s / 1e6)
+    out["main_cpu_us_per_sample"] = 1e6 * (time.process_time() - cpu0) / (cfg["total_samples"] * epoch)
     out["main_peak_rss_mib"] = _vm_kb("self", "VmHWM") / 1024
     out["worker_peak_rss_mib"] = []
     return out
@@ -163,25 +188,35 @@ def one(cfg: Dict[str, Any]) -> Dict[str, Any]:
         return _raw_get(cfg)
     if cfg["variant"] == "file_system":
         torch.multiprocessing.set_sharing_strategy("file_system")
+    if cfg["variant"] == "untuned":
+        import ais_wds.streaming.pipeline
+
+        ais_wds.streaming.pipeline.WORKER_SWITCH_INTERVAL = None  # the workers keep Python's 5 ms
     if cfg["variant"] == "sdk_in_main":
         import aistore.sdk  # noqa: F401  (forked workers inherit it instead of importing it each)
     ds = _dataset(cfg)
     batched = cfg["variant"] == "batched"
     loader = DataLoader(ds, batch_size=None if batched else BATCH, num_workers=cfg["workers"],
                         persistent_workers=True, pin_memory=False,
-                        collate_fn=_collate_numpy if cfg["variant"] == "numpy" else None)
+                        collate_fn=_collate_numpy if cfg["variant"] == "numpy" else None,
+                        worker_init_fn=_fast_gil_handoff if cfg["variant"] == "switch" else None)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # VmHWM from here on: the loader's own peak
     base_kb = _vm_kb("self", "VmRSS")
     out: Dict[str, Any] = {"main_base_rss_mib": base_kb / 1024}
     profiler = None
+    cpu: Dict[str, float] = {}
     epoch, timed_n, timed_bytes, timed_s = 0, 0, 0, 0.0
-    while epoch == 0 or (epoch <= MAX_EPOCHS and timed_s < MIN_TIMED_S):  # epoch 0: start-up; then >= 1.5 s
+    min_s, max_epochs = cfg.get("min_timed_s", MIN_TIMED_S), cfg.get("max_epochs", MAX_EPOCHS)
+    while epoch == 0 or (epoch <= max_epochs and timed_s < min_s):  # epoch 0: start-up; then >= min_s
         if epoch == 1 and cfg.get("profile"):
             from pyinstrument import Profiler
 
             profiler = Profiler(interval=0.001)
             profiler.start()
+        if epoch == 1:  # the workers exist from the first epoch on (persistent): CPU of the timed epochs
+            pids = [w.pid for w in getattr(loader._iterator, "_workers", [])]
+            cpu = {"main": time.process_time(), "workers": sum(_cpu_s(p) for p in pids)}
         t0, n, nbytes, first = time.perf_counter(), 0, 0, None
         for data, labels in loader:
             if first is None:
@@ -199,6 +234,10 @@ def one(cfg: Dict[str, Any]) -> Dict[str, Any]:
     if profiler is not None:
         profiler.stop()
         out["profile"] = profiler.output_text(unicode=False, color=False, show_all=False)
+    if cpu:
+        pids = [w.pid for w in getattr(loader._iterator, "_workers", [])]
+        out["main_cpu_us_per_sample"] = 1e6 * (time.process_time() - cpu["main"]) / timed_n
+        out["workers_cpu_us_per_sample"] = 1e6 * (sum(_cpu_s(p) for p in pids) - cpu["workers"]) / timed_n
     out.update(epochs_timed=epoch - 1, seconds=timed_s, samples=timed_n, bytes=timed_bytes,
                samples_s=timed_n / timed_s, mb_s=timed_bytes / timed_s / 1e6)
     workers = getattr(loader._iterator, "_workers", [])  # persistent: alive until the loader goes
@@ -215,17 +254,21 @@ def one(cfg: Dict[str, Any]) -> Dict[str, Any]:
 SMOKE_BELOW = 0.05  # at smaller scales (the test suite's smoke run) only ais_wds and tar_local at 2 workers
 
 
-def _configs(scale: float = 1.0) -> List[Dict[str, Any]]:
+def _configs(scale: float = 1.0, goal_only: bool = False) -> List[Dict[str, Any]]:
     out = [{"contender": "raw_get", "workers": 0, "variant": "-"}]
     if scale < SMOKE_BELOW:
         return out + [{"contender": c, "workers": 2, "variant": "tensor"} for c in ("ais_wds", "tar_local")]
+    if goal_only:  # the goal's pair, with and without the worker tuning on either side
+        return out + [{"contender": c, "workers": 2, "variant": v} for v in ("tensor", "switch")
+                      for c in ("ais_wds", "tar_local")] + [{"contender": "ais_wds", "workers": 2, "variant": "untuned"}]
     for workers in WORKERS:
         for contender in ("ais_wds", "tar_local", "wds_local"):
             out.append({"contender": contender, "workers": workers, "variant": "tensor"})
-    for variant in VARIANTS:
+    for variant in VARIANTS + ("switch",):
         for contender in ("ais_wds", "tar_local"):
             out.append({"contender": contender, "workers": 2, "variant": variant})
     out.append({"contender": "ais_wds", "workers": 2, "variant": "sdk_in_main"})
+    out.append({"contender": "ais_wds", "workers": 2, "variant": "untuned"})
     return out
 
 
@@ -248,8 +291,28 @@ def _label(cfg: Dict[str, Any]) -> str:
     return CONTENDERS[cfg["contender"]] + ("" if cfg["variant"] in ("tensor", "-") else f", {cfg['variant']}")
 
 
-def run(client: Any, scale: float = 1.0, rounds: int = 1, log: Any = None) -> Dict[str, Any]:
-    """The section: every configuration ``rounds`` times (fresh interpreters), medians, ratios, a profile."""
+def _groups(configs: List[Dict[str, Any]]) -> List[List[int]]:
+    """Indices of the configurations compared with each other (same workers and variant), in run order."""
+    out: Dict[Any, List[int]] = {}
+    for i, cfg in enumerate(configs):
+        variant = "tensor" if cfg["variant"] in ("switch", "untuned") else cfg["variant"]  # one group: the goal's
+        out.setdefault((cfg["workers"], variant), []).append(i)
+    return list(out.values())
+
+
+def _baseline(variant: str) -> str:
+    """The variant of the local rows an ais_wds variant is compared with."""
+    return "tensor" if variant == "untuned" else variant
+
+
+def run(client: Any, scale: float = 1.0, rounds: int = 1, log: Any = None, goal_only: bool = False,
+        min_timed_s: float = MIN_TIMED_S) -> Dict[str, Any]:
+    """The section: every configuration ``rounds`` times (fresh interpreters), medians, ratios, a profile.
+
+    The contenders compared with each other (same workers and variant) run back to back, in alternating
+    order from round to round (ABBA), so a change of load hits both; each run records the 1-minute load
+    average before and after it, and the CPU its main process and its workers used per sample (steadier
+    than samples/s on a shared machine). Ratios are the median (and min, max) of the per-round ratios."""
     import _bench_data as data
 
     import ais_wds
@@ -269,18 +332,21 @@ def run(client: Any, scale: float = 1.0, rounds: int = 1, log: Any = None) -> Di
             paths.append(path)
         base = {"endpoint": client.endpoint, "urls": shard_set.ais_urls(), "paths": paths,
                 "total_samples": shard_set.total_samples}
-        configs = _configs(scale)
+        configs = _configs(scale, goal_only)
         runs: Dict[int, List[Dict[str, Any]]] = {i: [] for i in range(len(configs))}
         errors: Dict[int, str] = {}
         load = [os.getloadavg()[0]]
         for r in range(rounds):
-            for i, cfg in enumerate(configs):
-                res = _spawn({**base, **cfg})
-                if "error" in res:
-                    errors[i] = res["error"]
-                    log(f"    {_label(cfg)} x{cfg['workers']}: {res['error'].splitlines()[-1]}")
-                else:
-                    runs[i].append(res)
+            for group in _groups(configs):
+                for i in group if r % 2 == 0 else group[::-1]:
+                    cfg = configs[i]
+                    before = os.getloadavg()[0]
+                    res = _spawn({**base, **cfg, "min_timed_s": min_timed_s})
+                    if "error" in res:
+                        errors[i] = res["error"]
+                        log(f"    {_label(cfg)} x{cfg['workers']}: {res['error'].splitlines()[-1]}")
+                    else:
+                        runs[i].append({**res, "round": r, "load_1m": (before, os.getloadavg()[0])})
             load.append(os.getloadavg()[0])
             log(f"    loader round {r + 1}/{rounds} done (load {load[-1]:.1f})")
         table: Dict[str, Dict[str, Any]] = {}
@@ -299,13 +365,19 @@ def run(client: Any, scale: float = 1.0, rounds: int = 1, log: Any = None) -> Di
                            main_peak_rss_mib=max(x["main_peak_rss_mib"] for x in got),
                            main_rss_growth_mib=max(x["main_peak_rss_mib"] - x.get("main_base_rss_mib", 0) for x in got)
                            if cfg["contender"] != "raw_get" else None,
-                           worker_peak_rss_mib=" / ".join(f"{w:.0f}" for w in workers_kb) or "-")
+                           worker_peak_rss_mib=" / ".join(f"{w:.0f}" for w in workers_kb) or "-",
+                           main_cpu_us_per_sample=_median(got, "main_cpu_us_per_sample"),
+                           workers_cpu_us_per_sample=_median(got, "workers_cpu_us_per_sample"),
+                           load_1m_min=min(min(x["load_1m"]) for x in got),
+                           load_1m_max=max(max(x["load_1m"]) for x in got),
+                           per_round={x["round"]: x["samples_s"] for x in got})
             table[f"{_label(cfg)}, {cfg['workers']} worker{'s' if cfg['workers'] != 1 else ''}"] = row
         profile = _spawn({**base, "contender": "ais_wds", "workers": 2, "variant": "tensor", "profile": True}) \
             if scale >= SMOKE_BELOW else {}
         out: Dict[str, Any] = {"shards": SHARDS, "shard_bytes": shard_set.shard_bytes,
                                "samples": shard_set.total_samples, "batch_size": BATCH, "rounds": rounds,
-                               "load_1m": load, "loader": table, "ratios": _ratios(table)}
+                               "load_1m": load, "loader": table, "ratios": _ratios(table),
+                               "paired_ratios": _paired_ratios(table)}
         if profile.get("profile"):
             path = REPO / "bench-results" / "profile-loader-ais_wds-2workers.txt"
             path.parent.mkdir(exist_ok=True)
@@ -316,18 +388,45 @@ def run(client: Any, scale: float = 1.0, rounds: int = 1, log: Any = None) -> Di
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _median(runs: List[Dict[str, Any]], key: str) -> Any:
+    values = [x[key] for x in runs if x.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
 def _ratios(table: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
-    def rate(contender: str, workers: int, variant: str = "tensor") -> Any:
-        return next((r.get("samples_s") for r in table.values() if r["contender"] == contender and r["workers"] == workers
-                     and r["variant"] == variant), None)
+    """``ais_wds`` over ``tar_local`` / ``wds_local`` at each worker count and variant: ratios of the medians."""
+    def row(contender: str, workers: int, variant: str) -> Any:
+        return next((r for r in table.values() if r["contender"] == contender and r["workers"] == workers
+                     and r["variant"] == variant and r.get("samples_s")), None)
 
     out: Dict[str, Any] = {}
-    for w in WORKERS:
-        a, t, p = rate("ais_wds", w), rate("tar_local", w), rate("wds_local", w)
-        if a and t:
-            out[f"ais_wds_vs_tar_local_{w}w"] = a / t
-        if a and p:
-            out[f"ais_wds_vs_wds_local_{w}w"] = a / p
+    for w, variant in sorted({(r["workers"], r["variant"]) for r in table.values() if r["contender"] == "ais_wds"}):
+        a = row("ais_wds", w, variant)
+        for other, name in (("tar_local", "tar_local"), ("wds_local", "wds_local")):
+            b = row(other, w, _baseline(variant))
+            if not (a and b):
+                continue
+            key = f"ais_wds_vs_{name}_{w}w" + ("" if variant == "tensor" else f"_{variant}")
+            out[key] = a["samples_s"] / b["samples_s"]
+    return out
+
+
+def _paired_ratios(table: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """For each ratio of :func:`_ratios`: the median, min and max of the ratios of runs of the same round."""
+    rows = {(r["contender"], r["workers"], r["variant"]): r for r in table.values() if r.get("per_round")}
+    out: Dict[str, Any] = {}
+    for (contender, w, variant), a in rows.items():
+        if contender != "ais_wds":
+            continue
+        for other in ("tar_local", "wds_local"):
+            b = rows.get((other, w, _baseline(variant)))
+            if b is None:
+                continue
+            paired = [a["per_round"][k] / b["per_round"][k] for k in a["per_round"] if k in b["per_round"]]
+            if paired:
+                key = f"ais_wds_vs_{other}_{w}w" + ("" if variant == "tensor" else f"_{variant}")
+                out[key] = {"median": statistics.median(paired), "min": min(paired), "max": max(paired),
+                            "rounds": len(paired)}
     return out
 
 
@@ -336,10 +435,16 @@ if __name__ == "__main__":
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--goal-only", action="store_true", help="only ais_wds and tar_local at 2 workers (and raw GET)")
+    p.add_argument("--min-timed-s", type=float, default=MIN_TIMED_S, help="timed epochs per run: at least this long")
+    p.add_argument("--out", help="also write the result here (JSON)")
     a = p.parse_args()
     if a.one:
         print(json.dumps(one(json.loads(a.one))))
     else:
         from ais_wds import Client
 
-        print(json.dumps(run(Client(), a.scale, a.rounds), indent=1))
+        result = run(Client(), a.scale, a.rounds, goal_only=a.goal_only, min_timed_s=a.min_timed_s)
+        if a.out:
+            Path(a.out).write_text(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1))
