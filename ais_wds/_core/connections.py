@@ -66,11 +66,13 @@ class Connections:
     def batch_sdk(self) -> Any:
         """An SDK client for batch GETs: the same settings, but a read timeout of at most
         :data:`BATCH_READ_TIMEOUT` s, so a batch reply that stalls (a target restarting under it) is given
-        up in seconds and its missing entries fetched one by one, instead of waiting ``read_timeout``."""
+        up in seconds and its missing entries fetched one by one, instead of waiting ``read_timeout``; and
+        no connection retries (a refused batch is fetched one by one at once, not after 1.4 s of retries)."""
         if self._batch_sdk is None:
             with self._lock:
                 if self._batch_sdk is None:
-                    self._batch_sdk = _sdk_client(self.config, min(self.config.read_timeout, BATCH_READ_TIMEOUT))
+                    self._batch_sdk = _sdk_client(self.config, min(self.config.read_timeout, BATCH_READ_TIMEOUT),
+                                                  attempts=1)
         return self._batch_sdk
 
     def verify_endpoint(self) -> None:
@@ -314,7 +316,7 @@ def _uname(u: AISUrl) -> str:
     return f"{u.provider}/@{u.ns_uuid}#{u.ns_name}/{u.bucket}/{u.path}"
 
 
-def _sdk_client(c: ClientConfig, read_timeout: Optional[float] = None) -> Any:
+def _sdk_client(c: ClientConfig, read_timeout: Optional[float] = None, attempts: int = 4) -> Any:
     from aistore.sdk import Client as SDKClient
 
     from .retry import sdk_retry_config
@@ -324,7 +326,7 @@ def _sdk_client(c: ClientConfig, read_timeout: Optional[float] = None) -> Any:
         skip_verify=c.skip_verify,
         ca_cert=c.ca_cert,
         timeout=(c.connect_timeout, read_timeout or c.read_timeout),
-        retry_config=sdk_retry_config(connect_budget=max(c.connect_timeout * 2, 5.0)),
+        retry_config=sdk_retry_config(connect_budget=max(c.connect_timeout * 2, 5.0), attempts=attempts),
         token=c.token,
         max_pool_size=c.max_pool_size,
     )

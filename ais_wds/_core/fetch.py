@@ -137,6 +137,7 @@ class BatchGetter:
         self.single = single if single is not None else DirectGetter(self.client)
         self._failures = 0  # whole batch requests failed in a row (this process)
         self._off_until = 0.0
+        self._mapped = False  # this process has a cluster map for the per-object fallback
 
     def __getstate__(self) -> Dict[str, Any]:
         return {"client": self.client, "single": self.single}
@@ -155,6 +156,9 @@ class BatchGetter:
             logger.debug("batch GET cannot name a remote cluster's bucket (%s): fetching %d objects one by one",
                          next(str(u) for u in parsed if u.has_namespace or not u.path), len(urls))
             return self.single.fetch(urls)
+        conn = self.client.connections()
+        if not self._mapped:  # the per-object fallback goes straight to the targets even if the gateway is down
+            self._mapped = conn.cluster_map() is not None
         try:
             results = self._request(parsed, urls)
         except Exception as e:  # noqa: BLE001 - the per-object path reports precise per-URL errors
@@ -234,19 +238,23 @@ class _ShortReply(TarFormatError):
 
 
 def _cluster_changing(exc: BaseException) -> bool:
-    """True when a failed batch GET says the cluster is changing (a target down, restarting or rejoining:
-    AIS answered an error, the reply ended short, or it stalled), not that a connection broke. Batch
-    replies depend on every target streaming its entries to the designated one, so right after a target
-    restart they come back short or stall (measured: 0-30 of 32 entries, stalls of the whole read
-    timeout) while per-object GETs already work."""
+    """True when a failed batch GET says the cluster is changing (the gateway or a target down,
+    restarting or rejoining: a refused connection, an error from AIS, a reply that ended short or
+    stalled), not that an established connection broke. Batch replies depend on the gateway and on every
+    target streaming its entries to the designated one, so right after a restart they fail, come back
+    short or stall (measured: 0-30 of 32 entries, stalls of the whole read timeout) while per-object
+    GETs, straight to the targets, already work."""
     import socket
 
     import requests
     import urllib3.exceptions as u3
     from aistore.sdk.errors import AISError
 
-    return isinstance(exc, (AISError, _ShortReply, u3.ReadTimeoutError, requests.exceptions.ReadTimeout,
-                            socket.timeout))
+    if isinstance(exc, (AISError, _ShortReply, u3.ReadTimeoutError, requests.exceptions.ReadTimeout,
+                        socket.timeout, ConnectionRefusedError)):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None  # requests' ConnectionError(MaxRetryError)
+    return isinstance(exc, requests.exceptions.ConnectionError) and isinstance(reason, u3.NewConnectionError)
 
 
 def read_ranges_batched(client: Client, url: str, ranges: Sequence[Tuple[int, int]]) -> List[bytes]:

@@ -225,10 +225,11 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def sdk_retry_config(connect_budget: float) -> Any:
+def sdk_retry_config(connect_budget: float, attempts: int = 4) -> Any:
     """HTTP and network retries for SDK requests: short, so an unreachable endpoint fails in seconds.
 
-    Reads resume on their own (see ``ais_wds.reader``); these retries only cover one request.
+    Reads resume on their own (see ``ais_wds.reader``); these retries only cover one request, at most
+    ``attempts`` tries of it over ``connect_budget`` s (batch GETs use 1: their fallback is the retry).
     """
     from aistore.sdk.retry_config import NETWORK_RETRY_EXCEPTIONS, RetryConfig
     from requests.exceptions import SSLError
@@ -249,7 +250,7 @@ def sdk_retry_config(connect_budget: float) -> Any:
                          connect=0, read=0, other=0, raise_on_status=False),
         network_retry=Retrying(
             wait=wait_exponential(multiplier=0.2, min=0.2, max=2.0),
-            stop=stop_after_attempt(4) | stop_after_delay(connect_budget),
+            stop=stop_after_attempt(attempts) | stop_after_delay(connect_budget),
             # a certificate that does not verify will not verify on the next try either
             retry=retry_if_exception_type(NETWORK_RETRY_EXCEPTIONS) & retry_if_not_exception_type(SSLError),
             reraise=True,
