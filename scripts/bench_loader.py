@@ -24,8 +24,6 @@ each at 1, 2 and 4 workers, and at 2 workers what a user can change (``variant``
 * ``switch``: the tensor baseline with ``sys.setswitchinterval(0.0002)`` in each worker (``worker_init_fn``):
   the main process receives each tensor's file descriptor from a helper thread of the worker
   (multiprocessing's resource sharer), which waits for the worker's GIL (5 ms switch interval by default).
-  ``ais_wds.WebDataset`` does this by itself in its workers (``WORKER_SWITCH_INTERVAL``), so for it this
-  variant equals the baseline; ``untuned`` (ais_wds only) turns it off.
 
 Each configuration runs in a fresh interpreter: time to first batch is the first epoch's (worker start-up
 included), samples/s is over the following epochs (workers warm; as many as take ``--min-timed-s``, at most
@@ -188,10 +186,6 @@ def one(cfg: Dict[str, Any]) -> Dict[str, Any]:
         return _raw_get(cfg)
     if cfg["variant"] == "file_system":
         torch.multiprocessing.set_sharing_strategy("file_system")
-    if cfg["variant"] == "untuned":
-        import ais_wds.streaming.pipeline
-
-        ais_wds.streaming.pipeline.WORKER_SWITCH_INTERVAL = None  # the workers keep Python's 5 ms
     if cfg["variant"] == "sdk_in_main":
         import aistore.sdk  # noqa: F401  (forked workers inherit it instead of importing it each)
     ds = _dataset(cfg)
@@ -258,9 +252,9 @@ def _configs(scale: float = 1.0, goal_only: bool = False) -> List[Dict[str, Any]
     out = [{"contender": "raw_get", "workers": 0, "variant": "-"}]
     if scale < SMOKE_BELOW:
         return out + [{"contender": c, "workers": 2, "variant": "tensor"} for c in ("ais_wds", "tar_local")]
-    if goal_only:  # the goal's pair, with and without the worker tuning on either side
+    if goal_only:  # the goal's pair, and both with the short GIL switch interval in the workers
         return out + [{"contender": c, "workers": 2, "variant": v} for v in ("tensor", "switch")
-                      for c in ("ais_wds", "tar_local")] + [{"contender": "ais_wds", "workers": 2, "variant": "untuned"}]
+                      for c in ("ais_wds", "tar_local")]
     for workers in WORKERS:
         for contender in ("ais_wds", "tar_local", "wds_local"):
             out.append({"contender": contender, "workers": workers, "variant": "tensor"})
@@ -268,7 +262,6 @@ def _configs(scale: float = 1.0, goal_only: bool = False) -> List[Dict[str, Any]
         for contender in ("ais_wds", "tar_local"):
             out.append({"contender": contender, "workers": 2, "variant": variant})
     out.append({"contender": "ais_wds", "workers": 2, "variant": "sdk_in_main"})
-    out.append({"contender": "ais_wds", "workers": 2, "variant": "untuned"})
     return out
 
 
@@ -295,14 +288,14 @@ def _groups(configs: List[Dict[str, Any]]) -> List[List[int]]:
     """Indices of the configurations compared with each other (same workers and variant), in run order."""
     out: Dict[Any, List[int]] = {}
     for i, cfg in enumerate(configs):
-        variant = "tensor" if cfg["variant"] in ("switch", "untuned") else cfg["variant"]  # one group: the goal's
+        variant = "tensor" if cfg["variant"] == "switch" else cfg["variant"]  # one group: the goal's pair
         out.setdefault((cfg["workers"], variant), []).append(i)
     return list(out.values())
 
 
 def _baseline(variant: str) -> str:
-    """The variant of the local rows an ais_wds variant is compared with."""
-    return "tensor" if variant == "untuned" else variant
+    """The variant of the local rows an ais_wds variant is compared with (the same one)."""
+    return variant
 
 
 def run(client: Any, scale: float = 1.0, rounds: int = 1, log: Any = None, goal_only: bool = False,

@@ -460,7 +460,6 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         self._window_resume = int(window) if state.get("kind") != "ais_wds.job" else 0
 
     def __iter__(self) -> Iterator[Any]:
-        _tune_worker_gil()
         try:
             batching = _batching(self.pipeline[1:])
         except TypeError:
@@ -498,24 +497,3 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
                     return
             if produced == 0:
                 return  # an empty pass: do not spin
-
-
-WORKER_SWITCH_INTERVAL: Optional[float] = 0.0002
-"""GIL switch interval (seconds) that a DataLoader worker iterating an ``ais_wds.WebDataset`` takes when it
-still has Python's default (5 ms); None leaves every worker alone. The main process gets each batch from
-helper threads of the worker (the queue's feeder thread pickles it; multiprocessing's resource sharer hands
-over each shared-memory tensor's file descriptor, one connection per tensor). With the default interval
-those threads wait up to 5 ms for the GIL while the worker's main thread parses tars, and the main process
-waits on them: at 2 workers, a median +15% samples/s at the main process and about 10% less CPU per sample
-(docs/bench.md, section 9, variant ``switch``)."""
-
-
-def _tune_worker_gil() -> None:
-    """In a DataLoader worker, shorten the GIL switch interval (see :data:`WORKER_SWITCH_INTERVAL`)."""
-    import sys
-
-    from torch.utils.data import get_worker_info
-
-    if WORKER_SWITCH_INTERVAL is not None and get_worker_info() is not None and sys.getswitchinterval() == 0.005:
-        sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
-        logger.debug("DataLoader worker: GIL switch interval %.4f s", WORKER_SWITCH_INTERVAL)
