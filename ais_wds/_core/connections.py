@@ -199,9 +199,6 @@ class Connections:
         """A target answered as if it did not own an object: fetch the map again within ``within`` s."""
         self._smap_time = min(self._smap_time, time.monotonic() - CLUSTER_MAP_TTL + within)
 
-    def forget_cluster_map(self) -> None:
-        self._smap = None
-
     def open_direct(self, u: AISUrl, bucket: Any, headers: Optional[Dict[str, str]] = None,
                     preload: bool = False) -> Tuple[Any, bool]:
         """GET object ``u`` straight from the target that owns it (cluster map), skipping the gateway.
