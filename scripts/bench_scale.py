@@ -28,15 +28,16 @@ import tempfile
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ais_wds.listing import Listing, list_objects
 from ais_wds.pack.plan import PackOptions, iter_source_objects, make_plan, source_objects
 from ais_wds.partition import Part, epoch_order, partition
 
 
-def _measured(fn: Callable[[], Any]) -> Tuple[Any, float, int, int]:
-    """``(result, seconds, bytes still held, peak bytes)`` of ``fn()`` under tracemalloc."""
+def _measured(fn: Callable[[], Any], sites: Optional[list] = None) -> Tuple[Any, float, int, int]:
+    """``(result, seconds, bytes still held, peak bytes)`` of ``fn()`` under tracemalloc; with ``sites`` (a
+    list), also the six ais_wds allocation sites (file:line, bytes) that hold the most of the result."""
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
@@ -44,6 +45,9 @@ def _measured(fn: Callable[[], Any]) -> Tuple[Any, float, int, int]:
     out = fn()
     seconds = time.perf_counter() - t
     held, peak = tracemalloc.get_traced_memory()
+    if sites is not None:
+        stats = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, "*ais_wds*")]).statistics("lineno")
+        sites += [(f"{os.path.relpath(x.traceback[0].filename)}:{x.traceback[0].lineno}", x.size) for x in stats[:6]]
     tracemalloc.stop()
     return out, seconds, held - base, peak - base
 
@@ -62,17 +66,6 @@ def _rss_peak(fn: Callable[[], Any]) -> Tuple[Any, float, int]:
 def _vm_kb(field: str) -> int:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
-def _top_sites(fn: Callable[[], Any], top: int = 6) -> Tuple[Any, list]:
-    """``fn()`` and the allocation sites (file:line, bytes) that hold the most of what it returns."""
-    gc.collect()
-    tracemalloc.start()
-    out = fn()
-    snapshot = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    stats = snapshot.filter_traces([tracemalloc.Filter(True, "*ais_wds*")]).statistics("lineno")
-    return out, [(f"{os.path.relpath(s.traceback[0].filename)}:{s.traceback[0].lineno}", s.size) for s in stats[:top]]
 
 
 def _timed(fn: Callable[[], Any]) -> Tuple[Any, float, float]:
@@ -152,10 +145,9 @@ def plan(listing: Listing, rss_only: bool = False) -> Dict[str, Any]:
     _, plan_plain_s, plan_cpu = _timed(prebuilt)
     row.update(plan_s_plain=plan_plain_s, plan_cpu_s=plan_cpu)
     del prebuilt
-    result, _, held, peak = _measured(from_listing)
+    sites: list = []
+    result, _, held, peak = _measured(from_listing, sites)
     row.update(plan_from_listing_held_bytes_per_object=held / n, plan_from_listing_peak_bytes_per_object=peak / n)
-    del result
-    result, sites = _top_sites(from_listing)
     row["plan_held_by"] = {site: round(size / n, 1) for site, size in sites}  # bytes/object per allocation site
     return row
     return row
