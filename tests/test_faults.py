@@ -338,7 +338,9 @@ def test_a_read_and_an_upload_that_keep_failing_give_up_within_the_stated_deadli
     data = os.urandom(1 << 20)
     write_bytes(url, data, client)
     retry, connect, read = 3.0, 1.0, 2.0
-    bound = retry + connect + read + 6.0 + 3.5  # + the SDK's own connection retries and 5xx back-off
+    # + a direct connect that times out, then the gateway's attempt with the SDK's own connection retries
+    # and 5xx back-off
+    bound = retry + connect + connect + read + 6.0 + 3.5
     with FaultProxy(_upstream(client), cuts=10 ** 6, rate=1.0, max_offset=1) as proxy:
         fc = Client(proxy.endpoint, retry_seconds=retry, connect_timeout=connect, read_timeout=read)
         for call, err in ((lambda: ais_wds.read_bytes(url, fc), ReadError),
