@@ -9,6 +9,7 @@
   ``prefetch``: the bounded read-ahead engine that drives them from threads.
 * ``epochs``: epoch plans (who reads which slots, progress, same-shape and elastic resume);
   ``shuffle``: ``random.Random.shuffle`` bit for bit, fast for millions of entries.
-* ``archive``: AIS's archive job as a core call (the cluster pack engine).
+* ``archive``: AIS-built archives as core calls (the cluster pack engine): the archive job, get-batch of
+  a shard's objects in order, prefetch of cloud objects, placement checks.
 * ``dist``: torch.distributed / DataLoader-worker facts, asked only when torch is already loaded.
 """
