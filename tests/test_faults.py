@@ -293,6 +293,38 @@ def test_a_gateway_killed_during_batch_gets_loses_and_duplicates_nothing(private
     assert disturbed <= 1.5 * calm
 
 
+def _read_in_child(client: Client, url: str, out: object) -> None:
+    t0 = time.monotonic()
+    try:
+        data = ais_wds.read_bytes(url, client)
+        out.put((_sha(data), time.monotonic() - t0))  # type: ignore[attr-defined]
+    except Exception as e:  # noqa: BLE001 - reported to the parent
+        out.put((repr(e), time.monotonic() - t0))  # type: ignore[attr-defined]
+
+
+def test_a_process_forked_while_the_gateway_is_down_reads_with_its_parents_cluster_map(private_cluster,
+                                                                                       small_objects):
+    """A DataLoader worker forked during a gateway restart needs no gateway: it starts with the cluster
+    map its parent fetched, and reads straight from the target."""
+    import multiprocessing
+
+    pc, prefix, want = small_objects
+    (url, sha), = [k for k in want if k[0].endswith("o00007.bin")]
+    ais_wds.read_bytes(f"{prefix}o00001.bin", pc)  # the parent reads: it has a cluster map
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    private_cluster.run("kill-proxy")
+    try:
+        child = ctx.Process(target=_read_in_child, args=(pc, url, out))
+        child.start()
+        got, seconds = out.get(timeout=60)
+        child.join()
+    finally:
+        private_cluster.run("start-proxy")
+    assert got == sha
+    assert seconds < 2, f"the child waited {seconds:.1f}s (for the gateway?)"
+
+
 def test_a_target_killed_during_batch_gets_loses_and_duplicates_nothing(private_cluster, small_objects, caplog):
     """Target 2 is killed a fifth of the way into an epoch of batch GETs and started again at once (as a
     supervisor would). Its objects are unreachable while it is down (nothing else holds them), so the
