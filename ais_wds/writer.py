@@ -145,7 +145,8 @@ class ObjectWriter(io.RawIOBase):
             self._mpu = self._retry("create multipart upload",
                                     lambda: self._client.object(self._url).multipart_upload().create())
         self._parts += 1
-        number, data = self._parts, bytes(self._buf)
+        # the buffer itself goes out (requests sends a bytearray as is, with its Content-Length): no copy
+        number, data = self._parts, self._buf
         self._buf = bytearray()
         try:
             params = {"uploadId": self._mpu.upload_id, "partNumber": str(number)}
@@ -156,7 +157,7 @@ class ObjectWriter(io.RawIOBase):
             self._abort_quietly()
             raise
 
-    def _put(self, data: bytes, params: Optional[Dict[str, str]] = None) -> None:
+    def _put(self, data: Union[bytes, bytearray], params: Optional[Dict[str, str]] = None) -> None:
         """PUT ``data`` to the target that owns the object.
 
         The gateway answers every PUT with a redirect to a target. Sending the body to the gateway first

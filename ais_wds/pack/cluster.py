@@ -31,13 +31,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from .._core.archive import active_targets, job_failure, one_target, open_batch_archive, prefetch, start_archive
+from .._core.archive import (
+    BatchReply,
+    active_targets,
+    job_failure,
+    one_target,
+    open_batch_archive,
+    prefetch,
+    start_archive,
+)
 from .._core.retry import Backoff
 from ..client import Client
 from ..errors import AISWdsError, AuthError, NotFoundError, PackJobError
@@ -56,6 +65,7 @@ FAILURE_CHECK_SECONDS = 2.0
 MIN_SHARD_TIMEOUT = 120.0
 """Seconds a shard may take at least before it is reported as failed (plus 1 s per 20 MB)."""
 RELAY_CHUNK = 1 << 20
+"""Bytes of the get-batch reply read (and checked, and written) at a time."""
 ONE_TARGET_CHECK = 16
 """On a multi-target cluster, shards of up to this many samples are checked for members on one target."""
 
@@ -261,34 +271,66 @@ def first_failure(futures: Dict[Future[Any], PlannedShard], stop: threading.Even
 
 
 class _HeaderCheck:
-    """Checks, as a stream passes, the 512-byte tar header at every offset the plan predicts."""
+    """Checks, as a stream passes, the 512-byte tar header at every offset the plan predicts.
+
+    Each header is compared where it lies in the chunk (a memoryview, no copy): the name and size fields
+    against the bytes a ustar writer puts there, the type flag, an empty ustar prefix and the checksum
+    (``_fast_header_ok``); a header that differs from that form (another writer's field format) is
+    judged by ``_header_matches``, the index's own check. A header split between two chunks is put
+    together first."""
 
     def __init__(self, spans: Spans):
-        self._heads: Deque[Tuple[int, str, int]] = deque((off, name, size) for name, off, _, size in spans)
+        self._heads = [(off, name, size) for name, off, _, size in spans]
+        self._next = 0
         self._pos = 0
-        self._block = b""
+        self._part = bytearray()  # the start of a header that continues in the next chunk
         self.mismatch: Optional[str] = None
 
-    def feed(self, chunk: bytes) -> None:
-        end = self._pos + len(chunk)
-        while self._heads and self.mismatch is None:
-            offset, name, size = self._heads[0]
+    def feed(self, chunk: memoryview) -> None:
+        """Check the headers that end in ``chunk``, the stream's next bytes."""
+        pos, end, heads = self._pos, self._pos + len(chunk), self._heads
+        while self._next < len(heads) and self.mismatch is None:
+            offset, name, size = heads[self._next]
             if offset >= end:
                 break
-            start = max(offset, self._pos) - self._pos
-            self._block += chunk[start:start + tarwrite.BLOCK - len(self._block)]
-            if len(self._block) < tarwrite.BLOCK:
-                break
-            if not _header_matches(self._block, name, size):
-                found = self._block[:100].split(b"\0")[0].decode("utf-8", "replace")
+            if self._part or offset + tarwrite.BLOCK > end:  # a header across the chunk boundary
+                start = max(offset, pos) - pos
+                self._part += chunk[start:start + tarwrite.BLOCK - len(self._part)]
+                if len(self._part) < tarwrite.BLOCK:
+                    break
+                block: Any = memoryview(bytes(self._part))
+                self._part = bytearray()
+            else:
+                block = chunk[offset - pos:offset - pos + tarwrite.BLOCK]
+            if not (_fast_header_ok(block, name, size) or _header_matches(bytes(block), name, size)):
+                found = bytes(block[:100]).split(b"\0")[0].decode("utf-8", "replace")
                 self.mismatch = f"the header at offset {offset} is {found!r}, not {name!r} ({size} bytes)"
-            self._block = b""
-            self._heads.popleft()
+            self._next += 1
         self._pos = end
 
     @property
     def complete(self) -> bool:
-        return not self._heads and self.mismatch is None
+        return self._next == len(self._heads) and self.mismatch is None
+
+
+_NULS = bytes(100)
+
+
+def _fast_header_ok(block: memoryview, name: str, size: int) -> bool:
+    """True when ``block`` is the ustar header of ``name`` (at most 100 bytes) of ``size`` bytes as AIS
+    (Go's archive/tar) and most writers write it: the name NUL-padded in its field, the size as 11 octal
+    digits and a NUL, type '0' or NUL, no ustar prefix, a valid checksum. False means "not in this form"
+    (:func:`_header_matches` decides then), never a false True."""
+    raw = name.encode("ascii", "replace")
+    if (len(raw) > 100 or block[:len(raw)] != raw or block[len(raw):100] != _NULS[len(raw):]
+            or block[124:136] != b"%011o\0" % size or block[156] not in (48, 0)
+            or (block[257:263] == b"ustar\0" and block[345] != 0)):
+        return False
+    stored = bytes(block[148:156])
+    digits = stored.split(b"\0")[0].strip()
+    # the byte sum of each 256-byte half (at most 65,280) is exact in adler32's low word (mod 65,521)
+    total = (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
+    return bool(digits) and int(digits, 8) == total - sum(stored) + 256
 
 
 def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> None:
@@ -301,25 +343,28 @@ def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> N
     bucket, names = AISUrl(first.scheme, first.bucket, ""), [m.name for s in samples for m in s.members]
     if first.provider != "ais":  # get-batch reads only what the cluster holds: have AIS fetch it first
         prefetch(client, bucket, names)
-    raw: Any = open_batch_archive(client, bucket, names)
-    writer = open_writer(shard.url, client)
     check = _HeaderCheck(shard_spans(shard, samples))
     del samples
+    reply = BatchReply(open_batch_archive(client, bucket, names))
+    del names
+    writer = open_writer(shard.url, client)
+    buf = memoryview(bytearray(RELAY_CHUNK))
     total = 0
     try:
         while True:
             if stop.is_set():
                 raise Stopped()
             try:
-                chunk = raw.read(RELAY_CHUNK)
-            except Exception as e:  # noqa: BLE001 - urllib3's errors: the reply broke off
+                n = reply.readinto(buf)
+            except Exception as e:  # noqa: BLE001 - socket, framing or urllib3 errors: the reply broke off
                 raise AISWdsError(f"the get-batch reply broke off after {total} bytes "
                                   f"({type(e).__name__}: {' '.join(str(e).split())[:200]})", url=shard.url) from e
-            if not chunk:
+            if not n:
                 break
-            total += len(chunk)
+            total += n
             if total > shard.size:
                 raise AISWdsError(f"get-batch sent more than the plan's {shard.size} bytes", url=shard.url)
+            chunk = buf[:n]
             check.feed(chunk)
             if check.mismatch:
                 raise AISWdsError(f"get-batch assembled another layout: {check.mismatch}", url=shard.url)
@@ -328,10 +373,10 @@ def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> N
             raise AISWdsError(f"get-batch sent {total} bytes, the plan says {shard.size} (the reply ended early: "
                               "AIS aborted the job, or a source object changed)", url=shard.url)
         writer.close()
-        raw.release_conn()
+        reply.finish()
     except BaseException:
         writer.abort()
-        raw.close()
+        reply.close()
         raise
 
 
