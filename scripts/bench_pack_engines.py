@@ -7,7 +7,7 @@ a fresh prefix; reported: MB/s and samples/s of the whole call (plan included), 
 (user + system of this process) of the whole call and of the build alone (from the moment the shards
 start to be built, index included; listing and planning, the same for both engines, excluded), and how the cluster engine built its shards: AIS archive jobs (members
 and shard on one target), AIS get-batch streamed into the upload, and archive-job shards that came back
-in another member order (see docs/pack.md).
+in another member order (see docs/pack.md). Each run's output is deleted after it is measured.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Dict
 from ais_wds.listing import list_objects
 from ais_wds.pack import pack, plan_pack
 from ais_wds.pack.run import PackSettings
-from ais_wds.writer import write_bytes
+from ais_wds.writer import delete_object, write_bytes
 
 
 def _source(client: Any, count: int, size: int) -> str:
@@ -34,6 +34,13 @@ def _source(client: Any, count: int, size: int) -> str:
         with ThreadPoolExecutor(32) as pool:
             list(pool.map(lambda n: write_bytes(prefix + n, payload, client), names))
     return prefix
+
+
+def _remove(prefix: str, client: Any) -> None:
+    """Delete this run's shards, index and marker (2+ GB per run at full scale would fill the disk)."""
+    listing = list_objects(prefix, client, allow_empty=True)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda url: delete_object(url, client), listing.urls))
 
 
 def _cpu() -> float:
@@ -64,4 +71,5 @@ def run(client: Any, scale: float = 1.0) -> Dict[str, Any]:
                 "samples/s": report.samples / seconds, "client CPU s": cpu, "client CPU s, build": build_cpu, "seconds": seconds,
                 "engine used": report.engine, "archive jobs": len(report.archived),
                 "get-batch": len(report.batched), "misordered": len(report.rebuilt)}
+            _remove(dst[:dst.rindex("/") + 1], client)
     return {"engines": rows}
