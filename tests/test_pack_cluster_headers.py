@@ -1,0 +1,97 @@
+"""The cluster engine's in-stream header check (``ais_wds.pack.cluster._HeaderCheck``): every planned
+header is judged, wherever the chunk boundaries fall, and the fast path never accepts what the index's own
+check (``_header_matches``) rejects. Pure functions over tars written by Python's tarfile; no cluster."""
+
+from __future__ import annotations
+
+import io
+import random
+import tarfile
+from typing import List, Tuple
+
+from ais_wds.pack.cluster import _fast_header_ok, _HeaderCheck
+from ais_wds.shard_index.index import _header_matches
+from ais_wds.tar import writer as tarwrite
+
+
+def _tar(members: List[Tuple[str, int]], fmt: int = tarfile.USTAR_FORMAT) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as t:
+        for name, size in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = size, 1_700_000_000
+            t.addfile(info, io.BytesIO(bytes([len(name) % 251]) * size))
+    return out.getvalue()
+
+
+def _spans(members: List[Tuple[str, int]]) -> List[Tuple[str, int, int, int]]:
+    spans, pos = [], 0
+    for name, size in members:
+        spans.append((name, pos, pos + tarwrite.BLOCK, size))
+        pos += tarwrite.member_span(name, size)
+    return spans
+
+
+def _feed(check: _HeaderCheck, data: bytes, cuts: List[int]) -> None:
+    view, start = memoryview(data), 0
+    for end in cuts + [len(data)]:
+        check.feed(view[start:end])
+        start = end
+
+
+MEMBERS = [(f"dir/s{i:05d}.{'jpg' if i % 2 else 'cls'}", (i * 977) % 3000) for i in range(60)] + [("x" * 100, 5)]
+
+
+def test_every_header_is_checked_whatever_the_chunk_boundaries() -> None:
+    data = _tar(MEMBERS)
+    rng = random.Random(7)
+    for _ in range(30):
+        cuts = sorted(rng.sample(range(1, len(data)), rng.randint(1, 200)))
+        check = _HeaderCheck(_spans(MEMBERS))
+        _feed(check, data, cuts)
+        assert check.mismatch is None and check.complete
+    # a cut inside every header
+    check = _HeaderCheck(_spans(MEMBERS))
+    _feed(check, data, [off + 100 for _, off, _, _ in _spans(MEMBERS)][1:])
+    assert check.complete
+
+
+def test_a_wrong_name_or_size_is_found_even_across_a_boundary() -> None:
+    data = _tar(MEMBERS)
+    spans = _spans(MEMBERS)
+    renamed = list(spans)
+    name, off, data_off, size = renamed[30]
+    renamed[30] = ("dir/other.jpg", off, data_off, size)
+    check = _HeaderCheck(renamed)
+    _feed(check, data, [off + 7])
+    assert check.mismatch == f"the header at offset {off} is {name!r}, not 'dir/other.jpg' ({size} bytes)"
+    resized = list(spans)
+    resized[10] = (spans[10][0], spans[10][1], spans[10][2], spans[10][3] + 1)
+    check = _HeaderCheck(resized)
+    _feed(check, data, [])
+    assert check.mismatch is not None and "offset" in check.mismatch and not check.complete
+
+
+def test_a_stream_that_ends_before_the_last_header_is_not_complete() -> None:
+    data = _tar(MEMBERS)
+    check = _HeaderCheck(_spans(MEMBERS))
+    _feed(check, data[:_spans(MEMBERS)[-1][1] + 200], [])
+    assert check.mismatch is None and not check.complete
+
+
+def test_fast_path_agrees_with_the_index_check_and_defers_other_formats() -> None:
+    for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT):
+        data = _tar(MEMBERS, fmt)
+        for name, off, _, size in _spans(MEMBERS):
+            block = data[off:off + tarwrite.BLOCK]
+            assert _header_matches(block, name, size)
+            if _fast_header_ok(memoryview(block), name, size):
+                assert _header_matches(block, name, size)
+            assert not _fast_header_ok(memoryview(block), name + "x", size)
+            assert not _fast_header_ok(memoryview(block), name, size + 1)
+            broken = bytearray(block)
+            broken[200] ^= 1  # one bit outside the compared fields: only the checksum can see it
+            assert not _fast_header_ok(memoryview(bytes(broken)), name, size)
+            assert not _header_matches(bytes(broken), name, size)
+    ustar = _tar(MEMBERS[:1])
+    assert _fast_header_ok(memoryview(ustar[:tarwrite.BLOCK]), *MEMBERS[0])
