@@ -24,7 +24,7 @@ import pytest
 
 import ais_wds
 from ais_wds import Client, write_bytes
-from ais_wds.pack import pack
+from ais_wds.pack import PackReport, pack
 from ais_wds.shard_index.index import load_index
 from ais_wds.tar.reader import iter_members
 
@@ -121,8 +121,8 @@ def test_cuts_during_aisiterdataset_batch_gets_lose_and_duplicate_nothing(client
 
 
 @pytest.fixture(scope="module")
-def packed(client, module_bucket) -> Tuple[str, Dict[str, str], Counter]:
-    """Loose source objects (2 files per sample), packed through a fault proxy that cuts uploads."""
+def loose(client, module_bucket) -> Tuple[str, Dict[str, str]]:
+    """Loose source objects (2 files per sample): their prefix URL and {member name: sha of data}."""
     src = f"ais://{module_bucket}/loose/"
     expected: Dict[str, str] = {}
     for i in range(200 * SCALE):
@@ -130,24 +130,58 @@ def packed(client, module_bucket) -> Tuple[str, Dict[str, str], Counter]:
             data = os.urandom(size)
             write_bytes(f"{src}k{i:05d}.{ext}", data, client)
             expected[f"k{i:05d}.{ext}"] = _sha(data)
-    with FaultProxy(_upstream(client), cuts=CUTS, rate=1.0, max_offset=100 << 10, seed=3) as proxy:
-        # the client engine: its uploads cross the proxy (the cluster engine's shards are built by AIS, and
-        # under 200 cuts at rate 1 its get-batch replies broke at every one of 34 attempts: PackJobError)
-        report = pack(src, f"ais://{module_bucket}/packed/train-%06d.tar", _faulty_client(proxy),
-                      shard_size="128KiB", workers=4, engine="client")
-    return report.index_url, expected, Counter({"cuts": proxy.cuts})
+    return src, expected
+
+
+def _pack_with_cuts(client: Client, src: str, dst: str, engine: str, seed: int) -> Tuple[PackReport, int]:
+    with FaultProxy(_upstream(client), cuts=CUTS, rate=1.0, max_offset=100 << 10, seed=seed) as proxy:
+        report = pack(src, dst, _faulty_client(proxy), shard_size="128KiB", workers=4, engine=engine)
+    return report, proxy.cuts
+
+
+@pytest.fixture(scope="module")
+def packed(client, module_bucket, loose) -> Tuple[str, Dict[str, str], Counter]:
+    """The loose objects packed by the client engine through a fault proxy that cuts GETs and uploads."""
+    src, expected = loose
+    report, cuts = _pack_with_cuts(client, src, f"ais://{module_bucket}/packed/train-%06d.tar", "client", 3)
+    assert report.index_url
+    return report.index_url, expected, Counter({"cuts": cuts})
+
+
+def _members_once(client: Client, index_url: str) -> Counter:
+    """{(member name, sha of its data): times found} over every shard of the index."""
+    got: Counter = Counter()
+    for shard in load_index(index_url, client).shards:
+        with ais_wds.open_object(shard.url, client) as f:
+            for name, data in iter_members(f, url=shard.url):
+                got[(name.rsplit("/", 1)[-1], _sha(data))] += 1
+    return got
 
 
 def test_cuts_during_a_pack_leave_every_sample_once_with_its_bytes(client, packed):
     index_url, expected, faults = packed
-    index = load_index(index_url, client)
-    got: Counter = Counter()
-    for shard in index.shards:
-        with ais_wds.open_object(shard.url, client) as f:
-            for name, data in iter_members(f, url=shard.url):
-                got[(name.rsplit("/", 1)[-1], _sha(data))] += 1
-    assert got == Counter({(n, h): 1 for n, h in expected.items()})
+    assert _members_once(client, index_url) == Counter({(n, h): 1 for n, h in expected.items()})
     assert faults["cuts"] >= MIN_CUTS
+
+
+def test_cuts_during_a_cluster_engine_pack_leave_every_sample_once_with_its_bytes(client, module_bucket, loose,
+                                                                                  caplog):
+    """The cluster engine under cuts: nearly every get-batch reply (longer than the cut offsets) breaks, so
+    a shard whose relay broke 3 times is built by the client engine (per-object GETs that resume), with a
+    warning; the pack finishes. (Before the fallback, under 200 cuts every get-batch attempt of a shard
+    broke, 34 in all, and the pack ended in PackJobError.)"""
+    src, expected = loose
+    with caplog.at_level("WARNING", logger="ais_wds.pack.cluster"):
+        r, cuts = _pack_with_cuts(client, src, f"ais://{module_bucket}/packed-cl/train-%06d.tar", "cluster", 5)
+    print(f"cluster engine under {cuts} cuts: {len(r.batched)} shard(s) by get-batch, {len(r.by_client)} by the "
+          f"client engine, {len(r.archived)} by archive jobs, of {len(r.written)}")
+    assert r.engine == "cluster" and r.index_url
+    assert _members_once(client, r.index_url) == Counter({(n, h): 1 for n, h in expected.items()})
+    assert cuts >= MIN_CUTS
+    assert sorted(r.batched + r.by_client + r.archived) == sorted(r.written)
+    assert r.by_client, "no get-batch relay broke often enough to fall back"
+    assert any("building this shard with the client engine" in x.getMessage() and r.by_client[0] in x.getMessage()
+               for x in caplog.records)
 
 
 def test_cuts_during_aisshard_dataset_reads_lose_and_alter_nothing(client, packed):

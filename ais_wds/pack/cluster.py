@@ -36,7 +36,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .._core.archive import (
     BatchReply,
@@ -68,8 +68,13 @@ RELAY_CHUNK = 1 << 20
 """Bytes of the get-batch reply read (and checked, and written) at a time."""
 ONE_TARGET_CHECK = 16
 """On a multi-target cluster, shards of up to this many samples are checked for members on one target."""
+FALLBACK_AFTER = 3
+"""Broken get-batch attempts of one shard (reply cut, short, refused) after which ``fallback`` builds it."""
 
 Spans = List[Tuple[str, int, int, int]]
+Fallback = Callable[[PlannedShard, threading.Event], None]
+"""``fallback(shard, stop)``: builds and commits one shard by the client engine (per-object GETs that
+resume); raises :class:`Stopped` when it sees ``stop``, AISWdsError on failure, commits nothing then."""
 
 
 def shard_spans(shard: PlannedShard, samples: Optional[List[PlannedSample]] = None) -> Spans:
@@ -123,16 +128,19 @@ def proven(shard: PlannedShard, client: Client) -> bool:
 
 @dataclass
 class BuildReport:
-    """What :func:`build_shards` did: shard URLs built by archive jobs and by get-batch, and those an
-    archive job built in another member order (deleted, then built by get-batch)."""
+    """What :func:`build_shards` did: shard URLs built by archive jobs and by get-batch, those an
+    archive job built in another member order (deleted, then built by get-batch), and those built by the
+    ``fallback`` after their get-batch replies kept breaking."""
 
     archived: List[str] = field(default_factory=list)
     batched: List[str] = field(default_factory=list)
     misordered: List[str] = field(default_factory=list)
+    by_client: List[str] = field(default_factory=list)
 
 
 def build_shards(todo: List[PlannedShard], client: Client, existing: Callable[[], Dict[str, int]], *,
-                 parallel: int, on_done: Callable[[PlannedShard], None]) -> BuildReport:
+                 parallel: int, on_done: Callable[[PlannedShard], None],
+                 fallback: Optional[Fallback] = None) -> BuildReport:
     """Build ``todo`` inside AIS, each in the plan's layout (see the module docstring).
 
     Args:
@@ -141,6 +149,8 @@ def build_shards(todo: List[PlannedShard], client: Client, existing: Callable[[]
         parallel: shards in flight (archive jobs, and get-batch streams at once).
         on_done: called with each shard proven complete (from this thread or a worker thread, one at
             a time).
+        fallback: builds a shard whose get-batch relay broke :data:`FALLBACK_AFTER` times (or whose
+            retry budget ran out) another way, e.g. by the client engine; None: no fallback.
 
     Raises:
         PackJobError: a job was refused or aborted, a shard came out of the wrong size or layout, or did
@@ -167,7 +177,7 @@ def build_shards(todo: List[PlannedShard], client: Client, existing: Callable[[]
         report.misordered = [s.url for s in misordered]
         rest.extend(misordered)
     if rest:
-        _batch(rest, client, parallel=parallel, on_done=done, report=report)
+        _batch(rest, client, parallel=parallel, on_done=done, report=report, fallback=fallback)
     return report
 
 
@@ -380,20 +390,31 @@ def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> N
         raise
 
 
-def _relay(shard: PlannedShard, client: Client, stop: threading.Event) -> None:
+def _relay(shard: PlannedShard, client: Client, stop: threading.Event, fallback: Optional[Fallback] = None) -> bool:
     """:func:`_relay_once`, tried again (nothing was committed) within the client's ``retry_seconds``:
     a target that restarts, or a cluster that starts to rebalance, refuses or cuts get-batch requests for
-    a while. A missing source object or a refused token is final at once.
+    a while. After :data:`FALLBACK_AFTER` broken attempts (or once the budget is spent) ``fallback``, when
+    given, builds the shard instead (a flaky network cuts nearly every long reply, while per-object GETs
+    resume where they broke). A missing source object or a refused token is final at once.
 
-    Raises: Stopped; PackJobError (names the shard and the last cause)."""
+    Returns: True when ``fallback`` built the shard. Raises: Stopped; PackJobError (names the shard and
+    the last cause)."""
     backoff = Backoff(client.config.retry_seconds)
     while True:
         try:
             _relay_once(shard, client, stop)
-            return
+            return False
         except AISWdsError as e:
             final = isinstance(e, (NotFoundError, AuthError))
-            delay = None if final or stop.is_set() else backoff.next_delay()
+            if final or stop.is_set():
+                delay = None
+            elif fallback is not None and backoff.attempts + 1 >= FALLBACK_AFTER:
+                delay = None
+            else:
+                delay = backoff.next_delay()
+            if delay is None and not final and fallback is not None and not stop.is_set():
+                _build_by_fallback(shard, fallback, stop, backoff.attempts + 1, e)
+                return True
             if delay is None:
                 raise PackJobError(f"AIS's get-batch job could not build this shard ({backoff.attempts + 1} "
                                    f"attempt(s)): {e.message}", url=shard.url,
@@ -404,14 +425,35 @@ def _relay(shard: PlannedShard, client: Client, stop: threading.Event) -> None:
             time.sleep(delay)
 
 
+def _build_by_fallback(shard: PlannedShard, fallback: Fallback, stop: threading.Event, attempts: int,
+                       cause: AISWdsError) -> None:
+    """``fallback(shard, stop)`` for a shard whose get-batch relay broke ``attempts`` times (last: ``cause``).
+
+    Raises: Stopped; PackJobError (the fallback failed too: names the shard and both causes)."""
+    logger.warning("%s: get-batch broke %d time(s) (last: %s); building this shard with the client engine",
+                   shard.url, attempts, cause.message)
+    try:
+        fallback(shard, stop)
+    except AISWdsError as e:
+        raise PackJobError(f"get-batch broke {attempts} time(s) (last: {cause.message}), and the client engine "
+                           f"could not build this shard either: {e.message}", url=shard.url,
+                           hint="check the source objects and the network to the cluster, then run again with "
+                                "--resume (finished shards are kept)") from e
+
+
 def _batch(todo: List[PlannedShard], client: Client, *, parallel: int, on_done: Callable[[PlannedShard], None],
-           report: BuildReport) -> None:
+           report: BuildReport, fallback: Optional[Fallback] = None) -> None:
     """Get-batch streams, ``parallel`` at a time; the first failure stops the others."""
     stop = threading.Event()
+    by_client: Set[str] = set()
+
+    def build(shard: PlannedShard) -> None:
+        if _relay(shard, client, stop, fallback):
+            by_client.add(shard.url)
 
     def ok(shard: PlannedShard) -> None:
-        report.batched.append(shard.url)
+        (report.by_client if shard.url in by_client else report.batched).append(shard.url)
         on_done(shard)
 
     with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="pack-batch") as pool:
-        first_failure({pool.submit(_relay, shard, client, stop): shard for shard in todo}, stop, ok)
+        first_failure({pool.submit(build, shard): shard for shard in todo}, stop, ok)

@@ -89,6 +89,8 @@ class PackReport:
         archived: shards the cluster engine built with AIS archive jobs (nothing through the client).
         batched: shards the cluster engine built with AIS get-batch (streamed through into the upload).
         rebuilt: shards an archive job built in another member order, deleted and built by get-batch.
+        by_client: shards the cluster engine left to the client engine after their get-batch replies kept
+            breaking (cut, short or refused; a warning names each shard and the cause).
     """
 
     plan: Plan
@@ -107,6 +109,7 @@ class PackReport:
     archived: List[str] = field(default_factory=list)
     batched: List[str] = field(default_factory=list)
     rebuilt: List[str] = field(default_factory=list)
+    by_client: List[str] = field(default_factory=list)
 
     @property
     def bytes_per_second(self) -> float:
@@ -301,9 +304,17 @@ def pack(
             _count(report, shard)
             totals.add(shard.num_samples, sum(x.data_size for x in shard.samples) if progress else 0)
 
-        built = build_shards(todo, client, lambda: _existing_sizes(dst_pattern, client),
-                             parallel=settings.parallel_shards or max(2, workers // 2), on_done=done)
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="pack-get") as gets:
+            fetch, quiet = _Fetcher(client), _Totals(None)  # done() counts the shard's progress
+
+            def by_client(shard: PlannedShard, stop: threading.Event) -> None:  # get-batch kept breaking
+                _ShardJob(shard, client, gets, fetch, plan.options.mtime, stop, quiet, DEFAULT_WINDOW).run()
+
+            built = build_shards(todo, client, lambda: _existing_sizes(dst_pattern, client),
+                                 parallel=settings.parallel_shards or max(2, workers // 2), on_done=done,
+                                 fallback=by_client)
         report.archived, report.batched, report.rebuilt = built.archived, built.batched, built.misordered
+        report.by_client = built.by_client
     else:
         _write_shards(todo, client, plan.options.mtime, workers, parallel_shards, progress, report)
     report.seconds = time.monotonic() - start
