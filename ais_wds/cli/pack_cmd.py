@@ -172,6 +172,9 @@ def _print_report(report: PackReport) -> None:
     if report.engine == "cluster":
         print(f"cluster engine: {len(report.archived)} shard(s) by AIS archive jobs, {len(report.batched)} by AIS "
               f"get-batch ({len(report.rebuilt)} of them after an archive job came back in another member order)")
+        if report.by_client:
+            print(f"cluster engine: {len(report.by_client)} shard(s) built by the client engine after their get-batch "
+                  "replies kept breaking (see the warnings above)")
     if report.index_url:
         print(f"index: {report.index_url}\nwids descriptor: {report.wids_url}")
     else:
