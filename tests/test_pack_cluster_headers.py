@@ -1,6 +1,6 @@
 """The cluster engine's in-stream header check (``ais_wds.pack.cluster._HeaderCheck``): every planned
 header is judged, wherever the chunk boundaries fall, and the fast path never accepts what the index's own
-check (``_header_matches``) rejects. Pure functions over tars written by Python's tarfile; no cluster."""
+check (``header_matches``) rejects. Pure functions over tars written by Python's tarfile; no cluster."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import tarfile
 from typing import List, Tuple
 
 from ais_wds.pack.cluster import _fast_header_ok, _HeaderCheck
-from ais_wds.shard_index.index import _header_matches
+from ais_wds.shard_index.index import header_matches
 from ais_wds.tar import writer as tarwrite
 
 
@@ -84,14 +84,14 @@ def test_fast_path_agrees_with_the_index_check_and_defers_other_formats() -> Non
         data = _tar(MEMBERS, fmt)
         for name, off, _, size in _spans(MEMBERS):
             block = data[off:off + tarwrite.BLOCK]
-            assert _header_matches(block, name, size)
+            assert header_matches(block, name, size)
             if _fast_header_ok(memoryview(block), name, size):
-                assert _header_matches(block, name, size)
+                assert header_matches(block, name, size)
             assert not _fast_header_ok(memoryview(block), name + "x", size)
             assert not _fast_header_ok(memoryview(block), name, size + 1)
             broken = bytearray(block)
             broken[200] ^= 1  # one bit outside the compared fields: only the checksum can see it
             assert not _fast_header_ok(memoryview(bytes(broken)), name, size)
-            assert not _header_matches(bytes(broken), name, size)
+            assert not header_matches(bytes(broken), name, size)
     ustar = _tar(MEMBERS[:1])
     assert _fast_header_ok(memoryview(ustar[:tarwrite.BLOCK]), *MEMBERS[0])

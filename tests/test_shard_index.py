@@ -15,9 +15,9 @@ from ais_wds.shard_index.index import (
     ShardIndex,
     ShardIndexError,
     _group_archive_listing,
-    _header_matches,
     _key_then_ext_order,
     _predicted_spans,
+    header_matches,
     index_from_plan,
     record_from_spans,
     wids_location,
@@ -94,9 +94,9 @@ def test_listing_prediction_and_header_check_agree_with_a_real_ustar():
     raw = _tar(members)
     spans = _predicted_spans([(n, len(d)) for n, d in members])
     assert spans == list(iter_member_spans(io.BytesIO(raw)))
-    assert all(_header_matches(raw[h:h + 512], n, s) for n, h, _, s in spans)
-    assert not _header_matches(raw[0:512], "a.jpg", 2999)
-    assert not _header_matches(raw[0:512], "b.jpg", 3000)
+    assert all(header_matches(raw[h:h + 512], n, s) for n, h, _, s in spans)
+    assert not header_matches(raw[0:512], "a.jpg", 2999)
+    assert not header_matches(raw[0:512], "b.jpg", 3000)
     assert _predicted_spans([("ü.jpg", 3)]) is None  # its header is not predictable
 
 

@@ -50,7 +50,7 @@ from .._core.archive import (
 from .._core.retry import Backoff
 from ..client import Client
 from ..errors import AISWdsError, AuthError, NotFoundError, PackJobError
-from ..shard_index.index import _header_matches, record_from_spans, stream_record, verify_spans
+from ..shard_index.index import header_matches, record_from_spans, stream_record, verify_spans
 from ..tar import writer as tarwrite
 from ..urls import AISUrl, parse_url
 from ..writer import delete_object, open_writer
@@ -286,7 +286,7 @@ class _HeaderCheck:
     Each header is compared where it lies in the chunk (a memoryview, no copy): the name and size fields
     against the bytes a ustar writer puts there, the type flag, an empty ustar prefix and the checksum
     (``_fast_header_ok``); a header that differs from that form (another writer's field format) is
-    judged by ``_header_matches``, the index's own check. A header split between two chunks is put
+    judged by ``header_matches``, the index's own check. A header split between two chunks is put
     together first."""
 
     def __init__(self, spans: Spans):
@@ -312,7 +312,7 @@ class _HeaderCheck:
                 self._part = bytearray()
             else:
                 block = chunk[offset - pos:offset - pos + tarwrite.BLOCK]
-            if not (_fast_header_ok(block, name, size) or _header_matches(bytes(block), name, size)):
+            if not (_fast_header_ok(block, name, size) or header_matches(bytes(block), name, size)):
                 found = bytes(block[:100]).split(b"\0")[0].decode("utf-8", "replace")
                 self.mismatch = f"the header at offset {offset} is {found!r}, not {name!r} ({size} bytes)"
             self._next += 1
@@ -330,7 +330,7 @@ def _fast_header_ok(block: memoryview, name: str, size: int) -> bool:
     """True when ``block`` is the ustar header of ``name`` (at most 100 bytes) of ``size`` bytes as AIS
     (Go's archive/tar) and most writers write it: the name NUL-padded in its field, the size as 11 octal
     digits and a NUL, type '0' or NUL, no ustar prefix, a valid checksum. False means "not in this form"
-    (:func:`_header_matches` decides then), never a false True."""
+    (:func:`header_matches` decides then), never a false True."""
     raw = name.encode("ascii", "replace")
     if (len(raw) > 100 or block[:len(raw)] != raw or block[len(raw):100] != _NULS[len(raw):]
             or block[124:136] != b"%011o\0" % size or block[156] not in (48, 0)

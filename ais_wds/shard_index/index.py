@@ -347,7 +347,9 @@ def _predicted_spans(members: Sequence[Tuple[str, int]]) -> Optional[List[Tuple[
     return spans
 
 
-def _header_matches(block: bytes, name: str, size: int) -> bool:
+def header_matches(block: bytes, name: str, size: int) -> bool:
+    """True when ``block`` is a valid 512-byte tar header (checksum, regular file) of ``name`` with ``size``
+    bytes: the check the index, `ais-wds index` and the pack cluster engine apply at a predicted offset."""
     if len(block) != tarwrite.BLOCK or block[156:157] not in (b"0", b"\0"):
         return False
     stored = block[148:156].split(b"\0")[0].strip()
@@ -374,7 +376,7 @@ def verify_spans(url: str, spans: Sequence[Tuple[str, int, int, int]], client: C
             if len(blocks) != len(chunk):
                 return False
             for (name, _, _, size), block in zip(chunk, blocks):
-                if not _header_matches(block, name, size):
+                if not header_matches(block, name, size):
                     return False
     except Exception as e:  # noqa: BLE001 - any failure: fall back to streaming
         logger.info("%s: batched header check unavailable (%s: %s); streaming instead", url, type(e).__name__, e)
