@@ -43,9 +43,9 @@ clean:
 	rm -rf .venv .cache build *.egg-info
 
 # The fault catalogue at full size: 200 connection cuts per scenario, and 20 GB streamed with RSS/fd checks
-# (tests/test_faults.py, tests/test_faults_soak.py; see docs/reliability.md). Not part of `make test`;
+# (tests/system/test_faults.py, tests/system/test_faults_soak.py; see docs/reliability.md). Not part of `make test`;
 # CI (.ci/run) runs it after `make test`.
 soak: install
 	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && \
-	AIS_WDS_FAULT_CUTS=200 $(PY) -m pytest -q -ra -s --durations=5 tests/test_faults.py -k cuts $(PYTEST_ARGS) && \
-	AIS_WDS_SOAK=1 $(PY) -m pytest -q -ra -s tests/test_faults_soak.py $(PYTEST_ARGS)
+	AIS_WDS_FAULT_CUTS=200 $(PY) -m pytest -q -ra -s --durations=5 tests/system/test_faults.py -k cuts $(PYTEST_ARGS) && \
+	AIS_WDS_SOAK=1 $(PY) -m pytest -q -ra -s tests/system/test_faults_soak.py $(PYTEST_ARGS)

@@ -8,10 +8,10 @@ import io
 
 import pytest
 import torch
-from _shards import N_OBJECTS, make_data, shard_keys
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 import ais_wds
+from tests.support.shards import N_OBJECTS, make_data, shard_keys
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "scripts" / "bench"
 
 STREAM_CONTENDERS = {"raw_http_client", "raw_urllib3", "raw_open_object", "raw_curl", "ais_wds_webdataset",

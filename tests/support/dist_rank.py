@@ -1,9 +1,9 @@
-"""One DDP rank of tests/test_distributed.py: builds every front end, reads one epoch (two for
+"""One DDP rank of tests/system/test_distributed.py: builds every front end, reads one epoch (two for
 ais_wds.WebDataset) through a DataLoader, counts listing calls, writes what it saw as JSON.
 
-    python tests/_dist_rank.py CONFIG.json          # launcher "mp": torch.multiprocessing.spawn + tcp://
-    RANK=r WORLD_SIZE=w MASTER_ADDR=... MASTER_PORT=... python tests/_dist_rank.py CONFIG.json   # "env"
-    SLURM_PROCID=r SLURM_NTASKS=w SLURM_STEP_NUM_TASKS=w ... python tests/_dist_rank.py CONFIG.json  # "slurm"
+    python tests/support/dist_rank.py CONFIG.json          # launcher "mp": torch.multiprocessing.spawn + tcp://
+    RANK=r WORLD_SIZE=w MASTER_ADDR=... MASTER_PORT=... python tests/support/dist_rank.py CONFIG.json   # "env"
+    SLURM_PROCID=r SLURM_NTASKS=w SLURM_STEP_NUM_TASKS=w ... python tests/support/dist_rank.py CONFIG.json  # "slurm"
 
 The "slurm" launcher starts no process group (srun sets only its variables): the datasets take the rank
 from the environment, and every rank lists for itself.

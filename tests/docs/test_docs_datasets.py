@@ -12,8 +12,8 @@ import pytest
 
 from ais_wds import write_bytes
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "datasets.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", DOC.read_text(encoding="utf-8"), flags=re.M | re.S)
 README_BLOCKS = re.findall(r"^<!-- runs as a test.*?-->\n```python\n(.*?)^```", README.read_text(encoding="utf-8"),
                            flags=re.M | re.S)

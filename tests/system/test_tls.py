@@ -11,10 +11,10 @@ import time
 import warnings
 
 import pytest
-import test_auth
 
 import ais_wds
 from ais_wds import Client, ConnectError, list_objects, read_bytes
+from tests.system import test_auth
 
 pytestmark = pytest.mark.cluster
 

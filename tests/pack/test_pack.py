@@ -32,7 +32,7 @@ from ais_wds.shard_index import build_index, load_index
 from ais_wds.shard_index.dataset import AISShardDataset
 from ais_wds.writer import write_bytes
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARD_SIZE = 1 << 20
 
 

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from _shards import COUNTS, N_OBJECTS, make_data, shard_keys
 
-RANK_SCRIPT = Path(__file__).with_name("_dist_rank.py")
+from tests.support.shards import COUNTS, N_OBJECTS, make_data, shard_keys
+
+RANK_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "dist_rank.py"
 
 
 @pytest.fixture(scope="module")

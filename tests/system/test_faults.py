@@ -1,7 +1,7 @@
 """The fault catalogue: connection cuts, stalls, a gateway restart and a target kill, each proving that
 every sample arrives exactly once with its exact bytes (nothing lost, duplicated or altered).
 
-Cuts and stalls come from :class:`tests.faultproxy.FaultProxy` between the client and the nodes of the
+Cuts and stalls come from :class:`tests.support.faultproxy.FaultProxy` between the client and the nodes of the
 session cluster (nothing of that cluster is disturbed). Kills and restarts go to a private cluster
 (``scripts/ais-local`` with its own ``AIS_LOCAL_STATE_DIR``), started once for this module and wiped
 afterwards. ``CUTS`` sets the number of cuts per scenario (``make soak`` runs 200; ``make test`` 20).
@@ -27,11 +27,9 @@ from ais_wds import Client, write_bytes
 from ais_wds.pack import PackReport, pack
 from ais_wds.shard_index.index import load_index
 from ais_wds.tar.reader import iter_members
+from tests.support.faultproxy import FaultProxy
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from faultproxy import FaultProxy  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CUTS = int(os.environ.get("AIS_WDS_FAULT_CUTS", "20"))
 """Connection cuts injected per scenario."""
 

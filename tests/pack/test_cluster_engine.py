@@ -32,7 +32,7 @@ from ais_wds.reader import read_bytes
 from ais_wds.shard_index import load_index
 from ais_wds.writer import write_bytes
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = 1500
 
 

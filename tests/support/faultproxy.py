@@ -20,7 +20,7 @@ uploads, of the request body; a connection that ends before its offset is not cu
 counted. A cut closes both sides with a TCP reset; a stall holds the stream ``stall_seconds``. After
 ``lifetime`` seconds the proxy closes itself. Faults go to target relays only unless ``gateway=True``.
 
-Standard library only; threads. Not a test itself: ``tests/test_faults.py`` and ``make soak`` use it.
+Standard library only; threads. Not a test itself: ``tests/system/test_faults.py`` and ``make soak`` use it.
 """
 
 from __future__ import annotations
