@@ -57,6 +57,10 @@ class ResumingObjectRaw(io.RawIOBase):
     """
 
     def __init__(self, client: Client, url: Union[str, AISUrl], start: int = 0, end: Optional[int] = None):
+        # what close() touches is set first: a constructor that raises (a bad URL) leaves an object that
+        # io.RawIOBase's finaliser still closes
+        self._resp: Any = None
+        self._readinto: Any = None
         super().__init__()
         self._client = client
         self._url = parse_url(url)
@@ -64,8 +68,6 @@ class ResumingObjectRaw(io.RawIOBase):
         self._start = start
         self._pos = start
         self._end = end  # exclusive; learnt from the first response when None
-        self._resp: Any = None
-        self._readinto: Any = None
         self._version: Optional[str] = None
         self._resumes = 0
         self._opened = False

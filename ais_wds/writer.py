@@ -54,17 +54,20 @@ class ObjectWriter(io.RawIOBase):
     """
 
     def __init__(self, client: Client, url: Union[str, AISUrl], part_size: int = DEFAULT_PART_SIZE):
+        # what close() / __del__ touch is set first, as "done": a constructor that raises (a bad URL) leaves
+        # an object that the finaliser (or a close()) closes cleanly, committing nothing
+        self._buf = bytearray()
+        self._mpu: Any = None
+        self._done = True
         super().__init__()
         self._client = client
         self._url = parse_url(url)
         self.name = str(self._url)
         self._part_size = part_size
-        self._buf = bytearray()
-        self._mpu: Any = None
         self._parts = 0
         self._written = 0
-        self._done = False
         self._requests_ok = 0
+        self._done = False
 
     def writable(self) -> bool:
         return True
