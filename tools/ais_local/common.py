@@ -1,4 +1,5 @@
-"""Shared pieces of scripts/ais-local: paths, logging, locks, HTTP, ports and the processes it starts.
+"""Shared pieces of the local-cluster launcher (scripts/ais-local): paths, logging, locks, HTTP, ports
+and the processes it starts.
 
 Standard library only.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent.parent
 CACHE = REPO / ".cache" / "ais"
 BIN_DIR = CACHE / "bin"
-SCRIPTS = REPO / "scripts"
+PACKAGE = Path(__file__).resolve().parent  # tools/ais_local: the build folders and venv_bucket.py
 HOST = "127.0.0.1"
 STOP_GRACE_S = 20.0
 

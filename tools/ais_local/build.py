@@ -1,10 +1,10 @@
 """Everything `start` needs on disk, built or installed on first use and cached under .cache/ais:
 
-- aisnode: one binary per set of cloud backends (Go build tags), from scripts/aisnode-build;
+- aisnode: one binary per set of cloud backends (Go build tags), from tools/ais_local/aisnode-build;
 - authn (AIS's authentication server), from the same module;
-- fake-gcs-server, from its own tools module scripts/emulators-build (aisnode's dependencies
+- fake-gcs-server, from its own tools module tools/ais_local/emulators-build (aisnode's dependencies
   never move);
-- Azurite, from scripts/emulators-build/package-lock.json (npm ci);
+- Azurite, from tools/ais_local/emulators-build/package-lock.json (npm ci);
 - moto's server, boto3 and azure-storage-blob, into the repo's .venv (the `dev` extra lists them).
 
 A cached binary is used as long as it exists: remove .cache/ais/bin to rebuild.
@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from .common import BIN_DIR, CACHE, REPO, SCRIPTS, die, find_tool, flock, log, run_quiet
+from .common import BIN_DIR, CACHE, PACKAGE, REPO, die, find_tool, flock, log, run_quiet
 
-AIS_BUILD_DIR = SCRIPTS / "aisnode-build"
-EMU_BUILD_DIR = SCRIPTS / "emulators-build"
+AIS_BUILD_DIR = PACKAGE / "aisnode-build"
+EMU_BUILD_DIR = PACKAGE / "emulators-build"
 AIS_MODULE = "github.com/NVIDIA/aistore"
 FAKE_GCS_PKG = "github.com/fsouza/fake-gcs-server"
 NODE_DIR = CACHE / "node"  # npm prefix for Azurite

@@ -2,7 +2,7 @@
 the backend at it (see the notes' "Backends, remote clusters, auth and TLS"):
 
   aws   -> moto's server (PyPI moto[server])          S3_ENDPOINT + fake AWS credentials
-  gcp   -> fake-gcs-server (Go, scripts/emulators-build) STORAGE_EMULATOR_HOST
+  gcp   -> fake-gcs-server (Go, tools/ais_local/emulators-build) STORAGE_EMULATOR_HOST
   azure -> Azurite's blob service (npm azurite)       AZURE_STORAGE_ACCOUNT/KEY + AIS_AZURE_URL
 """
 
@@ -10,12 +10,12 @@ import subprocess
 import urllib.parse
 
 from . import build
-from .common import HOST, SCRIPTS, Service, clean_env, die, http, log, wait_until
+from .common import HOST, PACKAGE, Service, clean_env, die, http, log, wait_until
 
 # Azurite's published development account (not a secret)
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-VENV_BUCKET = SCRIPTS / "ais_local" / "venv_bucket.py"
+VENV_BUCKET = PACKAGE / "venv_bucket.py"
 
 
 class Emulator:
