@@ -29,7 +29,7 @@ from typing import Any, Iterable, List, Optional, Sequence
 from ..client import Client
 from ..errors import AISWdsError
 from ..urls import AISUrl, parse_url
-from .connections import _uname
+from .connections import uname
 from .retry import translate
 
 logger = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ def one_target(client: Client, urls: Iterable[str], archive_url: str) -> bool:
     if smap is None:
         return False
     try:
-        owner = smap.get_target_for_object(_uname(parse_url(archive_url))).daemon_id
-        return all(smap.get_target_for_object(_uname(parse_url(u))).daemon_id == owner for u in urls)
+        owner = smap.get_target_for_object(uname(parse_url(archive_url))).daemon_id
+        return all(smap.get_target_for_object(uname(parse_url(u))).daemon_id == owner for u in urls)
     except Exception as e:  # noqa: BLE001 - NoTargetError (every target in maintenance): not provable
         logger.debug("no placement for %s: %s", archive_url, e)
         return False

@@ -16,13 +16,11 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 from urllib.parse import quote, urlencode
 
+from ..config import ClientConfig
 from ..urls import AISUrl
-
-if TYPE_CHECKING:
-    from ..client import ClientConfig
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +137,7 @@ class Connections:
         if qs is None:
             qs = self._qparams[key] = urlencode(bucket.qparam)
         try:
-            node = smap.get_target_for_object(_uname(u))
+            node = smap.get_target_for_object(uname(u))
         except Exception:  # noqa: BLE001 - NoTargetError: every target in maintenance
             return None
         if node is None or node.public_net is None:
@@ -308,7 +306,7 @@ def _describe(resp: Any, head: bytes) -> str:
     return f"HTTP {resp.status_code} ({ctype})" + (f": {text[:80]!r}" if text else "")
 
 
-def _uname(u: AISUrl) -> str:
+def uname(u: AISUrl) -> str:
     """AIS's unified object name (``provider/@uuid#ns/bucket/name``) for cluster-map placement."""
     return f"{u.provider}/@{u.ns_uuid}#{u.ns_name}/{u.bucket}/{u.path}"
 
