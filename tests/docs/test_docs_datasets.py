@@ -13,10 +13,7 @@ import pytest
 from ais_wds import write_bytes
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "datasets.md"
-README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", DOC.read_text(encoding="utf-8"), flags=re.M | re.S)
-README_BLOCKS = re.findall(r"^<!-- runs as a test.*?-->\n```python\n(.*?)^```", README.read_text(encoding="utf-8"),
-                           flags=re.M | re.S)
 
 
 def _image(i: int) -> bytes:
@@ -32,12 +29,11 @@ def readme_bucket(client, ais_endpoint):
     return "readme"
 
 
-EXAMPLES = [(DOC.name, i, block) for i, block in enumerate(BLOCKS)] + \
-           [(README.name, i, block) for i, block in enumerate(README_BLOCKS)]
+EXAMPLES = [(DOC.name, i, block) for i, block in enumerate(BLOCKS)]
 
 
-def test_the_docs_and_the_readme_have_python_examples():
-    assert len(BLOCKS) >= 6 and len(README_BLOCKS) >= 1
+def test_the_docs_have_python_examples():
+    assert len(BLOCKS) >= 6
 
 
 @pytest.mark.parametrize("source,index,code", EXAMPLES, ids=[f"{s}-block{i}" for s, i, _ in EXAMPLES])
