@@ -69,7 +69,7 @@ def tar_samples(
         A generator of sample dicts.
 
     Raises:
-        Whatever ``handler`` raises (by default, the exception itself, e.g. TarFormatError).
+        Exception: whatever ``handler`` raises (by default, the exception itself, e.g. TarFormatError).
 
     Thread safety: the generator belongs to one thread at a time.
     """

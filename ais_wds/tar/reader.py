@@ -594,7 +594,7 @@ def group_by_keys(
         A generator of sample dicts, in archive order.
 
     Raises:
-        Whatever ``handler`` raises (the default re-raises), and whatever ``members`` raises.
+        Exception: whatever ``handler`` raises (the default re-raises), and whatever ``members`` raises.
 
     Thread safety: the generator belongs to one thread at a time.
     """
