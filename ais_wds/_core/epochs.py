@@ -35,7 +35,7 @@ from __future__ import annotations
 import multiprocessing
 from dataclasses import dataclass, field
 from multiprocessing.context import get_spawning_popen
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 from .process_local import ProcessLocal
@@ -266,13 +266,15 @@ class PartPlan:
             yield slot
 
 
-def check_identity(state: Dict[str, Any], identity: Dict[str, Any], what: str) -> None:
-    """Raises: ConfigError: ``state`` is not an ais_wds state, or is for another dataset (``identity`` differs)."""
-    if not isinstance(state, dict) or state.get("kind") not in (STATE_KIND, JOB_KIND):
+def check_identity(state: Dict[str, Any], identity: Dict[str, Any], what: str,
+                   kinds: Tuple[str, ...] = (STATE_KIND, JOB_KIND), version: int = STATE_VERSION) -> None:
+    """Raises: ConfigError: ``state`` is not an ais_wds state (of one of ``kinds``, at ``version``), or is
+    for another dataset (``identity`` differs)."""
+    if not isinstance(state, dict) or state.get("kind") not in kinds:
         raise ConfigError(f"not an ais_wds {what} state: {type(state).__name__}",
                           hint="pass what state_dict() or ais_wds.job_state() returned")
-    if state.get("version") != STATE_VERSION:
-        raise ConfigError(f"{what} state version {state.get('version')!r} is not {STATE_VERSION}")
+    if state.get("version") != version:
+        raise ConfigError(f"{what} state version {state.get('version')!r} is not {version}")
     for name, value in identity.items():
         if state.get(name) != value:
             raise ConfigError(f"cannot resume {what}: the state has {name}={state.get(name)!r}, this dataset "
@@ -304,6 +306,11 @@ def plan_from_state(state: Dict[str, Any], identity: Dict[str, Any], what: str, 
                          (int(progress[0]), int(progress[1])), identity, int(state.get("align", 1)))
 
 
+JOB_MERGERS: Dict[str, Callable[[Sequence[Dict[str, Any]]], Dict[str, Any]]] = {}
+"""Front ends whose part states nest others (a mix holds its sources'): their state kind -> the function
+that merges every part's state into one job state (registered by the front end when it is imported)."""
+
+
 def find_part_states(tree: Any) -> List[Dict[str, Any]]:
     """Every ais_wds part state nested anywhere in ``tree`` (a StatefulDataLoader state, a list of them...)."""
     found: List[Dict[str, Any]] = []
@@ -311,7 +318,7 @@ def find_part_states(tree: Any) -> List[Dict[str, Any]]:
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            if node.get("kind") == STATE_KIND:
+            if node.get("kind") == STATE_KIND or node.get("kind") in JOB_MERGERS:
                 found.append(node)
                 continue
             if node.get("_steps_since_snapshot"):
@@ -334,6 +341,9 @@ def merge_job_state(part_states: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         raise ConfigError("no ais_wds dataset state found in the loader states",
                           hint="gather the state_dict() of every rank's StatefulDataLoader over an ais_wds dataset")
     first = part_states[0]
+    merger = JOB_MERGERS.get(str(first.get("kind")))
+    if merger is not None:
+        return merger(part_states)
     keys = [k for k in first if k not in ("rank", "worker", "progress", "window")]
     world, workers = int(first["world_size"]), int(first["num_workers"])
     progress: Dict[int, Progress] = {}
@@ -478,6 +488,7 @@ class Epochs:
         self.plan: Optional[PartPlan] = None  # the pass in progress in this process (never pickled)
         self._resume: Optional[Dict[str, Any]] = None
         self._resume_version: Optional[int] = None
+        self.resumed = False  # whether the last begin() resumed a loaded state
 
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
@@ -535,7 +546,8 @@ class Epochs:
         worker, num_workers = self._worker(per_rank)
         generation = None if per_rank else worker_generation()
         resume, self._resume = self._resume, None
-        if resume is not None and self.shared.claims(self._resume_version, generation):
+        self.resumed = resume is not None and self.shared.claims(self._resume_version, generation)
+        if resume is not None and self.resumed:
             plan = plan_from_state(resume, identity, self.what, self.world_size, num_workers, self.rank, worker,
                                    align)
             self.shared.resumed(plan.epoch, generation)

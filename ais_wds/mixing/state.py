@@ -1,0 +1,102 @@
+"""The state of a mix, as plain data, and the job state that resumes it at another shape (elastic resume).
+
+A part state (one rank's DataLoader worker; what ``Mix.state_dict()`` returns and torchdata's
+``StatefulDataLoader`` stores) holds, in the spirit of torchdata.nodes (each piece owns its state):
+
+* ``positions``: the mix's own part state: which positions of the mix epoch this part reads and how many
+  it has read (an ais_wds epoch plan; positions are what the seeded draws are keyed by);
+* ``sources``: per source, the source's own state of the epoch this part is reading (``state``) and the
+  later epochs left over from an earlier elastic resume (``queue``: job states);
+* ``weights`` (in effect), ``latest`` (last set by ``set_weights``, not yet in effect when they differ),
+  ``changes`` (``[mix epoch, position, weights]`` where each change took effect in this part) and
+  ``exhausted`` (sources that left this part's draw).
+
+:func:`merge` (what ``ais_wds.job_state`` calls for mix states) makes one job state from every part's:
+the positions' job state, and per source one job state for every epoch some part was reading, the parts
+past an epoch counted as done with it and those before it as not started, so the next job reads the
+rest of each of those epochs exactly once. Pure logic; no I/O, no torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+from .._core.epochs import JOB_KIND, JOB_MERGERS, check_identity, merge_job_state
+from ..errors import ConfigError
+
+PART_KIND = "ais_wds.mix"
+JOB_MIX_KIND = "ais_wds.mix_job"
+VERSION = 1
+DONE = 1 << 62
+"""Progress of a part past an epoch: more than any share (an epoch plan reads nothing after it)."""
+MAX_CHANGES = 64
+"""Weight changes kept in a part state (the last ones)."""
+
+
+def check(state: Any, identity: Dict[str, Any]) -> Dict[str, Any]:
+    """``state`` if it is a mix part or job state for a mix of this ``identity``.
+
+    Raises:
+        ConfigError: anything else (says what to pass).
+    """
+    check_identity(state, identity, "ais_wds.Mix", kinds=(PART_KIND, JOB_MIX_KIND), version=VERSION)
+    return dict(state)
+
+
+def merge(parts: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """One job state from the part states of every rank and worker of a mix (elastic resume at any shape).
+
+    Raises:
+        ConfigError: parts of different mixes or epochs, or parts missing (from the positions' merge).
+    """
+    first = parts[0]
+    identity = {k: first[k] for k in first if k not in _PART_KEYS}
+    for part in parts:
+        check(part, identity)
+        if part["kind"] != PART_KIND:
+            raise ConfigError("ais_wds.job_state got a mix job state among part states",
+                              hint="gather the loader states of every rank, taken at the same step")
+    positions = merge_job_state([p["positions"] for p in parts])
+    epoch = int(first["positions"]["epoch"])
+    if int(positions["epoch"]) != epoch:  # every part read its whole share: the next epoch starts fresh
+        sources: List[Dict[str, Any]] = [{"queue": []} for _ in first["sources"]]
+    else:
+        sources = [_merge_source([p["sources"][i] for p in parts]) for i in range(len(first["sources"]))]
+    return {**identity, "kind": JOB_MIX_KIND, "positions": positions, "sources": sources,
+            "weights": list(first["latest"]), "latest": list(first["latest"]), "changes": [], "exhausted": []}
+
+
+_PART_KEYS = ("kind", "positions", "sources", "weights", "latest", "changes", "exhausted")
+
+
+def _merge_source(entries: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Per source: job states for each epoch from the oldest a part is reading to the newest any part
+    reached, what was consumed taken out; ``epoch``: the first one the next job reads."""
+    states = [e["state"] for e in entries]
+    epochs = [int(s["epoch"]) for s in states]
+    queued = [q for e in entries for q in e.get("queue", [])]
+    low = min(epochs)
+    high = max(epochs + [int(q["epoch"]) for q in queued])
+    template = states[0]
+    out: List[Dict[str, Any]] = []
+    for epoch in range(low, high + 1):
+        layers: Any = next((s["layers"] for s in states if int(s["epoch"]) == epoch),
+                      next((q["layers"] for q in queued if int(q["epoch"]) == epoch), []))
+        per_part = []
+        for state, at in zip(states, epochs):
+            if at == epoch:
+                per_part.append(state)
+                continue
+            made = dict(template)
+            made.update(epoch=epoch, layers=layers, rank=state["rank"], worker=state["worker"],
+                        progress=[DONE, 0] if at > epoch else [0, 0])
+            if "window" in made:
+                made["window"] = 0
+            per_part.append(made)
+        job = merge_job_state(per_part)
+        if job.get("kind") == JOB_KIND and int(job["epoch"]) == epoch:
+            out.append(job)
+    return {"queue": out, "epoch": int(out[0]["epoch"]) if out else high + 1}
+
+
+JOB_MERGERS[PART_KIND] = merge
