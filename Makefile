@@ -30,7 +30,7 @@ test: install lint
 	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 unit: install
-	$(PY) -m pytest -q -m "not cluster" $(PYTEST_ARGS)
+	AIS_WDS_UNIT_ONLY=1 $(PY) -m pytest -q -m "not cluster and not unit_suite" $(PYTEST_ARGS)
 
 bench: install
 	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) scripts/bench $(BENCH_ARGS)

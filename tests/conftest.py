@@ -1,6 +1,8 @@
 """Shared fixtures: the live AIS cluster (started by scripts/ais-local when AIS_ENDPOINT is unset).
 
-A cluster that cannot start is a test failure, never a skip.
+A cluster that cannot start is a test failure, never a skip. A test that uses a cluster fixture (directly
+or through other fixtures) is marked ``cluster``; with ``AIS_WDS_UNIT_ONLY=1`` (`make unit`) every cluster
+fixture fails at once instead of starting or contacting a cluster (tests/support/cluster_guard.py).
 """
 
 from __future__ import annotations
@@ -16,18 +18,28 @@ from typing import Dict, Iterator, List
 
 import pytest
 
+from tests.support.cluster_guard import CLUSTER_FIXTURES, refuse_in_unit_run
+
 REPO = Path(__file__).resolve().parents[1]
 AIS_LOCAL = REPO / "scripts" / "ais-local"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unit_suite: runs the unit suite in a subprocess (tests/test_markers.py); "
+                                       "part of `make test`, not of `make unit`")
+
+
 def pytest_collection_modifyitems(config, items):
+    """Mark ``cluster`` every test whose fixture closure (``item.fixturenames`` is transitive) holds a
+    cluster fixture, so that ``-m "not cluster"`` starts no cluster."""
     for item in items:
-        if "ais_endpoint" in getattr(item, "fixturenames", ()):
+        if CLUSTER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture(scope="session")
 def ais_endpoint() -> str:
+    refuse_in_unit_run("ais_endpoint")
     endpoint = os.environ.get("AIS_ENDPOINT")
     if not endpoint:
         proc = subprocess.run([sys.executable, str(AIS_LOCAL), "start"], capture_output=True, text=True,
@@ -99,6 +111,7 @@ class LocalCluster:
         self.state = state
 
     def run(self, *args: str, timeout: float = 180) -> str:
+        refuse_in_unit_run(f"local_cluster (ais-local {' '.join(args)})")
         proc = subprocess.run([sys.executable, str(AIS_LOCAL), *args], capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=timeout)
         if proc.returncode != 0:
@@ -155,6 +168,7 @@ class ExtraCluster:
         return proc.stdout
 
     def start(self) -> None:
+        refuse_in_unit_run(f"ExtraCluster (ais-local start {' '.join(self.options)})")
         out = self.run("start", *self.options)
         self.vars = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 

@@ -27,6 +27,7 @@ from ais_wds import Client, write_bytes
 from ais_wds.pack import PackReport, pack
 from ais_wds.shard_index.index import load_index
 from ais_wds.tar.reader import iter_members
+from tests.support.cluster_guard import refuse_in_unit_run
 from tests.support.faultproxy import FaultProxy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -203,6 +204,7 @@ class PrivateCluster:
     """A cluster of our own (scripts/ais-local with its own state dir) for destructive tests."""
 
     def __init__(self, state: Path):
+        refuse_in_unit_run("private_cluster (tests/system/test_faults.py)")
         self.env = {k: v for k, v in os.environ.items() if k not in ("AIS_ENDPOINT", "AIS_LOCAL_PORT",
                                                                      "AIS_LOCAL_PORT_BASE")}
         self.env["AIS_LOCAL_STATE_DIR"] = str(state)
@@ -316,7 +318,7 @@ def test_a_gateway_killed_during_batch_gets_loses_and_duplicates_nothing(private
     t0 = time.monotonic()
     assert epoch() == want
     calm = time.monotonic() - t0
-    with caplog.at_level("WARNING", logger="ais_wds._core.fetch"):
+    with caplog.at_level("WARNING", logger="ais_wds.objects.fetch"):
         got, disturbed, during = _epoch_with_gateway_outage(private_cluster, iter(ds), sum(want.values()), calm,
                                                             step)
     assert got == want
@@ -384,7 +386,7 @@ def test_a_target_killed_during_batch_gets_loses_and_duplicates_nothing(private_
     got, calm = epoch()
     assert got == want
     caplog.clear()
-    with caplog.at_level("WARNING", logger="ais_wds._core.fetch"):
+    with caplog.at_level("WARNING", logger="ais_wds.objects.fetch"):
         got, disturbed = epoch(kill_at=sum(want.values()) // 5)
     print(f"target kill during batch GETs: {disturbed:.1f}s vs {calm:.1f}s undisturbed for {len(got)} objects")
     assert got == want

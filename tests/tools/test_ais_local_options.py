@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cluster_guard import refuse_in_unit_run
+
 REPO = Path(__file__).resolve().parents[2]
 AIS_LOCAL = REPO / "scripts" / "ais-local"
 
@@ -47,6 +49,7 @@ class Deployment:
         return proc
 
     def start(self) -> dict[str, str]:
+        refuse_in_unit_run(f"Deployment (ais-local start {' '.join(self.options)})")
         proc = self.run("start", *self.options)
         self.start_stderr = proc.stderr
         lines = [line for line in proc.stdout.splitlines() if line]
