@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: install cluster cluster-stop demo lint test unit soak bench bench-quick clean
+.PHONY: install cluster cluster-stop demo lint docs test unit soak bench bench-quick clean
 
 install: $(STAMP)
 
@@ -26,7 +26,12 @@ lint: install
 	.venv/bin/ruff check ais_wds tests scripts examples
 	.venv/bin/mypy
 
-test: install lint
+# The docs site (mkdocs.yml, docs/): strict, so a broken link or anchor, or an API reference to a missing name,
+# fails the build; into site/ (git-ignored).
+docs: install
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir site
+
+test: install lint docs
 	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 unit: install
