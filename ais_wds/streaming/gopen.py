@@ -105,7 +105,8 @@ def routed_schemes(schemes: Optional[Iterable[str]] = None) -> List[str]:
 
 def register(client: Union[Client, str, None] = None, schemes: Optional[Iterable[str]] = None) -> AISOpener:
     """Install ais_wds's opener in webdataset's ``gopen_schemes`` for ``ais`` and the routed cloud schemes
-    (idempotent; see :func:`routed_schemes`).
+    (idempotent; see :func:`routed_schemes`), and its fetcher in wids' download handlers, now if wids is
+    loaded, else when it is (:func:`ais_wds.streaming.wids.register_wids`).
 
     Args:
         client: the Client all gopen calls use (default: from the environment, per process).
@@ -124,6 +125,9 @@ def register(client: Union[Client, str, None] = None, schemes: Optional[Iterable
     for scheme in names:
         gopen_schemes[scheme] = opener
     logger.debug("registered ais_wds gopen handlers for %s", ", ".join(names))
+    from .wids import register_wids  # it imports this module
+
+    register_wids(client, schemes)
     return opener
 
 
@@ -180,8 +184,12 @@ def register_on_import() -> None:
     """Register now if ``webdataset.gopen`` is loaded, else as soon as it is imported (idempotent).
 
     This is what ``import ais_wds`` does, so that importing ais_wds never imports webdataset (or torch),
-    yet ``wds.WebDataset("ais://...")`` works whichever of the two the script imports first.
+    yet ``wds.WebDataset("ais://...")`` works whichever of the two the script imports first; the same
+    for wids (:func:`ais_wds.streaming.wids.register_on_import`).
     """
+    from . import wids  # it imports this module
+
+    wids.register_on_import()
     if _WDS_GOPEN in sys.modules:
         register()
     elif not any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):

@@ -14,7 +14,8 @@ schemes routed through AIS. Then::
 
 The fetcher streams the object with ais_wds's resuming reader (:func:`ais_wds.open_object`) into a
 temporary file beside wids' cache name and renames it into place, so a failed copy leaves nothing that
-wids would take for a cached shard. A shard missing in AIS raises
+wids would take for a cached shard (the temporary file of a worker killed mid-copy is removed by the
+next copy of that shard). A shard missing in AIS raises
 :class:`~ais_wds.errors.ObjectNotFoundError` naming it. No external command (``ais``, ``curl``,
 ``gsutil``, ``aws``) is ever started.
 
@@ -38,6 +39,7 @@ alone.
 from __future__ import annotations
 
 import contextlib
+import glob
 import importlib
 import inspect
 import logging
@@ -59,6 +61,7 @@ SWITCH_ENV = "AIS_WDS_WIDS"
 
 TESTED_WIDS = "0.1.11"
 _CHUNK = 1 << 20  # bytes per read/write while copying a shard
+_PART_INFIX = ".ais_wds-"  # local + this + "<pid>-<thread>.part": a copy in progress
 _HANDLER_USERS = ("download_file_no_log", "download_file", "download_and_open")
 _WIDS_OWN_SCHEMES = ("file", "gs", "s3")  # keys wids' table has had since it split from webdataset
 
@@ -89,7 +92,8 @@ class WidsFetcher:
             ObjectNotFoundError / BucketNotFoundError: not in AIS (names the URL).
             ReadError, ConnectError, AuthError: from the resuming reader, after its retries.
         """
-        tmp = f"{local}.ais_wds-{os.getpid()}-{threading.get_ident()}.part"
+        _remove_stale_parts(local)
+        tmp = f"{local}{_PART_INFIX}{os.getpid()}-{threading.get_ident()}.part"
         copied = 0
         try:
             with self._opener(remote, "rb") as src, open(tmp, "wb") as dst:
@@ -112,14 +116,27 @@ class WidsFetcher:
         return f"WidsFetcher({self._opener!r})"
 
 
-def _wids_version() -> str:
-    try:
-        from importlib.metadata import version
+def _remove_stale_parts(local: str) -> None:
+    """Delete the temporary files that copies of ``local`` left when their process was killed mid-copy
+    (a DataLoader worker terminated by its loader). wids holds ``local``'s lock while it calls a
+    handler, so no live copy of ``local`` is writing one now."""
+    for path in glob.glob(glob.escape(local) + _PART_INFIX + "*.part"):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+            logger.debug("wids: removed %s, left by a copy that did not finish", path)
 
-        return version("wids")
-    except Exception:  # noqa: BLE001 - any failure: the module's own attribute, else unknown
-        wids = importlib.import_module("wids")
-        return str(getattr(wids, "__version__", "unknown"))
+
+def _wids_version() -> str:
+    """The loaded wids' ``__version__``, else its distribution's version, else ``unknown``."""
+    version = getattr(sys.modules.get("wids"), "__version__", None)
+    if version:
+        return str(version)
+    try:
+        from importlib.metadata import version as dist_version
+
+        return dist_version("wids")
+    except Exception:  # noqa: BLE001 - no metadata: say so rather than fail while reporting a failure
+        return "unknown"
 
 
 def handler_table() -> Dict[str, Any]:
