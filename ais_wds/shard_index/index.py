@@ -15,7 +15,9 @@ starts. Keys and members follow webdataset's rules (key = path up to the first d
 consecutive members with the same key form a sample, ``__meta__``-style names are skipped).
 
 Beside the index, :func:`save_index` writes a wids descriptor (``{"__kind__": "wids-shard-index-v1",
-"wids_version": 1, "shardlist": [{"url", "nsamples", "filesize"}]}``).
+"wids_version": 1, "requires": "ais_wds", "note": ..., "shardlist": [{"url", "nsamples", "filesize"}]}``):
+wids reads it, and fetches its ``ais://`` shards in a process that has imported ais_wds
+(:mod:`ais_wds.streaming.wids`); ``requires`` and ``note`` say so to whoever opens the file.
 
 Builders: :func:`index_from_plan` (the packer knows every offset in advance) and :func:`build_index`
 (shards made by any tool: from AIS's archive listing verified with one batched ranged GET of the
@@ -145,9 +147,22 @@ class ShardIndex:
         return cls([_shard_record(s, i, origin) for i, s in enumerate(shards)], plan)
 
     def wids_descriptor(self) -> Dict[str, Any]:
-        """The wids JSON descriptor of these shards."""
-        return {"__kind__": WIDS_KIND, "wids_version": 1,
+        """The wids JSON descriptor of these shards. Its ``requires`` and ``note`` fields (which wids
+        ignores) say that wids fetches these URLs only in a process that has imported ais_wds."""
+        schemes = sorted({s.url.split("://", 1)[0] for s in self.shards})
+        return {"__kind__": WIDS_KIND, "wids_version": 1, "requires": "ais_wds", "note": wids_note(schemes),
                 "shardlist": [{"url": s.url, "nsamples": len(s), "filesize": s.size} for s in self.shards]}
+
+
+def wids_note(schemes: Sequence[str]) -> str:
+    """The ``note`` of a wids descriptor whose shard URLs have these schemes."""
+    text = ("wids fetches these shard URLs only in a Python process that has imported ais_wds "
+            "(pip install ais-wds; import ais_wds, wids), which adds its AIS fetcher to wids' download handlers")
+    cloud = [s for s in schemes if s != "ais"]
+    if cloud:
+        text += (f"; {', '.join(s + '://' for s in cloud)} URLs go through AIS only with "
+                 f"AIS_WDS_ROUTE={':'.join(cloud)} in the environment, else wids uses its own handler or has none")
+    return text + " (see ais_wds's docs/wids.md)"
 
 
 _REBUILD = "the index is damaged or from another tool; rebuild it with `ais-wds index PREFIX`"

@@ -83,8 +83,10 @@ def test_index_round_trips_through_msgpack_and_rejects_other_files():
 def test_wids_descriptor_lists_urls_sample_counts_and_sizes():
     raw = _tar([("a.jpg", b"1"), ("b.jpg", b"2")])
     index = ShardIndex([record_from_spans("ais://b/s.tar", len(raw), iter_member_spans(io.BytesIO(raw)))])
-    assert index.wids_descriptor() == {"__kind__": "wids-shard-index-v1", "wids_version": 1,
-                                       "shardlist": [{"url": "ais://b/s.tar", "nsamples": 2, "filesize": len(raw)}]}
+    descriptor = index.wids_descriptor()
+    assert descriptor.pop("note").startswith("wids fetches these shard URLs only in a Python process that has imp")
+    assert descriptor == {"__kind__": "wids-shard-index-v1", "wids_version": 1, "requires": "ais_wds",
+                          "shardlist": [{"url": "ais://b/s.tar", "nsamples": 2, "filesize": len(raw)}]}
     assert wids_location("ais://b/train.index.msgpack") == "ais://b/train.wids.json"
     assert wids_location("/tmp/x.bin") == "/tmp/x.bin.wids.json"
 
