@@ -58,9 +58,11 @@ def readme_bucket(client):
     return "readme"
 
 
-def test_the_readme_has_its_four_runnable_quick_starts():
+def test_the_readme_has_its_four_runnable_quick_starts_and_every_datasets_example_runs():
     readme = blocks(REPO / "README.md")
     assert len(readme) == 4 and [b.script for b in readme] == [False, False, False, True]
+    datasets = (REPO / "docs" / "datasets.md").read_text(encoding="utf-8")
+    assert len(blocks(REPO / "docs" / "datasets.md")) == datasets.count("```python") >= 5
 
 
 def test_a_marked_block_is_found_with_its_line_and_mode(tmp_path):
