@@ -39,13 +39,13 @@ from .errors import (
     WriteError,
 )
 from .listing import Listing, list_objects
+from .objects.reader import open_object, read_bytes, read_member, read_range
+from .objects.writer import open_writer, write_bytes
 from .partition import Part, current_part, epoch_order, job_state, partition
-from .reader import open_object, read_bytes, read_member, read_range
 from .streaming.gopen import AISOpener, register, register_on_import, worker_init_fn
 from .streaming.shards import DEFAULT_SHARD_SUFFIXES, ShardURL, shard_urls
 from .tar import group_by_keys, iter_members
 from .urls import AISUrl, expand_urls, parse_url
-from .writer import open_writer, write_bytes
 
 # name -> module, loaded on first access (they import torch, webdataset or the packer)
 _LAZY = {

@@ -25,8 +25,8 @@ MOVED = {
     "ais_wds.pipes": "ais_wds.datasets.pipes",
     "ais_wds.shard_dataset": "ais_wds.shard_index.dataset",
     "ais_wds.pack_plan": "ais_wds.pack.plan",
-    "ais_wds.fetch": "ais_wds._core.fetch",
-    "ais_wds.prefetch": "ais_wds._core.prefetch",
+    "ais_wds.fetch": "ais_wds.objects.fetch",
+    "ais_wds.prefetch": "ais_wds.objects.prefetch",
     "ais_wds.distributed": "ais_wds._core.dist",
 }
 

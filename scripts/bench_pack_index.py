@@ -26,8 +26,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from ais_wds import tarwrite  # noqa: E402
-from ais_wds._core.fetch import DirectGetter  # noqa: E402
 from ais_wds.client import Client  # noqa: E402
+from ais_wds.objects.fetch import DirectGetter  # noqa: E402
 from ais_wds.pack import pack  # noqa: E402
 from ais_wds.reader import read_bytes, read_member  # noqa: E402
 from ais_wds.shard_index import build_index  # noqa: E402

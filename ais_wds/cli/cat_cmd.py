@@ -7,7 +7,7 @@ import shutil
 import sys
 
 from ..client import Client
-from ..reader import open_object, read_member
+from ..objects.reader import open_object, read_member
 from ._args import byte_range
 
 

@@ -13,11 +13,12 @@ from multiprocessing.context import get_spawning_popen
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .._core.dist import run_on_rank0_and_share
-from .._core.fetch import FETCH_METHODS, Result, make_getter
-from .._core.prefetch import Prefetcher
 from ..client import Client
 from ..errors import AISWdsError, ConfigError, NotFoundError, ReadError, RequestError
 from ..listing import Listing, list_objects
+from ..objects.fetch import BatchGetter, DirectGetter, Getter, Result
+from ..objects.prefetch import Prefetcher
+from ..tar.reader import iter_members
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ unreachable; URLError, ConfigError: a bug) is raised whatever ``on_error`` says.
 
 Sample = Tuple[str, bytes]
 Transform = Callable[[Sample], Any]
+FETCH_METHODS = ("get", "batch")
 
 
 def as_list(value: Any) -> List[Any]:
@@ -57,7 +59,7 @@ def build_listing(client: Client, urls_list: Any, ais_source_list: Any) -> Listi
 
 @dataclass(frozen=True)
 class FetchSettings:
-    """How objects are fetched (see ``ais_wds._core.fetch`` and ``ais_wds._core.prefetch``).
+    """How objects are fetched (see ``ais_wds.objects.fetch`` and ``ais_wds.objects.prefetch``).
 
     Attributes:
         method: ``"batch"`` (AIS batch GET, several objects per request) or ``"get"`` (one direct GET each).
@@ -79,6 +81,20 @@ class FetchSettings:
         batch = self.batch_size if self.method == "batch" else 1
         return Prefetcher(make_getter(client, self.method), threads=self.threads,
                           batch_size=batch, max_bytes=self.max_bytes)
+
+
+def make_getter(client: Client, method: str = "batch") -> Getter:
+    """The getter for ``method``: ``"get"`` (:class:`DirectGetter`) or ``"batch"`` (:class:`BatchGetter`,
+    splitting replies with :func:`ais_wds.tar.iter_members`).
+
+    Raises:
+        ConfigError: an unknown method.
+    """
+    if method == "get":
+        return DirectGetter(client)
+    if method == "batch":
+        return BatchGetter(client, members=iter_members, single=DirectGetter(client))
+    raise ConfigError(f"fetch method must be one of {FETCH_METHODS}, got {method!r}")
 
 
 class SkipCounter:

@@ -17,10 +17,10 @@ import threading
 from array import array
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .._core.fetch import Result
-from .._core.prefetch import Item, Pending, Prefetcher
 from .._core.process_local import ProcessLocal
 from ..listing import Listing
+from ..objects.fetch import Result
+from ..objects.prefetch import Item, Pending, Prefetcher
 from .sampler import OrderSpec
 
 

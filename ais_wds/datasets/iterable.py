@@ -4,7 +4,7 @@ Lists once per job, in ``__init__`` (rank 0 lists and shares the listing over to
 rank is taken there too, and carried to the DataLoader workers with the dataset. Each iterator reads its
 part of the epoch's order (``ais_wds._core.epochs``: contiguous, balanced shares of the seeded order;
 every object exactly once across ranks x workers) and fetches ahead through the engine
-(``ais_wds._core.prefetch``), by default as pipelined AIS batch GETs.
+(``ais_wds.objects.prefetch``), by default as pipelined AIS batch GETs.
 
 Iteration state, in the torchdata.nodes spirit: an iterator counts the objects it has handed out (or
 skipped); ``state_dict()`` reports it (torchdata's ``StatefulDataLoader`` stores it per worker with the

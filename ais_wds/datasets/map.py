@@ -14,9 +14,9 @@ from typing import Any, List, Optional, Sequence, Union
 
 from torch.utils.data import Dataset, get_worker_info
 
-from .._core.fetch import DirectGetter
 from ..client import Client
 from ..listing import Listing
+from ..objects.fetch import DirectGetter
 from ._common import ErrorPolicy, FetchSettings, Transform, apply, build_listing, check_indices
 from ._readahead import ReadAhead
 from .sampler import AISSampler, OrderSpec

@@ -33,8 +33,8 @@ from .._core.epochs import Epochs, check_even, rank_length
 from ..client import Client
 from ..errors import ConfigError
 from ..listing import Listing, list_objects
+from ..objects.reader import DEFAULT_BUFSIZE, open_object
 from ..partition import rank_world, worker_part
-from ..reader import DEFAULT_BUFSIZE, open_object
 from ._common import as_list
 
 logger = logging.getLogger(__name__)

@@ -38,22 +38,15 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
-from .._core.archive import (
-    BatchReply,
-    active_targets,
-    job_failure,
-    one_target,
-    open_batch_archive,
-    prefetch,
-    start_archive,
-)
 from .._core.retry import Backoff
 from ..client import Client
 from ..errors import AISWdsError, AuthError, NotFoundError, PackJobError
+from ..objects.get_batch import BatchReply, open_batch_archive
+from ..objects.jobs import active_targets, job_failure, one_target, prefetch, start_archive
+from ..objects.writer import delete_object, open_writer
 from ..shard_index.index import header_matches, record_from_spans, stream_record, verify_spans
 from ..tar import writer as tarwrite
 from ..urls import AISUrl, parse_url
-from ..writer import delete_object, open_writer
 from .plan import PlannedSample, PlannedShard
 
 logger = logging.getLogger(__name__)

@@ -30,15 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .._core.fetch import DirectGetter
 from ..client import Client
 from ..errors import AISWdsError, ConfigError, ReadError
 from ..listing import list_objects
-from ..reader import read_bytes, read_range
+from ..objects.fetch import DirectGetter
+from ..objects.reader import read_bytes, read_range
+from ..objects.writer import DEFAULT_PART_SIZE, delete_object, open_writer, write_bytes
 from ..shard_index.index import index_from_plan, save_index, wids_location
 from ..tar import writer as tarwrite
 from ..urls import expand_urls
-from ..writer import DEFAULT_PART_SIZE, delete_object, open_writer, write_bytes
 from .cluster import Stopped, build_shards, cluster_unsupported, first_failure, proven
 from .plan import (
     DEFAULT_SHARD_SIZE,

@@ -27,7 +27,7 @@ from .._core.dist import run_on_rank0_and_share
 from .._core.process_local import ProcessLocal
 from ..client import Client
 from ..datasets.sampler import AISSampler
-from ..reader import read_range
+from ..objects.reader import read_range
 from ..tar.reader import group_by_keys, iter_members
 from .index import ShardIndex, ShardIndexError, build_index, load_index
 

@@ -38,16 +38,16 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import msgpack
 
-from .._core.fetch import read_ranges_batched
 from ..client import Client
 from ..errors import EmptyListingError, ShardIndexError, TarFormatError
 from ..listing import Listing, list_objects
-from ..reader import open_object, read_bytes
+from ..objects.fetch import read_ranges_batched
+from ..objects.reader import open_object, read_bytes
+from ..objects.writer import write_bytes
 from ..tar import writer as tarwrite
 from ..tar.names import base_plus_ext, is_meta_member
 from ..tar.reader import iter_member_spans
 from ..urls import expand_urls
-from ..writer import write_bytes
 
 logger = logging.getLogger(__name__)
 

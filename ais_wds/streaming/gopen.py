@@ -38,9 +38,9 @@ from typing import Any, Iterable, List, Optional, Sequence, Union
 from .._core.process_local import ProcessLocal
 from ..client import Client
 from ..errors import ConfigError
-from ..reader import DEFAULT_BUFSIZE, open_object
+from ..objects.reader import DEFAULT_BUFSIZE, open_object
+from ..objects.writer import open_writer
 from ..urls import SCHEME_TO_PROVIDER
-from ..writer import open_writer
 
 logger = logging.getLogger(__name__)
 

@@ -47,8 +47,8 @@ from .._core.epochs import Epochs, PartPlan, rank_length
 from ..client import Client
 from ..errors import ConfigError, ShardIndexError
 from ..listing import Listing
+from ..objects.reader import open_object
 from ..partition import epoch_order, rank_world
-from ..reader import open_object
 from ..shard_index.index import ShardIndex, load_index
 from .shards import DEFAULT_SHARD_SUFFIXES, shard_urls
 from .stages import tar_samples

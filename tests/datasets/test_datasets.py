@@ -13,8 +13,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from ais_wds import BucketNotFoundError, ConfigError, Listing, NotFoundError, ObjectNotFoundError, Part, write_bytes
-from ais_wds._core.fetch import BatchGetter, DirectGetter
-from ais_wds._core.prefetch import Prefetcher
 from ais_wds.datasets import (
     AISDataset,
     AISFileLister,
@@ -23,6 +21,9 @@ from ais_wds.datasets import (
     AISFileLoaderIterDataPipe,
     AISIterDataset,
 )
+from ais_wds.objects.fetch import BatchGetter, DirectGetter
+from ais_wds.objects.prefetch import Prefetcher
+from ais_wds.tar import iter_members
 
 N = 40
 ODD_NAMES = ["odd/a b/c.d.e.jpg", "odd/ünï/cødé €.txt", "odd/" + "x" * 120 + "/y/z" * 20 + ".tar.gz",
@@ -509,7 +510,7 @@ def test_batch_getter_serves_several_buckets_in_request_order(client, data, buck
     _fresh(client, bucket, {"m/x": b"x" * 3, "m/empty": b""})
     urls = [sorted(data)[5], f"ais://{bucket}/m/x", sorted(data)[1], f"ais://{bucket}/m/empty",
             f"ais://{bucket}/m/missing"]
-    got = BatchGetter(client).fetch(urls)
+    got = BatchGetter(client, members=iter_members).fetch(urls)
     assert got[:4] == [data[urls[0]], b"xxx", data[urls[2]], b""]
     assert isinstance(got[4], ObjectNotFoundError) and got[4].url == urls[4]
 

@@ -12,11 +12,12 @@ Per-object GETs of small objects are bound by per-request cost, not bandwidth. T
   (``Connections.direct_unreachable``: targets unreachable from clients, e.g. behind a Kubernetes
   service); a target that is down (the gateway fails too) does not.
 * :class:`BatchGetter` (``batch``): many objects in one AIS batch GET (``/v1/ml/moss``, built with the
-  SDK's ``client.batch``); the reply is one tar, entries in request order, streamed through the core's
-  tar walk (``ais_wds.tar.reader``) instead of ``tarfile``. AIS 5.0 holds a reply about 0.1 s when it carries
+  SDK's ``client.batch``); the reply is one tar, entries in request order, streamed through the tar
+  walk the caller hands in (``members``: ``ais_wds.tar.iter_members``; this layer knows no archive
+  format) instead of ``tarfile``. AIS 5.0 holds a reply about 0.1 s when it carries
   objects from other targets (the designated target waits for its receive queue to stay quiet for
   ``noRxWindow``, xact/xs/moss.go), then serves tens of thousands of objects/s, so batch GETs pay off
-  with hundreds of objects per request and several requests in flight (see ``ais_wds._core.prefetch``).
+  with hundreds of objects per request and several requests in flight (see ``ais_wds.objects.prefetch``).
   Entries AIS reports missing, and whole failed requests, are fetched again one by one, so errors are
   exactly those of the per-object path. A reply that breaks off part-way (a cut connection, a reply cut
   short after a target restart, or one that stalls longer than ``BATCH_READ_TIMEOUT`` between bytes:
@@ -36,13 +37,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 from ..client import Client
 from ..errors import AISWdsError, TarFormatError
-from ..reader import read_bytes
-from ..tar.reader import iter_members
 from ..urls import AISUrl, parse_url
+from .reader import read_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,13 @@ BATCH_OFF_SECONDS = 60.0
 BATCH_UNSTABLE_OFF_SECONDS = 10.0
 """Seconds a BatchGetter uses per-object GETs after a batch reply showed the cluster changing
 (see :func:`_cluster_changing`)."""
-FETCH_METHODS = ("get", "batch")
+
+
+class MemberWalk(Protocol):
+    """Walks a tar stream into ``(member name, bytes)`` pairs, in archive order, raising
+    :class:`~ais_wds.errors.TarFormatError` on a broken archive: :func:`ais_wds.tar.iter_members`."""
+
+    def __call__(self, stream: BinaryIO, *, url: Optional[str] = None) -> Iterator[Tuple[str, bytes]]: ...
 
 
 class Getter(Protocol):
@@ -128,22 +134,25 @@ class BatchGetter:
 
     Args:
         client: the :class:`Client`.
+        members: the tar walk that splits a batch reply (:func:`ais_wds.tar.iter_members`).
         single: the per-object getter used for entries AIS reports missing, for failed requests and
             for namespaced buckets (default: a :class:`DirectGetter` on the same client).
     """
 
-    def __init__(self, client: Union[Client, str, None] = None, *, single: Optional[DirectGetter] = None):
+    def __init__(self, client: Union[Client, str, None] = None, *, members: MemberWalk,
+                 single: Optional[DirectGetter] = None):
         self.client = Client.of(client)
+        self.members = members
         self.single = single if single is not None else DirectGetter(self.client)
         self._failures = 0  # whole batch requests failed in a row (this process)
         self._off_until = 0.0
         self._mapped = False  # this process has a cluster map for the per-object fallback
 
     def __getstate__(self) -> Dict[str, Any]:
-        return {"client": self.client, "single": self.single}
+        return {"client": self.client, "members": self.members, "single": self.single}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__init__(state["client"], single=state["single"])  # type: ignore[misc]
+        self.__init__(state["client"], members=state["members"], single=state["single"])  # type: ignore[misc]
 
     def fetch(self, urls: Sequence[str]) -> List[Result]:
         """Fetch ``urls`` with one batch request (one per call; callers bound the batch size)."""
@@ -210,15 +219,14 @@ class BatchGetter:
         raw.release_conn()
         return out
 
-    @staticmethod
-    def _split(stream: Any, parsed: Sequence[AISUrl], urls: Sequence[str], out: List[Optional[Result]]) -> None:
+    def _split(self, stream: Any, parsed: Sequence[AISUrl], urls: Sequence[str], out: List[Optional[Result]]) -> None:
         """Map the reply's tar entries to the request, in order, appending to ``out`` as they arrive;
         None marks an entry AIS reported missing.
 
         Raises:
             TarFormatError: an entry out of order, too many entries, or fewer than requested.
         """
-        for i, (name, data) in enumerate(iter_members(stream, url=f"batch GET of {len(urls)} objects")):
+        for i, (name, data) in enumerate(self.members(stream, url=f"batch GET of {len(urls)} objects")):
             if i >= len(parsed):
                 raise TarFormatError(f"batch reply has more entries than the {len(parsed)} requested")
             u = parsed[i]
@@ -268,19 +276,3 @@ def read_ranges_batched(client: Client, url: str, ranges: Sequence[Tuple[int, in
     for start, length in ranges:
         batch.add(u.path, start=start or None, length=length)
     return [data for _, data in batch.get()]
-
-
-def make_getter(client: Union[Client, str, None], method: str = "batch") -> Getter:
-    """The getter for ``method``: ``"get"`` (:class:`DirectGetter`) or ``"batch"`` (:class:`BatchGetter`).
-
-    Raises:
-        ConfigError: an unknown method.
-    """
-    from ..errors import ConfigError
-
-    client = Client.of(client)
-    if method == "get":
-        return DirectGetter(client)
-    if method == "batch":
-        return BatchGetter(client, single=DirectGetter(client))
-    raise ConfigError(f"fetch method must be one of {FETCH_METHODS}, got {method!r}")

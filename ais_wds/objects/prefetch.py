@@ -1,12 +1,12 @@
 """The fetch-ahead engine: fetch many small objects on a thread pool, bounded, results in order.
 
-Work is cut into *units*: consecutive objects fetched by one call of a getter (``ais_wds._core.fetch``): one
+Work is cut into *units*: consecutive objects fetched by one call of a getter (``ais_wds.objects.fetch``): one
 object per unit for per-object GETs, up to ``batch_size`` objects (and ``batch_bytes``) for batch GETs.
 Up to ``depth`` units and ``max_bytes`` bytes are in flight at once (listed sizes; an unknown size
 counts as the mean size fetched so far, ``unknown_size`` before that); results come back in input
 order, each as ``bytes`` or the error for its URL.
 
-    engine = Prefetcher(make_getter(client, "batch"), batch_size=256, depth=4)
+    engine = Prefetcher(BatchGetter(client, members=iter_members), batch_size=256, depth=4)
     for url, data_or_error in engine.imap(listing):   # listing: iterable of (url, size)
         ...
     results = engine.fetch_all(listing.select(indices))   # one batch, fetched in parallel
@@ -23,9 +23,9 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from .._core.process_local import ProcessLocal
 from ..errors import ConfigError
 from .fetch import Getter, Result
-from .process_local import ProcessLocal
 
 logger = logging.getLogger(__name__)
 
