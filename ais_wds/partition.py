@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._core.dist import torch_rank_world, torch_worker
-from ._core.shuffle import shuffled_range
+from .epochs.shuffle import shuffled_range
 from .errors import ConfigError
 
 EVEN_MODES = (None, "drop", "repeat")
@@ -118,7 +118,7 @@ def epoch_order(n: int, *, seed: Optional[int], epoch: int = 0) -> List[int]:
     """The order of ``n`` entries for ``epoch``: ``range(n)`` when ``seed`` is None, else a permutation
     that depends only on (seed, epoch) and is the same in every process: the permutation that
     ``random.Random(f"ais_wds:{seed}:{epoch}").shuffle`` makes, computed with numpy for large ``n``
-    (10 million entries in seconds instead of minutes; :mod:`ais_wds._core.shuffle`)."""
+    (10 million entries in seconds instead of minutes; :mod:`ais_wds.epochs.shuffle`)."""
     if seed is None:
         return list(range(n))
     return shuffled_range(n, random.Random(f"ais_wds:{seed}:{epoch}"))
@@ -169,7 +169,7 @@ def job_state(loader_state: Any) -> Dict[str, Any]:
             states come from different epochs or datasets; a loader state taken between snapshots.
     """
     from ._core.dist import all_gather
-    from ._core.epochs import find_part_states, merge_job_state
+    from .epochs.plan import find_part_states, merge_job_state
 
     gathered = all_gather(find_part_states(loader_state))
     return merge_job_state([state for rank in gathered for state in rank])

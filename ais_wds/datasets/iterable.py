@@ -2,7 +2,7 @@
 
 Lists once per job, in ``__init__`` (rank 0 lists and shares the listing over torch.distributed). The
 rank is taken there too, and carried to the DataLoader workers with the dataset. Each iterator reads its
-part of the epoch's order (``ais_wds._core.epochs``: contiguous, balanced shares of the seeded order;
+part of the epoch's order (``ais_wds.epochs.plan``: contiguous, balanced shares of the seeded order;
 every object exactly once across ranks x workers) and fetches ahead through the engine
 (``ais_wds.objects.prefetch``), by default as pipelined AIS batch GETs.
 
@@ -19,8 +19,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from torch.utils.data import IterableDataset
 
-from .._core.epochs import Epochs, PartPlan, rank_runs, slots, total, universe
 from ..client import Client
+from ..epochs.plan import Epochs, PartPlan, rank_runs, slots, total, universe
 from ..listing import Listing
 from ..partition import Part, epoch_order, rank_world
 from ._common import ErrorPolicy, FetchSettings, Transform, apply, build_listing

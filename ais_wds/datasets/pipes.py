@@ -12,7 +12,7 @@ loader hands each DDP rank and DataLoader worker its own share (every URL exactl
 process); given a lazy iterator it lists each prefix as it arrives.
 
 Over a concrete source (a lister of a list of prefixes, a list of URLs, a Listing) each pass is an
-epoch of ``ais_wds._core.epochs``, as for the other front ends: contiguous, balanced shares of the
+epoch of ``ais_wds.epochs.plan``, as for the other front ends: contiguous, balanced shares of the
 source order per rank then worker, ``even=`` for equal counts per rank, epochs that advance by
 themselves, ``len()``, and ``state_dict()`` / ``load_state_dict()`` for exact resume through torchdata's
 ``StatefulDataLoader`` (and at another world size or worker count from ``ais_wds.job_state``). A lazy
@@ -29,8 +29,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 from torch.utils.data import IterableDataset
 
 from .._core.dist import run_on_rank0_and_share
-from .._core.epochs import Epochs, check_even, rank_length
 from ..client import Client
+from ..epochs.plan import Epochs, check_even, rank_length
 from ..errors import ConfigError
 from ..listing import Listing, list_objects
 from ..objects.reader import DEFAULT_BUFSIZE, open_object

@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from torch.utils.data import Sampler
 
-from .._core.epochs import Epochs, Layer, rank_runs, slots, total, universe
+from ..epochs.plan import Epochs, Layer, rank_runs, slots, total, universe
 from ..partition import epoch_order, rank_world
 
 __all__ = ["AISSampler", "OrderSpec"]

@@ -4,7 +4,7 @@ mid-run and stratified batches.
 Each position ``p`` of a mix epoch reads the source that the seeded draw of ``p`` picks
 (:mod:`.draws`: a pure function of seed, epoch, ``p`` and the weights in effect). The positions of an
 epoch are split over ranks and DataLoader workers as ais_wds splits any epoch (contiguous, balanced
-shares; :mod:`ais_wds._core.epochs`), and every source is split by its own rules: a worker reads its own
+shares; :mod:`ais_wds.epochs.plan`), and every source is split by its own rules: a worker reads its own
 share of each source's epoch, in order, starting the source's next epoch when its share runs out (count
 rule). So the mix is exactly-once per source epoch across the job, and its state is small: the
 positions read, each source's own state, the weights (:mod:`.state`).
@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from torch.utils.data import IterableDataset
 
-from .._core.epochs import Epochs, PartPlan, rank_length, slots
+from ..epochs.plan import Epochs, PartPlan, rank_length, slots
 from ..errors import ConfigError
 from ..partition import rank_world
 from . import state as mix_state

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
 
-from .._core.epochs import JOB_KIND, JOB_MERGERS, check_identity, merge_job_state
+from ..epochs.plan import JOB_KIND, JOB_MERGERS, check_identity, merge_job_state
 from ..errors import ConfigError
 
 PART_KIND = "ais_wds.mix"

@@ -34,7 +34,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .._core.shuffle import shuffled_range
+from ..epochs.shuffle import shuffled_range
 from ..errors import ConfigError, PackError
 from ..tar import writer as tarwrite
 from ..tar.names import base_plus_ext, shard_stem

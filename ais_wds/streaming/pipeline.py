@@ -43,8 +43,8 @@ from webdataset import filters as wds_filters
 from webdataset.handlers import reraise_exception
 
 from .._core.dist import run_on_rank0_and_share
-from .._core.epochs import Epochs, PartPlan, rank_length
 from ..client import Client
+from ..epochs.plan import Epochs, PartPlan, rank_length
 from ..errors import ConfigError, ShardIndexError
 from ..listing import Listing
 from ..objects.reader import open_object

@@ -1,4 +1,4 @@
-"""Epoch plans (ais_wds._core.epochs), pure logic: every slot of an epoch is read exactly once across the
+"""Epoch plans (ais_wds.epochs.plan), pure logic: every slot of an epoch is read exactly once across the
 parts of any shape, `even=` gives every rank the same count, and resuming at the same or another shape
 after any progress reads exactly the slots not consumed before."""
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ais_wds._core.epochs import (
+from ais_wds.epochs.plan import (
     Layer,
     PartPlan,
     SharedEpoch,

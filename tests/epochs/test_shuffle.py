@@ -5,7 +5,7 @@ import random
 import pytest
 
 from ais_wds import epoch_order
-from ais_wds._core.shuffle import FAST_MIN, shuffled_range
+from ais_wds.epochs.shuffle import FAST_MIN, shuffled_range
 
 
 @pytest.mark.parametrize("n", [FAST_MIN, 100_003, (1 << 17) + 1])

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from multiprocessing.context import get_spawning_popen
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from .._core.process_local import ProcessLocal
 from ..errors import ConfigError
-from .process_local import ProcessLocal
 
 Run = Tuple[int, int, int]
 """``(first slot, end slot, samples already consumed in the first slot)``."""
@@ -516,7 +516,7 @@ class Epochs:
         """
         check_identity(state, identity, self.what)
         self._resume = dict(state)
-        from .dist import torch_worker
+        from .._core.dist import torch_worker
 
         if torch_worker() is None:  # in the owning process: every worker of the next iteration resumes
             self.shared.set(int(state["epoch"]))
@@ -525,7 +525,7 @@ class Epochs:
             self._resume_version = None
 
     def _worker(self, per_rank: bool) -> Tuple[int, int]:
-        from .dist import torch_worker
+        from .._core.dist import torch_worker
 
         if per_rank:
             return 0, 1
@@ -541,7 +541,7 @@ class Epochs:
             align: split the rank's share between workers in whole batches of ``align`` slots (the
                 front end batches inside the worker).
         """
-        from .dist import worker_generation
+        from .._core.dist import worker_generation
 
         worker, num_workers = self._worker(per_rank)
         generation = None if per_rank else worker_generation()
