@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Benchmark section "scale": listings of millions of objects on one machine.
+"""Section 7, scale: listings of millions of objects on one machine.
 
 * a synthetic listing of ``10M x scale`` objects (URLs ``ais://bench-scale/train/nNNNN/img-NNNNNNNNNN.jpg``,
   names of 40 characters): build rate, bytes/object held and at peak (tracemalloc), save and load
@@ -12,7 +11,7 @@
   runs; more than 50k new objects are made by one AIS promote job from /var/lib/ais/promote):
   objects/s and bytes/object (``--real 1000000`` for the 1M-object figure).
 
-Also runnable alone: ``.venv/bin/python scripts/bench_scale.py [--scale 1] [--real 0] [--plan N]``.
+Also runnable alone: ``.venv/bin/python -m ais_wds_bench.sections.scale [--scale 1] [--real 0] [--plan N]``.
 """
 
 from __future__ import annotations
@@ -33,6 +32,9 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from ais_wds.listing import Listing, list_objects
 from ais_wds.pack.plan import PackOptions, iter_source_objects, make_plan, source_objects
 from ais_wds.partition import Part, epoch_order, partition
+
+NUMBER = 7
+TITLE = "Scale: 10M-object listings, partition and plan memory"
 
 
 def _measured(fn: Callable[[], Any], sites: Optional[list] = None) -> Tuple[Any, float, int, int]:

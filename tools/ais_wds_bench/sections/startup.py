@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
-"""Benchmark section "startup": what importing ais_wds and starting its CLI cost, against the aistore SDK.
+"""Section 5, start-up: what importing ais_wds and starting its CLI cost, against the aistore SDK.
 
 Each command runs in a fresh interpreter (the repo's venv), ``--runs`` times, interleaved; the report
 gives the median wall time, the median peak RSS (``ru_maxrss`` of the child) and the ratio to
 ``import aistore.sdk`` measured in the same run. Also runnable alone:
 
-    .venv/bin/python scripts/bench_startup.py [--runs 7]
+    .venv/bin/python -m ais_wds_bench.sections.startup [--runs 7]
 """
 
 from __future__ import annotations
@@ -17,10 +16,14 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, List
 
-REPO = Path(__file__).resolve().parent.parent
+from .. import REPO
+from ..report import NOT_RUN, goal
+
+NUMBER = 5
+TITLE = "Start-up: import and CLI, vs import aistore.sdk"
+
 PY = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
 CLI = str(REPO / ".venv" / "bin" / "ais-wds")
 
@@ -53,11 +56,11 @@ def _once(argv: List[str]) -> Dict[str, float]:
 
 
 def run(client: Any = None, scale: float = 1.0, runs: int = 0) -> Dict[str, Any]:
-    """The section's result, measured by a fresh interpreter running this script: a child's peak RSS
+    """The section's result, measured by a fresh interpreter running this module: a child's peak RSS
     counts the memory of the process that forked it, so the benchmark process (torch loaded) must not be
     the parent."""
     runs = runs or max(3, min(9, int(7 * scale) or 3))
-    out = subprocess.run([PY, __file__, "--runs", str(runs)], capture_output=True, text=True, check=True)
+    out = subprocess.run([PY, "-m", __spec__.name, "--runs", str(runs)], capture_output=True, text=True, check=True)
     result: Dict[str, Any] = json.loads(out.stdout)
     return result
 
@@ -80,6 +83,19 @@ def measure(runs: int) -> Dict[str, Any]:
         row["x_sdk_import_time"] = row["median_wall_s"] / ref
     return {"runs": runs, "startup": rows}
 
+
+
+def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
+    out: List[Dict[str, Any]] = []
+    st = (results.get("startup", NOT_RUN).get("result") or {}).get("startup") or {}
+    for name in ("import ais_wds", "import ais_wds.cli", "ais-wds --help"):
+        row = st.get(name) or {}
+        out.append(goal(f"start-up: `{name}` <= 1.5x `import aistore.sdk`", row.get("x_sdk_import_time"), 1.5,
+                        f"{row['median_wall_s'] * 1000:.0f} ms, peak RSS {row['median_peak_rss_mib']:.0f} MiB"
+                        if row else "not run", higher_is_better=False))
+        out.append(goal(f"start-up: `{name}` peak RSS < 100 MiB", row.get("median_peak_rss_mib"), 100.0,
+                        "", unit="MiB", higher_is_better=False))
+    return out
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -1,4 +1,4 @@
-"""Imported once by the benchmark's fork server: loads every library a contender uses, so that each
+"""Imported once by section 1's fork server: loads every library a contender uses, so that each
 measurement runs in a fresh process (forked from the server) without paying seconds of imports.
 """
 

@@ -1,4 +1,4 @@
-"""Benchmark section "resume": what exact resume costs.
+"""Section 6, resume: what exact resume costs.
 
 * State tracking: ``ais_wds.WebDataset`` (which counts every sample for its resume state) against the
   same reader and tar stage without any tracking (``open_object`` + ``tar_samples`` over the shards),
@@ -13,7 +13,7 @@
   samples, with a shard index (one range GET from the next sample's offset) and without (the shard is
   streamed again from its start and the consumed samples are parsed and skipped).
 
-    AIS_ENDPOINT=... .venv/bin/python scripts/bench_resume.py [--scale S]
+    AIS_ENDPOINT=... .venv/bin/python -m ais_wds_bench.sections.resume [--scale S]
 """
 
 from __future__ import annotations
@@ -22,20 +22,19 @@ import argparse
 import functools
 import io
 import statistics
-import sys
 import tarfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Tuple
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ais_wds
 from ais_wds import Client, open_object, read_bytes, write_bytes
 from ais_wds.shard_index.index import build_index
 from ais_wds.streaming.pipeline import SHARD_BUFSIZE
 from ais_wds.streaming.stages import tar_samples
+
+NUMBER = 6
+TITLE = "Resume: cost of state tracking, time to resume mid-shard"
 
 
 def _shard(sample_size: int, total: int, tag: int) -> bytes:

@@ -1,9 +1,9 @@
-"""Section 1 of the benchmark: streaming tar shards, ais_wds against the raw-GET limit and the peers.
+"""Section 1's cells: the contenders that stream tar shards, and the fresh processes that time them.
 
 Each contender is a ``setup(cfg) -> run`` pair: ``setup`` (untimed) builds clients and URL lists,
 ``run()`` reads every shard of one shard set once and returns what it saw. Every (shard set,
 contender) cell runs in its own fresh process, forked from a server that has already imported
-torch, webdataset, aistore and ais_wds (``_bench_preload``), so one contender's buffers never count
+torch, webdataset, aistore and ais_wds (:mod:`ais_wds_bench.preload`), so one contender's buffers never count
 in another's peak RSS and no cell pays seconds of imports. The cells of one shard set stay alive
 for all rounds and are driven in turn, A, B, C, A, B, C ..., the order rotating each round.
 
@@ -333,8 +333,8 @@ def _profile(run: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
 
 def worker_main(conn, cfg: Dict[str, Any]) -> None:
     """Entry point of one (shard set, contender) cell: set up, then run on every "run" message."""
-    if "_bench_preload" not in sys.modules:
-        conn.send({"error": "the fork server did not preload _bench_preload (PYTHONPATH?)"})
+    if "ais_wds_bench.preload" not in sys.modules:
+        conn.send({"error": "the fork server did not preload ais_wds_bench.preload (is ais-wds-tools installed? make install)"})
         return
     contender = CONTENDERS[cfg["contender"]]
     try:
@@ -387,13 +387,11 @@ def availability(ais_cli: Optional[str]) -> Dict[str, str]:
 
 
 def _context():
-    # Python 3.11's fork server ignores the sys.path it is sent and swallows preload ImportErrors:
-    # hand it the path through the environment (it is started on first use, with this environment).
-    here = os.path.dirname(os.path.abspath(__file__))
-    path = [os.path.dirname(here), here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
+    # The fork server is a fresh interpreter of this venv: it finds ais_wds and ais_wds_bench through their
+    # editable installs (Python 3.11's fork server ignores the sys.path it is sent and swallows preload
+    # ImportErrors; measure_set checks which ais_wds each cell imported).
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["_bench_preload", "_bench_stream"])
+    ctx.set_forkserver_preload(["ais_wds_bench.preload", "ais_wds_bench.stream_cells"])
     return ctx
 
 

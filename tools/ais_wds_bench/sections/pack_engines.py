@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Benchmark section "pack_engines": ``pack --engine client`` against ``--engine cluster`` on the same buckets.
+"""Section 8, pack engines: ``pack --engine client`` against ``--engine cluster`` on the same buckets.
 
 Sources: ``20k x scale`` objects of 10 KiB and ``2k x scale`` objects of 1 MiB (flat names, jpg+cls
 pairs of equal size), created once and kept. Each engine packs each source into 64 MiB shards under
@@ -22,6 +21,11 @@ from ais_wds.listing import list_objects
 from ais_wds.pack import pack, plan_pack
 from ais_wds.pack.run import PackSettings
 from ais_wds.writer import delete_object, write_bytes
+
+from ..plots import ok
+
+NUMBER = 8
+TITLE = "Pack engines: client vs cluster (AIS get-batch / archive jobs)"
 
 
 def _source(client: Any, count: int, size: int) -> str:
@@ -73,3 +77,22 @@ def run(client: Any, scale: float = 1.0) -> Dict[str, Any]:
                 "get-batch": len(report.batched), "misordered": len(report.rebuilt)}
             _remove(dst[:dst.rindex("/") + 1], client)
     return {"engines": rows}
+
+
+def plot(plt: Any, results: Dict[str, Any]) -> Any:
+    """MB/s and client CPU seconds of each engine, per object size."""
+    engines = ok(results.get("pack_engines")).get("engines") or {}
+    if not engines:
+        return None
+    sizes = list(dict.fromkeys(k.split(",")[0] for k in engines))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, metric in zip(axes, ("MB/s", "client CPU s")):
+        for k, engine in enumerate(("client", "cluster")):
+            vals = [(engines.get(f"{size}, {engine} engine") or {}).get(metric) for size in sizes]
+            xs = [i - 0.2 + 0.4 * k for i, v in enumerate(vals) if v is not None]
+            ax.bar(xs, [v for v in vals if v is not None], 0.4, label=f"--engine {engine}")
+        ax.set_xticks(range(len(sizes)), [f"{s} objects" for s in sizes])
+        ax.set_title(metric)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Section 8: ais-wds pack, client engine vs cluster engine (AIS get-batch)")
+    return fig

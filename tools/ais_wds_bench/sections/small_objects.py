@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Small objects: ais_wds's AISDataset / AISIterDataset against aistore.pytorch's AISMapDataset / AISIterDataset.
 
-    AIS_ENDPOINT=http://127.0.0.1:PORT .venv/bin/python scripts/bench_small_objects.py [--scale S] [--workers 0,2]
+    AIS_ENDPOINT=http://127.0.0.1:PORT .venv/bin/python -m ais_wds_bench.sections.small_objects [--scale S] [--workers 0,2]
 
 The data is ``20000 x scale`` (at least 4096) objects of 10 KiB under ``ais://bench-ais-wds/small-v1/n<N>-s<SIZE>/``
 (uploaded on the first run, reused after). Every measure is one full epoch through a torch DataLoader
@@ -10,7 +9,7 @@ last batch, and checked: every object exactly once with its full size. ``speedup
 default configuration over the peer's samples/s in the same access order; ``alt_*`` rows are other
 ais_wds settings (the other fetch method, read-ahead off).
 
-``run(client, scale, ...) -> dict`` is what ``scripts/bench`` calls.
+``run(client, scale, ...) -> dict`` is what ``scripts/bench`` calls (section 2).
 """
 
 from __future__ import annotations
@@ -21,15 +20,17 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import ais_wds
+from ais_wds.datasets.iterable import AISIterDataset
+from ais_wds.datasets.map import AISDataset
+from ais_wds.writer import write_bytes
 
-import ais_wds  # noqa: E402
-from ais_wds.datasets.iterable import AISIterDataset  # noqa: E402
-from ais_wds.datasets.map import AISDataset  # noqa: E402
-from ais_wds.writer import write_bytes  # noqa: E402
+from ..report import NOT_RUN, flatten, goal, num
+
+NUMBER = 2
+TITLE = "Small objects"
 
 BUCKET = "bench-ais-wds"
 OBJECTS = 20_000
@@ -182,6 +183,34 @@ def run(client: Any = None, scale: float = 1.0, *, workers: Sequence[int] = (0, 
                 mine, peer = rows[f"ais_wds_{kind}"], rows[f"aistore_pytorch_{kind}"]
                 out[f"speedup_{kind}_nw{nw}"] = round(mine["samples_per_s"] / peer["samples_per_s"], 2)
     return out
+
+
+
+def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """small objects: >= 5x aistore.pytorch at equal workers. The result is searched for ``speedup*``
+    numbers (one goal per key) so that its exact layout may evolve."""
+    section = results.get("small_objects", NOT_RUN)
+    res = section.get("result") or {}
+    flat = dict(flatten(res))
+    speedups = {k: v for k, v in flat.items() if "speedup" in k.lower() and isinstance(v, (int, float))}
+    if not speedups:
+        return [goal("small objects: >= 5x aistore.pytorch at equal workers", None, 5.0,
+                     section.get("reason") or "no speedup figure in the result")]
+    return [goal(f"small objects: >= 5x aistore.pytorch ({k})", float(v), 5.0, _small_detail(res, k))
+            for k, v in speedups.items()]
+
+
+def _small_detail(res: Dict[str, Any], key: str) -> str:
+    """'ais_wds_map 2,718/s vs aistore_pytorch_map 370/s' for ``speedup_map_nw0`` (if the layout matches)."""
+    parts = key.split("_")
+    if len(parts) != 3 or not parts[2].startswith("nw"):
+        return ""
+    rows = res.get(parts[2]) or {}
+    mine, peer = rows.get(f"ais_wds_{parts[1]}") or {}, rows.get(f"aistore_pytorch_{parts[1]}") or {}
+    if "samples_per_s" not in mine or "samples_per_s" not in peer:
+        return ""
+    return (f"num_workers={parts[2][2:]}: ais_wds_{parts[1]} {num(mine['samples_per_s'])}/s vs "
+            f"aistore_pytorch_{parts[1]} {num(peer['samples_per_s'])}/s")
 
 
 def main(argv: List[str]) -> int:

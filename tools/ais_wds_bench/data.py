@@ -1,4 +1,5 @@
-"""Benchmark data in the cluster: tar shards of fixed-size samples, built once and reused.
+"""Benchmark data in the cluster: tar shards of fixed-size samples, built once and reused (section 1), and
+buckets of a section's own (:func:`temp_buckets`).
 
 A shard set is ``n_shards`` tar objects under one prefix whose name encodes the layout, e.g.
 ``ais://bench-ais-wds/stream-v1/s1048576-z67108864-n4/shard-0003.tar``. Every sample is two members,
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import os
 import tarfile
+import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import ais_wds
 
@@ -129,3 +132,31 @@ def ensure_shard_set(client: ais_wds.Client, bucket: str, sample_size: int, shar
             assert len(data) == shard_bytes, (len(data), shard_bytes)
             ais_wds.write_bytes(f"ais://{bucket}/{names[i]}", data, client)
     return shards
+
+
+# ------------------------------------------------------------------------------------------------
+# for any section: buckets of its own, rates
+
+THREADS = 16
+"""The thread count of the sections that upload or copy in parallel (random access, packing)."""
+
+
+@contextmanager
+def temp_buckets(client: ais_wds.Client, *names: str) -> Iterator[List[str]]:
+    """Fresh buckets ``bench-<name>-<random>``, one per name; deleted (best effort) on the way out."""
+    made = [f"bench-{n}-{uuid.uuid4().hex[:8]}" for n in names]
+    for name in made:
+        client.sdk.bucket(name).create(exist_ok=True)
+    try:
+        yield made
+    finally:
+        for name in made:
+            try:
+                client.sdk.bucket(name).delete(missing_ok=True)
+            except Exception:  # noqa: BLE001 - cleanup is best effort
+                pass
+
+
+def rate(count: int, seconds: float) -> float:
+    """``count / seconds`` rounded to 0.1 (0 when no time passed)."""
+    return round(count / seconds, 1) if seconds > 0 else 0.0

@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Benchmark section "loader": samples reaching the training loop through ``DataLoader(num_workers=N)``.
+"""Section 9, the loader: samples reaching the training loop through ``DataLoader(num_workers=N)``.
 
 Every configuration reads the same shards of 100 KiB samples (``<key>.bin`` + ``<key>.cls``), decodes
 each sample into a ``uint8`` tensor and an int label, batches 32 samples and hands the batches to the
@@ -34,7 +33,7 @@ main process (reset after imports) and of each worker at the end (a forked worke
 pages it shares with the main process). One extra, untimed run of ``ais_wds`` at 2 workers is profiled
 with pyinstrument in the main process; the report goes to ``bench-results/profile-loader-*.txt``.
 
-    AIS_ENDPOINT=... .venv/bin/python scripts/bench_loader.py [--scale S] [--rounds R] [--goal-only]
+    AIS_ENDPOINT=... .venv/bin/python -m ais_wds_bench.sections.loader [--scale S] [--rounds R] [--goal-only]
 """
 
 from __future__ import annotations
@@ -51,9 +50,13 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path[:0] = [str(REPO), str(HERE)]
+from .. import REPO
+from ..plots import ok
+from ..report import NOT_RUN, goal
+from ..report import x as times
+
+NUMBER = 9
+TITLE = "Loader end to end: DataLoader(num_workers=N) into the main process"
 
 KIB, MIB = 1 << 10, 1 << 20
 SAMPLE = 100 * KIB
@@ -268,7 +271,7 @@ def _configs(scale: float = 1.0, goal_only: bool = False) -> List[Dict[str, Any]
 def _spawn(cfg: Dict[str, Any], timeout: float = 600) -> Dict[str, Any]:
     t = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-m", __spec__.name, "--one", json.dumps(cfg)], capture_output=True, text=True,
                               timeout=timeout, cwd=str(REPO))
     except subprocess.TimeoutExpired:
         return {"error": f"no result within {timeout:.0f}s"}
@@ -306,9 +309,9 @@ def run(client: Any, scale: float = 1.0, rounds: int = 1, log: Any = None, goal_
     order from round to round (ABBA), so a change of load hits both; each run records the 1-minute load
     average before and after it, and the CPU its main process and its workers used per sample (steadier
     than samples/s on a shared machine). Ratios are the median (and min, max) of the per-round ratios."""
-    import _bench_data as data
-
     import ais_wds
+
+    from .. import data
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     client = ais_wds.Client.of(client)
@@ -422,6 +425,52 @@ def _paired_ratios(table: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
                             "rounds": len(paired)}
     return out
 
+
+
+def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
+    section = results.get("loader", NOT_RUN)
+    ld = section.get("result") or {}
+    ratio2 = (ld.get("ratios") or {}).get("ais_wds_vs_tar_local_2w")
+    return [goal("loader: ais_wds.WebDataset >= 0.8x the same tar path over local files, 2 workers", ratio2, 0.8,
+                 ", ".join(f"{k} {times(v)}" for k, v in (ld.get("ratios") or {}).items()) or section.get("reason", ""))]
+
+
+def plot(plt: Any, results: Dict[str, Any]) -> Any:
+    """samples/s at the main process by worker count, and the variants at 2 workers."""
+    table = ok(results.get("loader")).get("loader") or {}
+    rows = [r for r in table.values() if r.get("status") == "ok"]
+    if not rows:
+        return None
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    names = {"ais_wds": "ais_wds.WebDataset (AIS)", "tar_local": "ais_wds tar walk, local files",
+             "wds_local": "wds.WebDataset, local files"}
+    for contender, label in names.items():
+        pts = sorted((r["workers"], r["samples_s"]) for r in rows
+                     if r["contender"] == contender and r["variant"] == "tensor")
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    raw = next((r for r in rows if r["contender"] == "raw_get"), None)
+    if raw:
+        ax.axhline(raw["samples_s"], color="black", linestyle="dashed", label="raw-GET limit (1 process)")
+    ax.set_xticks([1, 2, 4])
+    ax.set_xlabel("DataLoader num_workers")
+    ax.set_ylabel("samples/s at the main process")
+    ax.set_title("100 KiB samples -> uint8 tensors, batches of 32")
+    ax.set_ylim(0, 1.25 * max([r["samples_s"] for r in rows if r["workers"] in (0, 1, 2, 4)], default=1))
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    variants = [r for r in rows if r["workers"] == 2 and r["contender"] in ("ais_wds", "tar_local")]
+    order = ["tensor", "bytes", "batched", "file_system", "numpy", "sdk_in_main"]
+    present = [v for v in order if any(r["variant"] == v for r in variants)]
+    for k, contender in enumerate(("ais_wds", "tar_local")):
+        vals = [next((r["samples_s"] for r in variants if r["contender"] == contender and r["variant"] == v), 0)
+                for v in present]
+        bx.bar([i - 0.2 + 0.4 * k for i in range(len(present))], vals, 0.4, label=names[contender])
+    bx.set_xticks(range(len(present)), present, fontsize=8, rotation=30)
+    bx.set_title("2 workers: what a user can change")
+    bx.set_ylim(0, 1.3 * max((r["samples_s"] for r in variants), default=1))
+    bx.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Section 9: the loader end to end, DataLoader(num_workers=N, persistent_workers=True)")
+    return fig
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
