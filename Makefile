@@ -7,10 +7,11 @@ STAMP := .venv/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e tools  # ais_local + ais_wds_bench (tools/pyproject.toml), not in the wheel
 	@touch $(STAMP)
 
 cluster:
@@ -23,7 +24,7 @@ demo: install
 	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) examples/train_digits.py
 
 lint: install
-	.venv/bin/ruff check ais_wds tests scripts examples
+	.venv/bin/ruff check ais_wds tests scripts tools examples
 	.venv/bin/mypy
 
 # The docs site (mkdocs.yml, docs/): strict, so a broken link or anchor, or an API reference to a missing name,
@@ -38,14 +39,14 @@ unit: install
 	AIS_WDS_UNIT_ONLY=1 $(PY) -m pytest -q -m "not cluster and not unit_suite" $(PYTEST_ARGS)
 
 bench: install
-	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) scripts/bench $(BENCH_ARGS)
+	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) -m ais_wds_bench $(BENCH_ARGS)
 
 bench-quick: install
-	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) scripts/bench --quick $(BENCH_ARGS)
+	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) -m ais_wds_bench --quick $(BENCH_ARGS)
 
 clean:
 	-scripts/ais-local stop --wipe
-	rm -rf .venv .cache build *.egg-info
+	rm -rf .venv .cache build *.egg-info tools/*.egg-info
 
 # The fault catalogue at full size: 200 connection cuts per scenario, and 20 GB streamed with RSS/fd checks
 # (tests/system/test_faults.py, tests/system/test_faults_soak.py; see docs/reliability.md). Not part of `make test`;
