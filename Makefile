@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: install cluster cluster-stop demo lint docs test unit soak bench bench-quick clean
+.PHONY: install cluster cluster-stop demo lint docs test unit soak bench bench-quick clean matrix matrix-cluster
 
 install: $(STAMP)
 
@@ -37,6 +37,15 @@ test: install lint docs
 
 unit: install
 	AIS_WDS_UNIT_ONLY=1 $(PY) -m pytest -q -m "not cluster and not unit_suite" $(PYTEST_ARGS)
+
+# The test matrix (noxfile.py), each Python in its own virtualenv under .nox/ (interpreters found on PATH or in
+# pyenv, never downloaded): matrix = the unit suite on 3.10, 3.11, 3.12 and 3.13 (no cluster; CI runs it);
+# matrix-cluster = the whole suite on 3.13 and 3.10 against the local cluster. NOX_ARGS: e.g. `-s unit-3.12 -- -k x`.
+matrix: install
+	.venv/bin/nox -s unit $(NOX_ARGS)
+
+matrix-cluster: install
+	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && .venv/bin/nox -s cluster $(NOX_ARGS)
 
 bench: install
 	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) -m ais_wds_bench $(BENCH_ARGS)

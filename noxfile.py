@@ -7,8 +7,8 @@ cluster on the newest and the oldest.
 
 Interpreters are found, never downloaded: ``python3.X`` on PATH, then in pyenv's version folders
 (``$PYENV_ROOT/versions/3.X.*/bin``, ``~/.pyenv/versions``); a version found nowhere fails its session.
-Each session has its own virtualenv under ``.nox/``, installed from this checkout (``-e .[test]`` for the
-unit suite, ``-e .[dev]`` for the whole suite). uv (installed with nox by the ``dev`` extra) makes them from
+Each session has its own virtualenv under ``.nox/``, installed from this checkout as `make install` does
+(``-e .[dev] -e tools``). uv (installed with nox by the ``dev`` extra) makes them from
 its cache with hard links: torch and its CUDA wheels are ~6 GB a virtualenv, and a rerun or a fresh clone
 downloads and copies nothing again. Without uv they are made by virtualenv and pip (with pip's cache).
 """
@@ -60,10 +60,15 @@ def _interpreter_dirs() -> list[str]:
 os.environ["PATH"] = os.pathsep.join([*_interpreter_dirs(), os.environ.get("PATH", "")])
 
 
+def _install(session: nox.Session) -> None:
+    """What `make install` puts in .venv: this checkout with its dev extra, and the tools (ais_local, the bench)."""
+    session.install("-e", ".[dev]", "-e", "tools")
+
+
 @nox.session(python=PYTHONS)
 def unit(session: nox.Session) -> None:
     """The unit suite on one Python, as `make unit` runs it (no cluster: its guard fails a test that reaches one)."""
-    session.install("-e", ".[test]")
+    _install(session)
     session.run("python", "-m", "pytest", "-q", "-ra", "-m", "not cluster and not unit_suite", *session.posargs,
                 env={"AIS_WDS_UNIT_ONLY": "1"})
 
@@ -73,5 +78,7 @@ def cluster(session: nox.Session) -> None:
     """The whole suite (`make test`'s) against the live cluster at $AIS_ENDPOINT, on the newest and the oldest."""
     if not os.environ.get("AIS_ENDPOINT"):
         session.error("AIS_ENDPOINT is not set: run `make matrix-cluster`, which starts the local cluster")
-    session.install("-e", ".[dev]")
-    session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs)
+    _install(session)
+    # the private clusters some tests start run their emulators (moto, ...) from this virtualenv, not .venv
+    session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs,
+                env={"AIS_LOCAL_VENV": str(session.env_dir)})
