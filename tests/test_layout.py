@@ -13,7 +13,8 @@ HEAVY = ("torch", "webdataset")
 # modules (and packages) that must stay importable without torch or webdataset
 TORCH_FREE = ["__init__.py", "_compat.py", "_version.py", "client.py", "errors.py", "listing.py", "partition.py",
               "reader.py", "urls.py", "writer.py", "_core", "tar", "cli", "pack", "shard_index/index.py",
-              "shard_index/__init__.py", "streaming/__init__.py", "streaming/gopen.py", "streaming/shards.py"]
+              "shard_index/__init__.py", "streaming/__init__.py", "streaming/gopen.py", "streaming/shards.py",
+              "streaming/wids.py"]
 
 
 # function-level imports that run only once torch / webdataset is already loaded (proven by the tests below)
