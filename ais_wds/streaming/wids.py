@@ -19,7 +19,7 @@ next copy of that shard). A shard missing in AIS raises
 :class:`~ais_wds.errors.ObjectNotFoundError` naming it. No external command (``ais``, ``curl``,
 ``gsutil``, ``aws``) is ever started.
 
-Routing is the rule of the webdataset opener (:mod:`ais_wds.streaming.gopen`): ``ais`` always; the
+Routing is the rule of the webdataset opener (:mod:`ais_wds.streaming.opener`): ``ais`` always; the
 cloud schemes (``s3``, ``gs``, ``az``, ``oc`` and their aliases) only when routed through AIS by
 ``AIS_WDS_ROUTE=s3:gs`` (or webdataset's ``USE_AIS_FOR``), read at registration, or by
 ``ais_wds.register(schemes=[...])``; otherwise they stay wids' own.
@@ -52,7 +52,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 from .._core.after_import import call_after_import
 from ..client import Client
 from ..errors import ConfigError
-from .gopen import AISOpener, routed_schemes
+from .opener import AISOpener, routed_schemes
 
 logger = logging.getLogger(__name__)
 
