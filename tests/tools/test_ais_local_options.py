@@ -1,4 +1,4 @@
-"""`scripts/ais-local start` options against real processes: --backends aws,gcp,azure (with their
+"""`scripts/ais-local start` options (tools/ais_local) against real processes: --backends aws,gcp,azure (with their
 emulators), --remote + --auth, and --tls.
 
 Each option set is started once for this module in a state folder of its own, beside (never instead of)
@@ -165,8 +165,7 @@ class Emulator:
     def _az(self):
         from azure.storage.blob import BlobServiceClient
 
-        sys.path.insert(0, str(REPO / "scripts"))
-        from ais_local.emulators import AZURITE_ACCOUNT, AZURITE_KEY
+        from ais_local.emulators import AZURITE_ACCOUNT, AZURITE_KEY  # tools/ais_local, installed by make install
 
         return BlobServiceClient(account_url=self.url,
                                  credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY})
