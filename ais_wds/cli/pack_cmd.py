@@ -9,8 +9,8 @@ from typing import Any, List, Optional, Tuple
 
 from ..client import Client
 from ..errors import ConfigError
-from ..pack.plan import Plan, PlannedShard
-from ..pack.run import PackReport, PackSettings, job_locations, pack, plan_pack
+from ..pack import PackOptions, PackReport, Plan, job_locations, pack, plan_pack
+from ..pack.plan import PlannedShard
 from ._args import human_size
 
 
@@ -70,19 +70,19 @@ def run(args: argparse.Namespace) -> int:
                           hint="e.g. ais-wds pack ais://src/train/ 'ais://dst/train-%06d.tar'")
     sources, dst = args.paths[:-1], args.paths[-1]
     client = Client(args.endpoint)
-    exts = [e for e in args.exts.split(",") if e.strip()]
-    settings = PackSettings(shard_size=args.shard_size, samples_per_shard=args.samples_per_shard, key=args.key,
-                            exts=exts, missing_extension=args.missing_extension, shuffle=args.shuffle,
-                            strip_prefix=args.strip_prefix, mtime=args.mtime, workers=args.workers,
-                            parallel_shards=args.parallel_shards, resume=args.resume, overwrite=args.overwrite,
-                            part=_part(args.part), index=args.index, engine=args.engine)
-    plan = plan_pack(sources, dst, client, options=settings.plan_options(), strip_prefix=settings.strip_prefix)
+    exts = tuple(e for e in args.exts.split(",") if e.strip())
+    options = PackOptions(shard_size=args.shard_size, samples_per_shard=args.samples_per_shard, key_rule=args.key,
+                          exts=exts, missing_extension=args.missing_extension, shuffle_seed=args.shuffle,
+                          strip_prefix=args.strip_prefix, mtime=args.mtime, workers=args.workers,
+                          parallel_shards=args.parallel_shards, resume=args.resume, overwrite=args.overwrite,
+                          part=_part(args.part), index=args.index, engine=args.engine)
+    plan = plan_pack(sources, dst, client, options=options)
     if args.dry_run:
-        _print_plan(plan, dst, settings.index, settings.part, show_keys=args.show_keys)
+        _print_plan(plan, dst, options.index, options.part, show_keys=args.show_keys)
         return 1 if plan.problems() else 0
     bar = _ProgressBar(enabled=not args.no_progress and sys.stderr.isatty())
     try:
-        report = pack(sources, dst, client, settings, plan=plan, progress=bar.update if bar.enabled else None,
+        report = pack(sources, dst, client, options, plan=plan, progress=bar.update if bar.enabled else None,
                       on_start=bar.start if bar.enabled else None)
     finally:
         bar.close()

@@ -37,11 +37,15 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 from ..epochs.shuffle import shuffled_range
 from ..errors import ConfigError, PackError
 from ..tar import writer as tarwrite
-from ..tar.names import base_plus_ext, shard_stem
+from ..tar.names import shard_stem
 from ..urls import expand_urls, parse_url
-
-MISSING_EXTENSION_ACTIONS = ("ignore", "warn", "abort", "exclude")
-DEFAULT_SHARD_SIZE = 256 << 20
+from .options import (  # noqa: F401 - planning's inputs, importable from here as before
+    DEFAULT_SHARD_SIZE,
+    MISSING_EXTENSION_ACTIONS,
+    KeyRule,
+    PackOptions,
+    parse_size,
+)
 
 SORT_PREFIX = 64
 """Bytes of each sample key that numpy sorts on (keys that share a longer prefix are ordered in Python)."""
@@ -50,109 +54,8 @@ SORT_CHUNK = 1 << 12
 """Keys copied into the sort array per numpy step (bounds its temporary index arrays to a few MiB)."""
 
 
-
-
 # --------------------------------------------------------------------------------------------
-# sizes and key rules
-
-
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
-               "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "tb": 10 ** 12,
-               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from ``"256MiB"``, ``"1.5GB"``, ``"64M"`` or ``"1000"``.
-
-    KiB/MiB/GiB/TiB and the single letters K/M/G/T are powers of 1024; KB/MB/GB/TB powers of 1000.
-
-    Raises:
-        ConfigError: not a size, or not positive.
-    """
-    if isinstance(text, int):
-        value = text
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-        unit = m.group(2).lower() if m else None
-        if m is None or unit not in _SIZE_UNITS:
-            raise ConfigError(f"not a size: {text!r}", hint="e.g. 256MiB, 1GB, 64M or a number of bytes")
-        value = int(float(m.group(1)) * _SIZE_UNITS[unit])
-    if value <= 0:
-        raise ConfigError(f"size must be positive, got {text!r}")
-    return value
-
-
-def _wds_safe(key: str) -> Optional[str]:
-    """``key`` with dots in its last path component replaced by ``_`` (None if that component is empty)."""
-    head, slash, tail = key.rpartition("/")
-    if not tail:
-        return None
-    return head + slash + tail.replace(".", "_")
-
-
-def _wds_ext(name: str) -> Optional[str]:
-    """webdataset's extension of ``name``: what follows the first dot of its file name."""
-    _, ext = base_plus_ext(name)
-    return ext or None
-
-
-@dataclass(frozen=True)
-class KeyRule:
-    """How an object name maps to ``(raw key, written key, extension)``.
-
-    ``KeyRule.parse(spec)`` accepts:
-
-    * ``"wds"`` (default): webdataset's rule, key = directory + file name up to its first dot,
-      extension = the rest. Tar member names are the object names themselves.
-    * ``"stem"``: key = the full name minus its last extension (``a/b.v2.jpg`` -> ``a/b.v2``,
-      extension ``jpg``); written key ``a/b_v2``.
-    * any other string: a regular expression with exactly one group, searched in the name; the
-      group is the key, the extension is webdataset's (after the first dot of the file name).
-    """
-
-    spec: str = "wds"
-    pattern: Optional[re.Pattern[str]] = None
-
-    @classmethod
-    def parse(cls, spec: Optional[str]) -> KeyRule:
-        """Raises: ConfigError: an invalid regex, or one without exactly one group."""
-        spec = spec or "wds"
-        if spec in ("wds", "stem"):
-            return cls(spec)
-        try:
-            pattern = re.compile(spec)
-        except re.error as e:
-            raise ConfigError(f"invalid sample key regex {spec!r}: {e}") from None
-        if pattern.groups != 1:
-            raise ConfigError(f"sample key regex {spec!r} must have exactly one group, it has {pattern.groups}",
-                              hint=r"e.g. '(.*)\.[^/]+$' for the name minus its last extension")
-        return cls(spec, pattern)
-
-    def split(self, name: str) -> Optional[Tuple[str, str, str]]:
-        """``(raw_key, written_key, ext)`` for ``name``, or None when it has no key or no extension."""
-        if self.spec == "wds":
-            key, ext = base_plus_ext(name)
-            if not key or not ext:
-                return None
-            return key, key, ext
-        if self.spec == "stem":
-            slash = name.rfind("/")
-            dot = name.rfind(".")
-            if dot <= slash + 1 or dot == len(name) - 1:
-                return None
-            key, ext = name[:dot], name[dot + 1:]
-        else:
-            m = self.pattern.search(name)  # type: ignore[union-attr]
-            ext = _wds_ext(name)
-            if m is None or not m.group(1) or ext is None:
-                return None
-            key = m.group(1)
-        written = _wds_safe(key)
-        return (key, written, ext) if written else None
-
-
-# --------------------------------------------------------------------------------------------
-# inputs, options and plan records
+# inputs and plan records
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,27 +89,6 @@ def source_objects(source: str, urls: Sequence[str], sizes: Sequence[int], *,
                    strip_prefix: bool = False) -> List[SourceObject]:
     """:func:`iter_source_objects` as a list."""
     return list(iter_source_objects(source, urls, sizes, strip_prefix=strip_prefix))
-
-
-@dataclass(frozen=True)
-class PackOptions:
-    """Everything besides the listing that decides a plan. See :func:`make_plan`."""
-
-    shard_size: int = DEFAULT_SHARD_SIZE
-    samples_per_shard: Optional[int] = None
-    key_rule: KeyRule = field(default_factory=KeyRule)
-    exts: Tuple[str, ...] = ()
-    missing_extension: str = "warn"
-    shuffle_seed: Optional[int] = None
-    mtime: int = 0
-
-    def __post_init__(self) -> None:
-        if self.missing_extension not in MISSING_EXTENSION_ACTIONS:
-            raise ConfigError(f"missing_extension must be one of {MISSING_EXTENSION_ACTIONS}, "
-                              f"got {self.missing_extension!r}")
-        if self.shard_size <= 0 or (self.samples_per_shard is not None and self.samples_per_shard <= 0):
-            raise ConfigError("shard_size and samples_per_shard must be positive")
-        object.__setattr__(self, "exts", tuple(e.lower().lstrip(".") for e in self.exts if e.strip(". ")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from ais_wds.cli import main as cli_main
 from ais_wds.errors import PackJobError
 from ais_wds.listing import list_objects
 from ais_wds.pack import pack
-from ais_wds.pack.cluster import proven
+from ais_wds.pack.engines.cluster import proven
 from ais_wds.reader import read_bytes
 from ais_wds.shard_index import load_index
 from ais_wds.writer import write_bytes

@@ -2,13 +2,13 @@
 
 Two ways, chosen per shard (see docs/pack.md for the AIS v1.5.0 source lines behind them):
 
-* **archive job** (x-archive, :func:`ais_wds._core.archive.start_archive`) when the shard's member
+* **archive job** (x-archive, :func:`ais_wds.objects.jobs.start_archive`) when the shard's member
   objects and the shard itself all live on one target (always on a one-target cluster): that target
   walks the list in order and writes its own objects as it goes, so the order is the request's, and
   nothing passes through the client. AIS makes the archive visible only when complete. Each such shard
   is still proven (its tar headers read back at the offsets the plan predicts, batched ranged GETs,
   :func:`ais_wds.shard_index.index.verify_spans`); one that is not is deleted and built the other way.
-* **get-batch** (x-moss, :func:`ais_wds._core.archive.open_batch_archive`) otherwise: the archive job
+* **get-batch** (x-moss, :func:`ais_wds.objects.get_batch.open_batch_archive`) otherwise: the archive job
   does not keep the order of members that live on different targets (the owner writes its own objects
   as it walks and the others' as they arrive), but get-batch does: its designated target assembles the
   tar in request order from its own objects and the other targets' streams. The client streams that
@@ -16,14 +16,17 @@ Two ways, chosen per shard (see docs/pack.md for the AIS v1.5.0 source lines beh
   checking every planned header as it passes; a shard is committed only when its size and every
   header are the plan's. The payload crosses the client's network link once each way.
 
-Eligibility (:func:`cluster_unsupported`): members named exactly like their objects (no
+Eligibility (:func:`ais_wds.pack.engine_choice.cluster_unsupported`): members named exactly like their objects (no
 ``--strip-prefix``, the ``wds`` key rule), every header one 512-byte ustar block (names up to 100
 bytes), one source bucket per shard (``ais://`` of this cluster, or a cloud bucket it reaches), an
 ``ais://`` destination in the same cluster. Get-batch reads only objects the cluster holds (no cold GET in
 v1.5.0), so a shard of a cloud bucket is first fetched into the cluster by an AIS prefetch job (the
-targets GET from the cloud; nothing through the client), then assembled.
+targets GET from the cloud; nothing through the client), then assembled. A shard whose get-batch reply
+keeps breaking (a flaky network cuts nearly every long reply) is built by the fallback engine it was
+given, the client engine, whose per-object GETs resume.
 
-Thread safety: one call at a time per plan; it runs in the calling thread and its own threads.
+Thread safety: :meth:`ClusterEngine.build` one call at a time; it runs in the calling thread and its own
+threads.
 """
 
 from __future__ import annotations
@@ -33,21 +36,24 @@ import threading
 import time
 import zlib
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from itertools import accumulate
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
-from .._core.retry import Backoff
-from ..client import Client
-from ..errors import AISWdsError, AuthError, NotFoundError, PackJobError
-from ..objects.get_batch import BatchReply, open_batch_archive
-from ..objects.jobs import active_targets, job_failure, one_target, prefetch, start_archive
-from ..objects.writer import delete_object, open_writer
-from ..shard_index.index import header_matches, record_from_spans, stream_record, verify_spans
-from ..tar import writer as tarwrite
-from ..urls import AISUrl, parse_url
-from .plan import PlannedSample, PlannedShard
+from ..._core.retry import Backoff
+from ...client import Client
+from ...errors import AISWdsError, AuthError, NotFoundError, PackJobError
+from ...objects.get_batch import BatchReply, open_batch_archive
+from ...objects.jobs import active_targets, job_failure, one_target, prefetch, start_archive
+from ...objects.writer import delete_object, open_writer
+from ...shard_index.index import header_matches, record_from_spans, stream_record, verify_spans
+from ...tar import writer as tarwrite
+from ...urls import AISUrl, parse_url
+from ..destination import existing_sizes
+from ..plan import PlannedSample, PlannedShard
+from ..report import PackReport
+from . import Engine, Progress, Stopped, Totals, first_failure
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +68,9 @@ RELAY_CHUNK = 1 << 20
 ONE_TARGET_CHECK = 16
 """On a multi-target cluster, shards of up to this many samples are checked for members on one target."""
 FALLBACK_AFTER = 3
-"""Broken get-batch attempts of one shard (reply cut, short, refused) after which ``fallback`` builds it."""
+"""Broken get-batch attempts of one shard (reply cut, short, refused) after which the fallback engine builds it."""
 
 Spans = List[Tuple[str, int, int, int]]
-Fallback = Callable[[PlannedShard, threading.Event], None]
-"""``fallback(shard, stop)``: builds and commits one shard by the client engine (per-object GETs that
-resume); raises :class:`Stopped` when it sees ``stop``, AISWdsError on failure, commits nothing then."""
 
 
 def shard_spans(shard: PlannedShard, samples: Optional[List[PlannedSample]] = None) -> Spans:
@@ -78,31 +81,6 @@ def shard_spans(shard: PlannedShard, samples: Optional[List[PlannedSample]] = No
         starts = accumulate((m.span for m in sample.members), initial=sample.offset)
         out.extend((m.name, start, start + m.header_size, m.size) for m, start in zip(sample.members, starts))
     return out
-
-
-def cluster_unsupported(shards: List[PlannedShard], dst_pattern: str) -> Optional[str]:
-    """Why these shards cannot be built by the cluster engine (a sentence), or None when they can."""
-    dst = parse_url(dst_pattern)
-    if dst.provider != "ais" or dst.has_namespace:
-        return f"the destination {dst.scheme}://{dst.bucket} is not an ais:// bucket of this cluster"
-    for shard in shards:
-        samples = shard.samples
-        if not samples:
-            continue
-        first = parse_url(samples[0].members[0].source)
-        if first.has_namespace:
-            return f"{first} is in a remote cluster or namespace; the cluster engine reads local buckets"
-        base = str(first)[:len(str(first)) - len(first.path)]
-        for sample in samples:
-            for m in sample.members:
-                if not m.source.startswith(base):
-                    return f"shard {shard.url} takes samples from two buckets; the cluster engine reads one per shard"
-                if m.name != m.source[len(base):]:
-                    return (f"member {m.name!r} is not named like its object {m.source[len(base):]!r} (AIS names "
-                            "archive members after their objects; --strip-prefix and --key stem/REGEX rename them)")
-                if m.header_size != tarwrite.BLOCK:
-                    return f"member {m.name!r} needs more than one ustar header block (name over 100 bytes)"
-    return None
 
 
 def proven(shard: PlannedShard, client: Client) -> bool:
@@ -119,59 +97,81 @@ def proven(shard: PlannedShard, client: Client) -> bool:
     return found.to_dict() == record_from_spans(shard.url, shard.size, spans).to_dict()
 
 
-@dataclass
-class BuildReport:
-    """What :func:`build_shards` did: shard URLs built by archive jobs and by get-batch, those an
-    archive job built in another member order (deleted, then built by get-batch), and those built by the
-    ``fallback`` after their get-batch replies kept breaking."""
-
-    archived: List[str] = field(default_factory=list)
-    batched: List[str] = field(default_factory=list)
-    misordered: List[str] = field(default_factory=list)
-    by_client: List[str] = field(default_factory=list)
-
-
-def build_shards(todo: List[PlannedShard], client: Client, existing: Callable[[], Dict[str, int]], *,
-                 parallel: int, on_done: Callable[[PlannedShard], None],
-                 fallback: Optional[Fallback] = None) -> BuildReport:
-    """Build ``todo`` inside AIS, each in the plan's layout (see the module docstring).
+class ClusterEngine(Engine):
+    """Has AIS build each shard in the plan's layout (see the module docstring).
 
     Args:
-        todo: eligible shards (see :func:`cluster_unsupported`) that do not exist yet.
-        existing: lists the destination: URL -> size (polled while archive jobs run).
+        client: the :class:`Client`.
+        dst_pattern: the shard template (its destination is listed while archive jobs run).
         parallel: shards in flight (archive jobs, and get-batch streams at once).
-        on_done: called with each shard proven complete (from this thread or a worker thread, one at
-            a time).
-        fallback: builds a shard whose get-batch relay broke :data:`FALLBACK_AFTER` times (or whose
-            retry budget ran out) another way, e.g. by the client engine; None: no fallback.
+        fallback: the engine that builds a shard whose get-batch relay broke :data:`FALLBACK_AFTER` times
+            (or whose retry budget ran out), through :meth:`Engine.build_shard`: the client engine; None:
+            no fallback. Closed with this engine.
+        progress: called with running (samples, member data bytes) totals as shards complete.
 
-    Raises:
-        PackJobError: a job was refused or aborted, a shard came out of the wrong size or layout, or did
-            not finish in time; names the shard and AIS's cause. No shard is left partial or misordered;
-            shards of other jobs in flight are left to AIS (each whole or absent; a resume proves those
-            that exist).
+    :meth:`build` raises PackJobError: a job was refused or aborted, a shard came out of the wrong size
+    or layout, or did not finish in time; names the shard and AIS's cause. No shard is left partial or
+    misordered; shards of other jobs in flight are left to AIS (each whole or absent; a resume proves
+    those that exist, :meth:`reconcile`).
     """
-    report = BuildReport()
-    targets = active_targets(client)
-    # on a multi-target cluster a shard of many members almost never has them all on one target: only
-    # small shards are worth the check (every member's placement)
-    local = [s for s in todo if targets == 1 or (targets > 1 and s.num_samples <= ONE_TARGET_CHECK and one_target(
-        client, (m.source for x in s.samples for m in x.members), s.url))]
-    chosen = {s.url for s in local}
-    rest = [s for s in todo if s.url not in chosen]
-    lock = threading.Lock()
 
-    def done(shard: PlannedShard) -> None:
-        with lock:
-            on_done(shard)
+    name = "cluster"
 
-    if local:
-        misordered = _archive(local, client, existing, parallel=parallel, on_done=done, report=report)
-        report.misordered = [s.url for s in misordered]
-        rest.extend(misordered)
-    if rest:
-        _batch(rest, client, parallel=parallel, on_done=done, report=report, fallback=fallback)
-    return report
+    def __init__(self, client: Client, dst_pattern: str, *, parallel: int, fallback: Optional[Engine] = None,
+                 progress: Optional[Progress] = None):
+        self.client, self.dst_pattern, self.parallel, self.fallback = client, dst_pattern, parallel, fallback
+        self._progress = progress is not None
+        self._totals = Totals(progress)
+        self._lock = threading.Lock()
+
+    def build(self, shards: List[PlannedShard], report: PackReport) -> None:
+        """Build ``shards`` inside AIS: archive jobs where a shard's members and the shard share one target,
+        get-batch otherwise (and for the shards an archive job built in another order, ``report.rebuilt``)."""
+        client = self.client
+        targets = active_targets(client)
+        # on a multi-target cluster a shard of many members almost never has them all on one target: only
+        # small shards are worth the check (every member's placement)
+        local = [s for s in shards if targets == 1 or (targets > 1 and s.num_samples <= ONE_TARGET_CHECK and one_target(
+            client, (m.source for x in s.samples for m in x.members), s.url))]
+        chosen = {s.url for s in local}
+        rest = [s for s in shards if s.url not in chosen]
+        done = partial(self._done, report)
+        if local:
+            misordered = _archive(local, client, partial(existing_sizes, self.dst_pattern, client),
+                                  parallel=self.parallel, on_done=done, report=report)
+            report.rebuilt.extend(s.url for s in misordered)
+            rest.extend(misordered)
+        if rest:
+            _batch(rest, client, parallel=self.parallel, on_done=done, report=report, fallback=self.fallback)
+
+    def build_shard(self, shard: PlannedShard, stop: threading.Event) -> None:
+        """One shard by get-batch (the fallback engine builds it if the relay keeps breaking)."""
+        _relay(shard, self.client, stop, self.fallback)
+
+    def reconcile(self, mine: List[PlannedShard], existing: Dict[str, int], todo: List[PlannedShard],
+                  report: PackReport) -> List[PlannedShard]:
+        """Shards found complete are proven (an interrupted run may have left one that AIS built in another
+        order); the unproven ones are deleted and rebuilt. Shards of the wrong size are deleted too."""
+        todo_urls = {s.url for s in todo}
+        out = list(todo)
+        for shard in mine:
+            if shard.url in report.skipped and not proven(shard, self.client):
+                logger.info("%s: exists but its layout is not the plan's; rebuilding it", shard.url)
+                report.skipped.remove(shard.url)
+                delete_object(shard.url, self.client)
+                out.append(shard)
+            elif shard.url in todo_urls and shard.url in existing:
+                delete_object(shard.url, self.client)
+        return out
+
+    def close(self) -> None:
+        if self.fallback is not None:
+            self.fallback.close()
+
+    def _done(self, report: PackReport, shard: PlannedShard) -> None:
+        with self._lock:  # from this thread or a worker thread
+            report.count(shard)
+            self._totals.add(shard.num_samples, sum(x.data_size for x in shard.samples) if self._progress else 0)
 
 
 class _Flight:
@@ -181,7 +181,7 @@ class _Flight:
 
 
 def _archive(todo: List[PlannedShard], client: Client, existing: Callable[[], Dict[str, int]], *,
-             parallel: int, on_done: Callable[[PlannedShard], None], report: BuildReport) -> List[PlannedShard]:
+             parallel: int, on_done: Callable[[PlannedShard], None], report: PackReport) -> List[PlannedShard]:
     """Archive jobs, ``parallel`` in flight; each finished shard proven. Returns the shards that came
     back in another member order (deleted again)."""
     pending: Deque[PlannedShard] = deque(todo)
@@ -236,41 +236,6 @@ def _archive(todo: List[PlannedShard], client: Client, existing: Callable[[], Di
                     raise PackJobError(f"archive job {job} failed: {cause}", url=url,
                                        hint="fix the cause, then run again with --resume (finished shards are kept)")
     return misordered
-
-
-class Stopped(Exception):
-    """Another shard failed; this one stops without committing."""
-
-
-def first_failure(futures: Dict[Future[Any], PlannedShard], stop: threading.Event,
-                  on_ok: Callable[[PlannedShard], None]) -> None:
-    """Wait for the shard jobs ``futures``; call ``on_ok`` (in this thread) for each that succeeds.
-
-    At the first failure ``stop`` is set and the jobs not started are cancelled (running ones raise
-    :class:`Stopped` when they see ``stop``); once all have ended the first failure is raised.
-    """
-    error: Optional[BaseException] = None
-    try:
-        for fut in as_completed(futures):
-            try:
-                fut.result()
-            except Stopped:
-                continue
-            except Exception as e:  # noqa: BLE001 - the first failure stops the others
-                if error is None:
-                    error = e
-                    stop.set()
-                    for other in futures:
-                        other.cancel()
-                continue
-            on_ok(futures[fut])
-    except BaseException:
-        stop.set()
-        for other in futures:
-            other.cancel()
-        raise
-    if error is not None:
-        raise error
 
 
 class _HeaderCheck:
@@ -383,7 +348,7 @@ def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> N
         raise
 
 
-def _relay(shard: PlannedShard, client: Client, stop: threading.Event, fallback: Optional[Fallback] = None) -> bool:
+def _relay(shard: PlannedShard, client: Client, stop: threading.Event, fallback: Optional[Engine] = None) -> bool:
     """:func:`_relay_once`, tried again (nothing was committed) within the client's ``retry_seconds``:
     a target that restarts, or a cluster that starts to rebalance, refuses or cuts get-batch requests for
     a while. After :data:`FALLBACK_AFTER` broken attempts (or once the budget is spent) ``fallback``, when
@@ -418,15 +383,16 @@ def _relay(shard: PlannedShard, client: Client, stop: threading.Event, fallback:
             time.sleep(delay)
 
 
-def _build_by_fallback(shard: PlannedShard, fallback: Fallback, stop: threading.Event, attempts: int,
+def _build_by_fallback(shard: PlannedShard, fallback: Engine, stop: threading.Event, attempts: int,
                        cause: AISWdsError) -> None:
-    """``fallback(shard, stop)`` for a shard whose get-batch relay broke ``attempts`` times (last: ``cause``).
+    """``fallback.build_shard(shard, stop)`` for a shard whose get-batch relay broke ``attempts`` times
+    (last: ``cause``).
 
     Raises: Stopped; PackJobError (the fallback failed too: names the shard and both causes)."""
     logger.warning("%s: get-batch broke %d time(s) (last: %s); building this shard with the client engine",
                    shard.url, attempts, cause.message)
     try:
-        fallback(shard, stop)
+        fallback.build_shard(shard, stop)
     except AISWdsError as e:
         raise PackJobError(f"get-batch broke {attempts} time(s) (last: {cause.message}), and the client engine "
                            f"could not build this shard either: {e.message}", url=shard.url,
@@ -435,7 +401,7 @@ def _build_by_fallback(shard: PlannedShard, fallback: Fallback, stop: threading.
 
 
 def _batch(todo: List[PlannedShard], client: Client, *, parallel: int, on_done: Callable[[PlannedShard], None],
-           report: BuildReport, fallback: Optional[Fallback] = None) -> None:
+           report: PackReport, fallback: Optional[Engine] = None) -> None:
     """Get-batch streams, ``parallel`` at a time; the first failure stops the others."""
     stop = threading.Event()
     by_client: Set[str] = set()
