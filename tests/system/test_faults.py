@@ -231,41 +231,57 @@ def private_cluster(tmp_path_factory) -> Iterator[PrivateCluster]:
             pass
 
 
-def _epoch_with_gateway_outage(cluster: PrivateCluster, samples: Iterator[Tuple[str, bytes]], total: int,
-                               calm: float, step: float = 0.0) -> Tuple[Counter, float, int]:
-    """Consume ``samples`` (key, data), ``step`` s each; a fifth of the way in, kill the gateway and start
-    it again after 0.6x ``calm`` (at least 1 s). Returns the multiset of (key, sha), the epoch's time, and
-    how many samples arrived while the gateway was down."""
-    down = {"from": float("inf"), "to": float("inf")}
+OUTAGE_HANG_SECONDS = 120.0
+"""A hang bound, not a speed bound: if the samples of the outage window have not come by then, the epoch is
+waiting for the gateway; the gateway is started again so that the test ends, and fails."""
 
-    def outage() -> None:
-        cluster.run("kill-proxy")
-        down["from"] = time.monotonic()
-        time.sleep(max(1.0, 0.6 * calm))
-        down["to"] = time.monotonic()
+
+def _epoch_with_gateway_outage(cluster: PrivateCluster, samples: Iterator[Tuple[str, bytes]], total: int,
+                               step: float = 0.0) -> Tuple[Counter, int, bool]:
+    """Consume ``samples`` (key, data), ``step`` s each. A fifth of the way in, kill the gateway (the
+    consumer waits for the kill: the readers are then a few samples ahead at most, so what follows is read
+    while the gateway is down) and keep it down until another fifth of the samples has arrived, counted;
+    then start it again (at once if the hang bound passes first). Counters, not clocks: returns the
+    multiset of (key, sha), how many samples arrived while the gateway was down, and whether the hang
+    bound restarted it."""
+    hold = total // 5
+    reached, finished = threading.Event(), threading.Event()
+    down = {"now": False, "hung": False}
+
+    def restart_when_held() -> None:
+        down["hung"] = not reached.wait(OUTAGE_HANG_SECONDS) and not finished.is_set()
+        down["now"] = False
         cluster.run("start-proxy")
 
     got: Counter = Counter()
     during = 0
-    restarter = threading.Thread(target=outage)
-    t0 = time.monotonic()
-    for n, (key, data) in enumerate(samples):
-        got[(key, _sha(data))] += 1
-        time.sleep(step)
-        during += down["from"] <= time.monotonic() <= down["to"]
-        if n == total // 5:  # streams are open, more will be opened
-            restarter.start()
-    disturbed = time.monotonic() - t0
-    restarter.join()
-    print(f"gateway down {down['to'] - down['from']:.1f}s: epoch {disturbed:.1f}s vs {calm:.1f}s undisturbed, "
-          f"{during} of {total} samples while it was down")
-    return got, disturbed, during
+    restarter = threading.Thread(target=restart_when_held)
+    try:
+        for n, (key, data) in enumerate(samples):
+            got[(key, _sha(data))] += 1
+            time.sleep(step)
+            if down["now"]:
+                during += 1
+                if during == hold:
+                    reached.set()
+            if n == total // 5:  # streams are open, more will be opened
+                cluster.run("kill-proxy")
+                down["now"] = True
+                restarter.start()
+    finally:
+        finished.set()
+        if restarter.is_alive():
+            reached.set()
+            restarter.join()
+    print(f"gateway down for {during} of {total} samples (held until {hold}); hang bound hit: {down['hung']}")
+    return got, during, down["hung"]
 
 
 def test_a_gateway_killed_and_restarted_mid_epoch_loses_and_duplicates_nothing(private_cluster):
-    """The gateway is down for 0.6x an undisturbed epoch (at least 1 s), from a fifth of the way in: streams
-    go straight to the targets from the workers' cluster maps, so the epoch goes on and takes at most 1.5x
-    as long. (Through the gateway, the epoch waited for it: 6.0 s against 3.0 s, 37 samples while down.)"""
+    """The gateway is killed a fifth of the way in and kept down while another fifth of the samples arrives
+    (counted): streams go straight to the targets from the workers' cluster maps, so the epoch goes on
+    without it. (Through the gateway, the epoch waited for it: 37 samples arrived while it was down, from
+    the streams already open.)"""
     from torch.utils.data import DataLoader
 
     pc = Client(private_cluster.endpoint, retry_seconds=90)
@@ -274,14 +290,10 @@ def test_a_gateway_killed_and_restarted_mid_epoch_loses_and_duplicates_nothing(p
     ds = ais_wds.WebDataset(urls, client=pc, shuffle=False)
     want = Counter({(k, h): 1 for k, h in expected.items()})
     assert _epoch(ds) == want  # warm: the page cache, the imports
-    t0 = time.monotonic()
-    assert _epoch(ds) == want
-    calm = time.monotonic() - t0
     loader = ((s["__key__"], s["bin"]) for s in DataLoader(ds, batch_size=None, num_workers=2))
-    got, disturbed, during = _epoch_with_gateway_outage(private_cluster, loader, len(expected), calm)
+    got, during, hung = _epoch_with_gateway_outage(private_cluster, loader, len(expected))
     assert got == want
-    assert during >= len(expected) // 10, "the gateway was not down during the epoch"
-    assert disturbed <= 1.5 * calm
+    assert during >= len(expected) // 5 and not hung, "the epoch waited for the gateway"
 
 
 @pytest.fixture(scope="module")
@@ -301,63 +313,55 @@ def small_objects(private_cluster) -> Tuple[Client, str, Counter]:
 def test_a_gateway_killed_during_batch_gets_loses_and_duplicates_nothing(private_cluster, small_objects, caplog):
     """Batch GETs go through the gateway: the first refused one turns batch GET off for a while, and the
     objects come by per-object GETs straight from the targets (the getter fetched the cluster map before
-    its first batch). (Before, each failed batch first paid 1.4 s of the SDK's connection retries, and
-    the per-object path had no map: 1500 objects without a training step took 4.4 s against 1.4 s.)"""
+    its first batch), a fifth of them while the gateway is down (counted). (Before, each failed batch
+    first paid 1.4 s of the SDK's connection retries, and the per-object path had no map.)"""
     pc, prefix, want = small_objects
     ds = ais_wds.AISIterDataset(pc, prefix, fetch="batch", batch_size=64, threads=2)
-    step = 0.002  # a training step: the epoch (~3 s) is long beside the time a kill-proxy takes to run
-
-    def epoch() -> Counter:
-        got: Counter = Counter()
-        for url, data in ds:
-            got[(url, _sha(data))] += 1
-            time.sleep(step)
-        return got
-
-    assert epoch() == want  # warm
-    t0 = time.monotonic()
-    assert epoch() == want
-    calm = time.monotonic() - t0
-    with caplog.at_level("WARNING", logger="ais_wds.objects.fetch"):
-        got, disturbed, during = _epoch_with_gateway_outage(private_cluster, iter(ds), sum(want.values()), calm,
-                                                            step)
+    assert Counter((url, _sha(data)) for url, data in ds) == want  # warm
+    with caplog.at_level("WARNING", logger="ais_wds"):
+        got, during, hung = _epoch_with_gateway_outage(private_cluster, iter(ds), sum(want.values()), 0.002)
     assert got == want
     assert any("batch GET off" in r.getMessage() for r in caplog.records), "no batch GET met the outage"
-    assert during >= sum(want.values()) // 10, "the gateway was not down during the epoch"
-    assert disturbed <= 1.5 * calm
+    assert during >= sum(want.values()) // 5 and not hung, "the epoch waited for the gateway"
 
 
 def _read_in_child(client: Client, url: str, out: object) -> None:
-    t0 = time.monotonic()
+    from tests.support.http_log import http_log
+
     try:
-        data = ais_wds.read_bytes(url, client)
-        out.put((_sha(data), time.monotonic() - t0))  # type: ignore[attr-defined]
+        with http_log() as log:
+            data = ais_wds.read_bytes(url, client)
+        out.put((_sha(data), log.connections, [r[1] for r in log.requests], log.retries))  # type: ignore[attr-defined]
     except Exception as e:  # noqa: BLE001 - reported to the parent
-        out.put((repr(e), time.monotonic() - t0))  # type: ignore[attr-defined]
+        out.put((repr(e), [], [], []))  # type: ignore[attr-defined]
 
 
 def test_a_process_forked_while_the_gateway_is_down_reads_with_its_parents_cluster_map(private_cluster,
                                                                                        small_objects):
     """A DataLoader worker forked during a gateway restart needs no gateway: it starts with the cluster
-    map its parent fetched, and reads straight from the target."""
+    map its parent fetched, and reads straight from the target. Counted, not timed (the child's urllib3
+    log records): one answer, from a target; no retry; the gateway was only tried (refused at once: the
+    cluster-map refresh), never waited for."""
     import multiprocessing
 
     pc, prefix, want = small_objects
     (url, sha), = [k for k in want if k[0].endswith("o00007.bin")]
     ais_wds.read_bytes(f"{prefix}o00001.bin", pc)  # the parent reads: it has a cluster map
+    gateway = private_cluster.endpoint.split("://", 1)[1]
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     private_cluster.run("kill-proxy")
     try:
         child = ctx.Process(target=_read_in_child, args=(pc, url, out))
         child.start()
-        got, seconds = out.get(timeout=60)
+        got, connections, answered_by, retries = out.get(timeout=60)  # a hang bound: without the map it waited
         child.join()
     finally:
         private_cluster.run("start-proxy")
-    print(f"a child forked while the gateway was down read an object in {seconds:.2f}s")
+    print(f"a child forked while the gateway was down: connections {connections}, answers from {answered_by}")
     assert got == sha
-    assert seconds < 2, f"the child waited {seconds:.1f}s (for the gateway?)"
+    assert len(answered_by) == 1 and answered_by[0] != gateway and not retries, (gateway, answered_by, retries)
+    assert connections.count(gateway) <= 2, (gateway, connections)
 
 
 def test_a_target_killed_during_batch_gets_loses_and_duplicates_nothing(private_cluster, small_objects, caplog):
@@ -366,8 +370,9 @@ def test_a_target_killed_during_batch_gets_loses_and_duplicates_nothing(private_
     epoch is a stand-in for training, 5 ms per object (~5 s), and the client uses the restarted target at
     once: the batch replies the kill breaks turn batch GET off for a while (a changing cluster serves
     batch replies short or stalled for seconds), and per-object GETs reach the target as soon as it
-    listens. Without a training step the same kill cost 0.4-2.2 s against a 0.9-1.5 s epoch (2.9 s with
-    the target started again 2 s later): the bound then does not hold."""
+    listens. What the kill costs in time is the benchmark's to say (without a training step it cost
+    0.4-2.2 s against a 0.9-1.5 s epoch); here, counted: every object once with its bytes, and the kill
+    broke a batch GET."""
     pc, prefix, want = small_objects
     ds = ais_wds.AISIterDataset(pc, prefix, fetch="batch", batch_size=64, threads=2)
 
@@ -383,15 +388,12 @@ def test_a_target_killed_during_batch_gets_loses_and_duplicates_nothing(private_
         return got, time.monotonic() - t0
 
     assert epoch()[0] == want  # warm
-    got, calm = epoch()
-    assert got == want
     caplog.clear()
-    with caplog.at_level("WARNING", logger="ais_wds.objects.fetch"):
+    with caplog.at_level("WARNING", logger="ais_wds"):
         got, disturbed = epoch(kill_at=sum(want.values()) // 5)
-    print(f"target kill during batch GETs: {disturbed:.1f}s vs {calm:.1f}s undisturbed for {len(got)} objects")
+    print(f"target kill during batch GETs: {disturbed:.1f}s for {len(got)} objects")
     assert got == want
     assert any("batch GET" in r.getMessage() for r in caplog.records), "the kill broke no batch GET"
-    assert disturbed <= 1.5 * calm
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,6 +410,7 @@ def test_a_read_and_an_upload_that_keep_failing_give_up_within_the_stated_deadli
     # + a direct connect that times out, then the gateway's attempt with the SDK's own connection retries
     # and 5xx back-off
     bound = retry + connect + connect + read + 6.0 + 3.5
+    # a stated deadline is what this tests (docs/reliability.md): the one clock bound kept in this file
     with FaultProxy(_upstream(client), cuts=10 ** 6, rate=1.0, max_offset=1) as proxy:
         fc = Client(proxy.endpoint, retry_seconds=retry, connect_timeout=connect, read_timeout=read)
         for call, err in ((lambda: ais_wds.read_bytes(url, fc), ReadError),
