@@ -298,7 +298,9 @@ def _fast_header_ok(block: memoryview, name: str, size: int) -> bool:
     digits = stored.split(b"\0")[0].strip()
     # the byte sum of each 256-byte half (at most 65,280) is exact in adler32's low word (mod 65,521)
     total = (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
-    return bool(digits) and int(digits, 8) == total - sum(stored) + 256
+    if not digits or digits.translate(None, b"01234567"):  # no checksum, or not octal: not this form
+        return False
+    return int(digits, 8) == total - sum(stored) + 256
 
 
 def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> None:
