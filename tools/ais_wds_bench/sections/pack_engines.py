@@ -18,8 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict
 
 from ais_wds.listing import list_objects
-from ais_wds.pack import pack, plan_pack
-from ais_wds.pack.run import PackSettings
+from ais_wds.pack import PackOptions, pack, plan_pack
 from ais_wds.writer import delete_object, write_bytes
 
 from ..plots import ok
@@ -61,14 +60,14 @@ def run(client: Any, scale: float = 1.0) -> Dict[str, Any]:
     for label, count, size in (("10 KiB", int(20_000 * scale), 10 << 10), ("1 MiB", int(2_000 * scale), 1 << 20)):
         count = max(200, count - count % 2)
         prefix = _source(client, count, size)
-        settings = PackSettings(shard_size="64MiB")
-        plan = plan_pack(prefix, "ais://bench-engines-dst/x-%06d.tar", client, options=settings.plan_options())
+        options = PackOptions(shard_size="64MiB")
+        plan = plan_pack(prefix, "ais://bench-engines-dst/x-%06d.tar", client, options=options)
         client.sdk.bucket("bench-engines-dst").create(exist_ok=True)
         for engine in ("client", "cluster"):
             dst = f"ais://bench-engines-dst/{uuid.uuid4().hex[:8]}/train-%06d.tar"
             cpu, t = _cpu(), time.perf_counter()
             started: list = []
-            report = pack(prefix, dst, client, settings, engine=engine, on_start=_cpu_into(started))
+            report = pack(prefix, dst, client, options, engine=engine, on_start=_cpu_into(started))
             seconds, build_cpu, cpu = time.perf_counter() - t, _cpu() - started[0], _cpu() - cpu
             rows[f"{label}, {engine} engine"] = {
                 "objects": count, "shards": len(plan.shards), "MB/s": report.bytes / seconds / 1e6,
