@@ -1,10 +1,13 @@
-"""Deterministic splitting of a listing across DDP ranks and DataLoader workers, and epoch shuffles.
+"""Deterministic splitting of a listing across DDP ranks and DataLoader workers, and epoch shuffles: the
+public face of the epoch plans (:mod:`ais_wds.epochs.plan`).
 
-Every entry goes to exactly one (rank, worker) part. The split is first by rank (strided), then, inside
-a rank, by worker (strided), so a rank's workers together see exactly the rank's share. With
-``even="drop"`` or ``even="repeat"`` every rank gets the same count (needed by DDP collectives):
-``drop`` leaves out the last ``n % world_size`` entries of the (shuffled) order, ``repeat`` reuses
-entries from the start of that order, as ``torch.utils.data.DistributedSampler`` does.
+Every entry goes to exactly one (rank, worker) part, by the one rule every front end uses: the epoch's
+order is cut into contiguous, balanced runs, first by rank (rank r of W gets positions
+``[r*n//W, (r+1)*n//W)``), then, inside a rank, by worker the same way, so a rank's workers together
+see exactly the rank's share. With ``even="drop"`` or ``even="repeat"`` every rank gets the same count
+(needed by DDP collectives): ``drop`` leaves out the last ``n % world_size`` entries of the (shuffled)
+order, ``repeat`` reuses entries from the start of that order, as ``torch.utils.data.DistributedSampler``
+does.
 
 Pure logic; no I/O. Thread- and process-safe.
 """
@@ -17,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._core.dist import torch_rank_world, torch_worker
+from .epochs.plan import EVEN_MODES, check_even, part_runs, slots
 from .epochs.shuffle import shuffled_range
 from .errors import ConfigError
 
-EVEN_MODES = (None, "drop", "repeat")
+__all__ = ["EVEN_MODES", "Part", "current_part", "dist_rank_world", "epoch_order", "job_state", "partition",
+           "rank_world", "worker_part"]
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,8 @@ def epoch_order(n: int, *, seed: Optional[int], epoch: int = 0) -> List[int]:
 
 
 def partition(order: Sequence[int], part: Part, *, even: Optional[str] = None) -> List[int]:
-    """The entries of ``order`` that belong to ``part``.
+    """The entries of ``order`` that belong to ``part``: its contiguous run of the epoch plan, exactly the
+    entries a front end with the same shape reads (see the module docstring).
 
     Args:
         order: the epoch's order of entry indices (from :func:`epoch_order`).
@@ -133,20 +139,14 @@ def partition(order: Sequence[int], part: Part, *, even: Optional[str] = None) -
         even: None (ranks may differ by one entry), ``"drop"`` or ``"repeat"`` (equal counts per rank).
 
     Returns:
-        Indices, in epoch order, for this part only.
+        Indices, in epoch order, for this part only (only this part's share is built).
+
+    Raises:
+        ConfigError: an unknown ``even``.
     """
-    if even not in EVEN_MODES:
-        raise ConfigError(f"even must be one of {EVEN_MODES}, got {even!r}")
-    # Index arithmetic on ``order`` itself: only this part's share is built (no copy of the whole order,
-    # no other rank's share), so a rank of a 10-million-entry job holds just its own indices.
-    n, world = len(order), part.world_size
-    stride = world * part.num_workers
-    first = part.rank + part.worker * world  # position in ``order`` of this part's first entry
-    if even == "repeat" and n and n % world:
-        padded = n + world - n % world
-        return [order[p % n] for p in range(first, padded, stride)]
-    end = n - n % world if even == "drop" else n
-    return list(order[first:end:stride])
+    check_even(even)
+    runs = part_runs([(0, len(order), 0)], part.world_size, part.num_workers, part.rank, part.worker, even)
+    return [order[i] for i in slots(runs)]
 
 
 def job_state(loader_state: Any) -> Dict[str, Any]:

@@ -1,3 +1,5 @@
+"""partition(): a part's contiguous run of the epoch plan, the one rank-splitting rule of every front end."""
+
 import itertools
 
 import pytest
@@ -34,6 +36,35 @@ def test_even_repeat_gives_equal_counts_and_covers_everything(n, world):
     flat = [i for s in shares for i in s]
     assert set(flat) == set(range(n))
     assert len(flat) == -(-n // world) * world
+
+
+def test_ranks_get_contiguous_balanced_runs_of_the_epoch_order():
+    order = epoch_order(10, seed=3)
+    shares = [partition(order, Part(r, 3)) for r in range(3)]
+    assert shares == [order[0:3], order[3:6], order[6:10]]
+
+
+def test_workers_get_contiguous_runs_of_their_rank_share():
+    order = list(range(20))
+    assert [partition(order, Part(1, 2, w, 3)) for w in range(3)] == [[10, 11, 12], [13, 14, 15], [16, 17, 18, 19]]
+
+
+def test_drop_leaves_out_the_end_of_the_order_and_repeat_reuses_its_start():
+    order = list(range(10))
+    assert [partition(order, Part(r, 4), even="drop") for r in range(4)] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert [partition(order, Part(r, 4), even="repeat") for r in range(4)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8],
+                                                                               [9, 0, 1]]
+
+
+@pytest.mark.parametrize("n,world,even", [(10, 3, None), (11, 4, "drop"), (5, 8, "repeat"), (97, 6, None),
+                                          (100, 7, "repeat")])
+def test_partition_gives_each_rank_exactly_what_the_sampler_of_a_front_end_yields(n, world, even):
+    from ais_wds.datasets import AISSampler
+
+    order = epoch_order(n, seed=11, epoch=0)
+    for rank in range(world):
+        sampler = AISSampler(range(n), shuffle=True, seed=11, rank=rank, world_size=world, even=even)
+        assert partition(order, Part(rank, world), even=even) == list(sampler)
 
 
 def test_rank_share_is_split_among_its_workers_exactly():
