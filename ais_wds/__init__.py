@@ -1,18 +1,29 @@
 """ais_wds: stream PyTorch training data from NVIDIA AIStore.
 
-Layers (each imports only from the ones before it)::
+Layers, lowest first; a module imports only from its own layer and the layers listed before it
+(checked by ``tests/test_layout.py``, which holds the same list; no import cycle, no private name
+imported across packages)::
 
-    urls, errors, client                      URL model + client config
-    listing, partition, reader, writer        the core (with its private machinery in _core/)
-    tar/                                      the tar format, read and written
-    streaming/  datasets/  shard_index/       front ends: webdataset, object datasets, index
-    pack/                                     loose objects -> shards
-    cli/                                      the ``ais-wds`` command
+    model             urls, errors, config                      URLs, typed errors, ClientConfig
+    transport         _core/ (connections, retry, sdk_errors,   one process's HTTP stack, retries,
+                      process_local, dist), client              fork safety, torch.distributed facts
+    objects           objects/ (reader, writer, fetch,          read / write one object or a batch;
+                      prefetch, get_batch, jobs)                AIS jobs (archive, prefetch)
+    listing + epochs  listing, epochs/ (plan, shuffle),         list once per job; the epoch plan:
+                      partition                                 seeded order, contiguous runs, resume
+    tar               tar/ (reader, writer, names)              the tar format, read and written
+    front ends        streaming/  datasets/  shard_index/       webdataset, object datasets, index,
+                      mixing/                                   mixtures
+    pack              pack/                                     loose objects -> shards
+    cli               cli/                                      the ``ais-wds`` command
+    package           this module, _compat                      the top-level names, the 0.1 paths
 
-The core and ``tar/`` import neither torch nor webdataset, so ``import ais_wds`` is quick; the names
-of the front ends (``WebDataset``, ``AISDataset``, ...) load on first access (PEP 562). Importing this
-package also arranges for ais_wds's ``ais://`` opener to be registered in webdataset's ``gopen`` as
-soon as webdataset is loaded (now or later), so ``wds.WebDataset("ais://...")`` works.
+``ais_wds.reader`` and ``ais_wds.writer`` (0.1 paths) re-export ``ais_wds.objects.reader`` / ``writer``.
+Everything below the front ends, and ``tar/``, imports neither torch nor webdataset, so ``import
+ais_wds`` is quick; the names of the front ends (``WebDataset``, ``AISDataset``, ...) load on first
+access (PEP 562). Importing this package also arranges for ais_wds's ``ais://`` opener to be registered
+in webdataset's ``gopen`` as soon as webdataset is loaded (now or later), so
+``wds.WebDataset("ais://...")`` works.
 """
 
 import importlib
