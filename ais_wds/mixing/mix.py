@@ -29,7 +29,7 @@ from .weights import SharedWeights
 
 logger = logging.getLogger(__name__)
 
-CHECK_EVERY = 32
+CHECK_EVERY = 16
 """Positions between two looks at the shared weights (a change reaches a worker within that many samples)."""
 
 _STOP = object()
@@ -152,7 +152,7 @@ class Mix(IterableDataset):
         self.positions.set_epoch(int(epoch))
 
     def _identity(self) -> Dict[str, Any]:
-        return {"dataset": "ais_wds.Mix", "sources": len(self.sources), "seed": self.seed,
+        return {"dataset": "ais_wds.Mix", "num_sources": len(self.sources), "seed": self.seed,
                 "stop": self.rule.to_value(), "batch_size": self.batch_size or 0, "stratified": self.stratified}
 
     def _align(self) -> int:
@@ -181,12 +181,12 @@ class Mix(IterableDataset):
             return self._run.state()
         if self._loaded is not None:
             return dict(self._loaded)
-        _, latest = self._shared.read()
+        version, latest = self._shared.read()
         return {**self._identity(), "kind": mix_state.PART_KIND, "version": mix_state.VERSION,
                 "positions": self.positions.state(self._n(), self._identity(), align=self._align()),
                 "sources": [{"state": s.fresh(self.positions.epoch * SOURCE_EPOCHS), "queue": []}
                             for s in self.sources],
-                "weights": latest, "latest": latest, "changes": [], "exhausted": []}
+                "weights": latest, "latest": latest, "latest_version": version, "changes": [], "exhausted": []}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Resume at the next iteration, from a part state (same rank and worker: exact, same order) or a
@@ -284,9 +284,10 @@ class _Run:
                 sources.append({"state": source.fresh(self.epochs[i]), "queue": []})
             else:
                 sources.append({"state": source.state(), "queue": self.queues[i]})
+        version, latest = mix._shared.read()
         return {**mix._identity(), "kind": mix_state.PART_KIND, "version": mix_state.VERSION,
                 "positions": self.plan.state(), "sources": sources, "weights": list(self.weights),
-                "latest": mix._shared.read()[1], "changes": self.changes[-mix_state.MAX_CHANGES:],
+                "latest": latest, "latest_version": version, "changes": self.changes[-mix_state.MAX_CHANGES:],
                 "exhausted": [i for i, a in enumerate(self.active) if not a]}
 
     # -- weights and exhaustion ---------------------------------------------------------------------

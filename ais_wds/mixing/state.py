@@ -7,7 +7,8 @@ A part state (one rank's DataLoader worker; what ``Mix.state_dict()`` returns an
   it has read (an ais_wds epoch plan; positions are what the seeded draws are keyed by);
 * ``sources``: per source, the source's own state of the epoch this part is reading (``state``) and the
   later epochs left over from an earlier elastic resume (``queue``: job states);
-* ``weights`` (in effect), ``latest`` (last set by ``set_weights``, not yet in effect when they differ),
+* ``weights`` (in effect), ``latest`` and ``latest_version`` (last set by ``set_weights`` in this rank's
+  process, and how many changes it made: not yet in effect when they differ from ``weights``),
   ``changes`` (``[mix epoch, position, weights]`` where each change took effect in this part) and
   ``exhausted`` (sources that left this part's draw).
 
@@ -39,7 +40,7 @@ def check(state: Any, identity: Dict[str, Any]) -> Dict[str, Any]:
     Raises:
         ConfigError: anything else (says what to pass).
     """
-    check_identity(state, identity, "ais_wds.Mix", kinds=(PART_KIND, JOB_MIX_KIND), version=VERSION)
+    check_identity(state, identity, "Mix", kinds=(PART_KIND, JOB_MIX_KIND), version=VERSION)
     return dict(state)
 
 
@@ -62,11 +63,12 @@ def merge(parts: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         sources: List[Dict[str, Any]] = [{"queue": []} for _ in first["sources"]]
     else:
         sources = [_merge_source([p["sources"][i] for p in parts]) for i in range(len(first["sources"]))]
+    newest = max(parts, key=lambda p: int(p.get("latest_version", 0)))  # what the last set_weights set
     return {**identity, "kind": JOB_MIX_KIND, "positions": positions, "sources": sources,
-            "weights": list(first["latest"]), "latest": list(first["latest"]), "changes": [], "exhausted": []}
+            "weights": list(newest["latest"]), "latest": list(newest["latest"]), "changes": [], "exhausted": []}
 
 
-_PART_KEYS = ("kind", "positions", "sources", "weights", "latest", "changes", "exhausted")
+_PART_KEYS = ("kind", "positions", "sources", "weights", "latest", "latest_version", "changes", "exhausted")
 
 
 def _merge_source(entries: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
