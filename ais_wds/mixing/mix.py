@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 CHECK_EVERY = 16
 """Positions between two looks at the shared weights (a change reaches a worker within that many samples)."""
+_CHECK_MASK = CHECK_EVERY - 1  # (a power of two)
 
 _STOP = object()
 
@@ -313,16 +314,20 @@ class _Run:
 
     def _take(self, i: int) -> Any:
         """The next sample of source ``i``; None when ``i`` left the draw (then redraw); ``_STOP``: end the pass."""
+        try:
+            return next(self.iters[i])
+        except StopIteration:
+            return self._refill(i)
+
+    def _refill(self, i: int) -> Any:
+        """Source ``i``'s share ran out: (count rule) its next epoch's first sample, else leave the draw."""
         while True:
-            try:
-                sample = next(self.iters[i])
-                self.fresh[i] = False
-                return sample
-            except StopIteration:
-                pass
-            if self.rule.count is not None and not self.fresh[i]:
+            if self.rule.count is not None and not self._empty(i):
                 self._start(i, self.epochs[i] + 1)  # its next epoch, a new order
-                continue
+                try:
+                    return next(self.iters[i])
+                except StopIteration:
+                    continue
             if self.rule.mode == FIRST_EXHAUSTED:
                 return _STOP
             if self.rule.count is not None:
@@ -333,22 +338,30 @@ class _Run:
             self.active[i] = False
             return None if self._remap() else _STOP
 
+    def _empty(self, i: int) -> bool:
+        """Whether source ``i``'s current epoch began fresh here and gave this part nothing (an empty share)."""
+        return self.fresh[i] and not any(self.sources[i].state()["progress"])
+
     # -- the two iterators --------------------------------------------------------------------------
     def samples(self) -> Iterator[Any]:
-        plan, take = self.plan, self._take
+        plan, iters, take, refill = self.plan, self.iters, self._take, self._refill
         if self.draws is None or not self._remap():
             return
-        done, tick, source = plan.progress[0], 0, self.draws.source
-        for first, end, _ in plan.left():
+        runs = plan.left()
+        if runs:
+            self._check_weights(runs[0][0])
+        done, source = plan.progress[0], self.draws.source  # (remap changes the draws in place)
+        for first, end, _ in runs:
             for p in range(first, end):
-                if not tick:
+                if not p & _CHECK_MASK:
                     self._check_weights(p)
-                    source = self.draws.source
-                tick = (tick + 1) % CHECK_EVERY
-                while True:
-                    sample = take(source(p))
-                    if sample is not None:
-                        break
+                i = source(p)
+                try:
+                    sample = next(iters[i])
+                except StopIteration:
+                    sample = refill(i)
+                    while sample is None:  # i left the draw: p draws again among the others
+                        sample = take(source(p))
                 if sample is _STOP:
                     return
                 done += 1
