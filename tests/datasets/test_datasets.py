@@ -1,6 +1,7 @@
 """Object-level datasets and pipes on the live cluster: AISDataset, AISIterDataset, AISFileLister, AISFileLoader,
 and the fetch-ahead engine under them."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -248,14 +249,19 @@ def test_state_dict_from_another_listing_is_refused(client, data):
 
 def _transform(sample):
     url, body = sample
-    return url, len(body), os.getpid()
+    return url, hashlib.sha1(body).hexdigest(), os.getpid()
+
+
+def _shas(objects):
+    """Sorted (url, sha1 of the bytes written)."""
+    return sorted((u, hashlib.sha1(b).hexdigest()) for u, b in objects.items())
 
 
 def test_transform_runs_in_the_workers_even_after_the_main_process_iterated(client, data):
     ds = AISIterDataset(client, sorted(data)[0].rsplit("/", 1)[0] + "/", transform=_transform)
     assert {pid for _, _, pid in ds} == {os.getpid()}  # threads and pools now exist in this process
     got = _collect(DataLoader(ds, batch_size=4, num_workers=2, collate_fn=list))
-    assert sorted((u, n) for u, n, _ in got) == sorted((u, len(b)) for u, b in data.items())
+    assert sorted((u, sha) for u, sha, _ in got) == _shas(data)
     assert os.getpid() not in {pid for _, _, pid in got} and len({pid for _, _, pid in got}) == 2
 
 
@@ -364,16 +370,16 @@ def test_dataloader_with_two_spawn_workers(client, data, bucket):
     prefix = sorted(data)[0].rsplit("/", 1)[0] + "/"
     it = AISIterDataset(client, prefix, transform=_transform)
     got = _collect(DataLoader(it, batch_size=3, num_workers=2, multiprocessing_context="spawn", collate_fn=list))
-    assert sorted((u, n) for u, n, _ in got) == sorted((u, len(b)) for u, b in data.items())
+    assert sorted((u, sha) for u, sha, _ in got) == _shas(data)
     ds = AISDataset(client, prefix)
     got = _collect(DataLoader(ds, batch_size=3, num_workers=2, multiprocessing_context="spawn", collate_fn=list,
                               sampler=ds.sampler(shuffle=True)))
     assert sorted(got) == sorted(data.items())
     # the skip count crosses spawn too
-    _, skipping, _, _ = _with_deleted(client, bucket)
+    objs, skipping, _, gone = _with_deleted(client, bucket)
     skipping = AISIterDataset.from_listing(skipping.listing, client, on_error="skip")
-    assert len(_collect(DataLoader(skipping, batch_size=2, num_workers=2, multiprocessing_context="spawn",
-                                   collate_fn=list))) == 5
+    assert sorted(_collect(DataLoader(skipping, batch_size=2, num_workers=2, multiprocessing_context="spawn",
+                                      collate_fn=list))) == sorted((u, b) for u, b in objs.items() if u != gone)
     assert skipping.skipped == 1
 
 

@@ -164,12 +164,13 @@ def test_random_access_equals_sequential_streaming_for_every_sample(client, full
     assert ds[17] == streamed[17] and ds[-1] == streamed[-1]
 
 
-def test_dataset_works_pickled_in_dataloader_workers_with_a_distributed_sampler(client, full_pack):
+def test_dataset_works_pickled_in_dataloader_workers_with_a_distributed_sampler(client, source, full_pack):
     import pickle
 
     from torch.utils.data import DataLoader
     from torch.utils.data.distributed import DistributedSampler
 
+    expected = _expected_samples(source[1])
     ds = AISShardDataset(full_pack.index_url, client)
     assert len(pickle.dumps(ds)) < 200_000
     keys = []
@@ -179,7 +180,10 @@ def test_dataset_works_pickled_in_dataloader_workers_with_a_distributed_sampler(
         subset = list(sampler)[:40]
         loader = DataLoader(ds, sampler=subset, batch_size=8, num_workers=2, collate_fn=list,
                             multiprocessing_context="spawn" if rank == 0 else "fork")
-        keys += [s["__key__"] for batch in loader for s in batch]
+        got = [s for batch in loader for s in batch]
+        for sample in got:  # the bytes the source objects hold, not only the key
+            assert _bare(sample) == expected[sample["__key__"]], sample["__key__"]
+        keys += [s["__key__"] for s in got]
     assert len(keys) == 80 and len(set(keys)) == 80
 
 

@@ -1,5 +1,6 @@
 """WebDataset streaming from AIS: the gopen opener, shard lists, the ready pipeline, writing shards."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -22,18 +23,42 @@ def _sample(i: int) -> dict:
             "bin": os.urandom(i % 700)}
 
 
+def _digest(sample: dict) -> str:
+    """sha1 of a sample's fields (``__*__`` left out) in name order."""
+    h = hashlib.sha1()
+    for name in sorted(k for k in sample if not k.startswith("__")):
+        h.update(f"{name}:{len(sample[name])}:".encode() + bytes(sample[name]))
+    return h.hexdigest()
+
+
+def _tagged(sample: dict) -> str:
+    """"KEY DIGEST": what a worker hands back, to compare with what was written (bytes, not keys alone)."""
+    return f"{sample['__key__']} {_digest(sample)}"
+
+
+WRITTEN: dict = {}
+"""{key: digest} of every sample the shards fixture wrote (filled by it)."""
+
+
 @pytest.fixture(scope="module")
 def shards(client, module_bucket, tmp_path_factory):
-    """The same shards on local disk and in AIS."""
+    """The same shards on local disk and in AIS; WRITTEN holds their samples' digests."""
     local = tmp_path_factory.mktemp("shards")
     with wds.ShardWriter(str(local / "train-%06d.tar"), maxcount=PER_SHARD, verbose=0) as sink:
         for i in range(NSHARDS * PER_SHARD):
-            sink.write(_sample(i))
+            sample = _sample(i)
+            WRITTEN[sample["__key__"]] = _digest(sample)
+            sink.write(sample)
     files = sorted(local.glob("train-*.tar"))
     assert len(files) == NSHARDS
     for f in files:
         write_bytes(f"ais://{module_bucket}/train/{f.name}", f.read_bytes(), client)
     return module_bucket, files
+
+
+def _written(first: int, count: int) -> list:
+    """Sorted "KEY DIGEST" of samples ``first .. first + count - 1`` as written."""
+    return sorted(f"sample{i:05d} {WRITTEN[f'sample{i:05d}']}" for i in range(first, first + count))
 
 
 def _as_plain(samples):
@@ -107,18 +132,24 @@ def test_shard_order_changes_every_epoch_and_is_the_same_for_the_same_seed(shard
 
 def test_dataloader_workers_see_every_sample_once_and_tolerate_a_worker_without_shards(shards, client):
     bucket, _ = shards
-    ds = ais_wds.WebDataset(f"ais://{bucket}/train/train-00000{{0..1}}.tar", client=client).to_tuple("__key__")
+    ds = ais_wds.WebDataset(f"ais://{bucket}/train/train-00000{{0..1}}.tar", client=client).map(_tagged)
     loader = torch.utils.data.DataLoader(ds, num_workers=3, batch_size=None)
-    keys = [k for (k,) in loader]
-    assert sorted(keys) == [f"sample{i:05d}" for i in range(2 * PER_SHARD)]
+    assert sorted(loader) == _written(0, 2 * PER_SHARD)
 
 
 RANK_SCRIPT = r"""
-import json, sys, torch, ais_wds
-ds = ais_wds.WebDataset(sys.argv[1], seed=11).to_tuple("__key__")
+import hashlib, json, sys, torch, ais_wds
+
+def tagged(sample):  # "KEY DIGEST", as _tagged in the test module
+    h = hashlib.sha1()
+    for name in sorted(k for k in sample if not k.startswith("__")):
+        h.update(f"{name}:{len(sample[name])}:".encode() + bytes(sample[name]))
+    return f"{sample['__key__']} {h.hexdigest()}"
+
+ds = ais_wds.WebDataset(sys.argv[1], seed=11).map(tagged)
 loader = torch.utils.data.DataLoader(ds, num_workers=3, batch_size=None)
 ds.set_epoch(int(sys.argv[2]))
-print(json.dumps([k for (k,) in loader]))
+print(json.dumps(list(loader)))
 """
 
 
@@ -134,42 +165,39 @@ def test_two_ranks_times_three_workers_see_every_sample_exactly_once(shards, ais
     per_rank = [json.loads(o[0]) for o in outs]
     assert all(per_rank), "each rank gets samples"
     everything = per_rank[0] + per_rank[1]
-    assert sorted(everything) == [f"sample{i:05d}" for i in range(NSHARDS * PER_SHARD)]
-
-
-def _keys_of(sample):
-    return sample["__key__"]
+    assert sorted(everything) == _written(0, NSHARDS * PER_SHARD)
 
 
 @pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
 def test_spawned_workers_read_through_ais_wds_with_plain_webdataset_and_shard_urls(shards, client, start_method):
     bucket, _ = shards
     ds = wds.WebDataset(shard_urls(f"ais://{bucket}/train/", client=client), shardshuffle=False,
-                        nodesplitter=None, workersplitter=wds.split_by_worker).map(_keys_of)
+                        nodesplitter=None, workersplitter=wds.split_by_worker).map(_tagged)
     loader = torch.utils.data.DataLoader(ds, num_workers=2, batch_size=None, multiprocessing_context=start_method)
-    assert sorted(loader) == [f"sample{i:05d}" for i in range(NSHARDS * PER_SHARD)]
+    assert sorted(loader) == _written(0, NSHARDS * PER_SHARD)
 
 
 def test_spawned_workers_run_the_ais_wds_pipeline(shards, client):
     bucket, _ = shards
-    ds = ais_wds.WebDataset(f"ais://{bucket}/train/", client=client).map(_keys_of)
+    ds = ais_wds.WebDataset(f"ais://{bucket}/train/", client=client).map(_tagged)
     loader = torch.utils.data.DataLoader(ds, num_workers=2, batch_size=None, multiprocessing_context="spawn")
-    assert sorted(loader) == [f"sample{i:05d}" for i in range(NSHARDS * PER_SHARD)]
+    assert sorted(loader) == _written(0, NSHARDS * PER_SHARD)
 
 
 def test_tarwriter_and_shardwriter_write_into_ais_and_read_back(client, bucket):
+    written = [_sample(i) for i in range(100)]
     with wds.TarWriter(f"ais://{bucket}/single.tar") as sink:
-        for i in range(10):
-            sink.write(_sample(i))
-    assert [s["__key__"] for s in wds.WebDataset(f"ais://{bucket}/single.tar", shardshuffle=False)] == [
-        f"sample{i:05d}" for i in range(10)]
+        for sample in written[:10]:
+            sink.write(sample)
+    assert [_tagged(s) for s in wds.WebDataset(f"ais://{bucket}/single.tar", shardshuffle=False)] == [
+        _tagged(s) for s in written[:10]]
     with wds.ShardWriter(f"ais://{bucket}/many-%06d.tar", maxsize=1500, verbose=0) as sink:
-        for i in range(100):
-            sink.write(_sample(i))
+        for sample in written:
+            sink.write(sample)
     urls = shard_urls(f"ais://{bucket}/many-", client=client)
     assert len(urls) > 3
-    keys = [s["__key__"] for s in ais_wds.WebDataset(urls, client=client, shuffle=False)]
-    assert keys == [f"sample{i:05d}" for i in range(100)]
+    got = [_tagged(s) for s in ais_wds.WebDataset(urls, client=client, shuffle=False)]
+    assert got == [_tagged(s) for s in written]
 
 
 def test_gopen_wb_commits_on_close_only(client, bucket):
@@ -198,20 +226,22 @@ def test_a_failed_shard_write_leaves_no_object_behind(client, bucket):
 def test_a_stream_cut_mid_shard_by_a_target_restart_loses_and_duplicates_nothing(client, bucket, local_cluster,
                                                                                    caplog):
     n = 600
+    written = []
     with wds.TarWriter(f"ais://{bucket}/big-000000.tar") as sink:
         for i in range(n):
-            sink.write({"__key__": f"k{i:05d}", "bin": os.urandom(64 * 1024)})
+            sample = {"__key__": f"k{i:05d}", "bin": os.urandom(64 * 1024)}
+            written.append(_tagged(sample))
+            sink.write(sample)
     url = f"ais://{bucket}/big-000000.tar"
     target = local_cluster.target_of(client, url)
     keys, restarter = [], None
     for sample in ais_wds.WebDataset(url, client=client, shuffle=False):
-        keys.append(sample["__key__"])
-        assert len(sample["bin"]) == 64 * 1024
+        keys.append(_tagged(sample))  # the bytes: a resume at a wrong offset would change them
         if len(keys) == 40:
             local_cluster.kill_target(target)
             restarter = threading.Timer(2.0, local_cluster.start_target, args=(target,))
             restarter.start()
     restarter.join()
-    assert keys == [f"k{i:05d}" for i in range(n)]
+    assert keys == written
     assert any("resuming" in r.getMessage() for r in caplog.records), "the stream was never cut"
 

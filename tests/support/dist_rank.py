@@ -1,5 +1,6 @@
 """One DDP rank of tests/system/test_distributed.py: builds every front end, reads one epoch (two for
-ais_wds.WebDataset) through a DataLoader, counts listing calls, writes what it saw as JSON.
+ais_wds.WebDataset) through a DataLoader, counts listing calls, writes what it saw as JSON: "KEY DIGEST"
+per sample and "URL SHA1" per object (the bytes, not only the names).
 
     python tests/support/dist_rank.py CONFIG.json          # launcher "mp": torch.multiprocessing.spawn + tcp://
     RANK=r WORLD_SIZE=w MASTER_ADDR=... MASTER_PORT=... python tests/support/dist_rank.py CONFIG.json   # "env"
@@ -16,27 +17,29 @@ import sys
 
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from shards import blob_digest, digest  # tests/support/shards.py (this folder is on PYTHONPATH)
 from torch.utils.data import DataLoader
 
 
 def key_of(sample):
-    return sample["__key__"]
+    """"KEY DIGEST": the key and a digest of the sample's bytes (compared with what was written)."""
+    return f"{sample['__key__']} {digest(sample)}"
 
 
 def keys_of(batch):
-    return [s["__key__"] for s in batch]
+    return [key_of(s) for s in batch]
 
 
 def urls_of(batch):
-    return [u for u, _ in batch]
+    """"URL SHA1" for each (url, bytes) of a batch."""
+    return [f"{u} {blob_digest(data)}" for u, data in batch]
 
 
 def read_urls(batch):
     out = []
     for url, stream in batch:
         with stream:
-            stream.read()
-        out.append(url)
+            out.append(f"{url} {blob_digest(stream.read())}")
     return out
 
 

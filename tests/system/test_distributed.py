@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.shards import COUNTS, N_OBJECTS, make_data, shard_keys
+from tests.support.shards import COUNTS, N_OBJECTS, make_data, object_digests, sample_digests, shard_keys
 
 RANK_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "dist_rank.py"
 
@@ -61,10 +61,29 @@ def _launch(tmp_path, ais_endpoint, data, launcher, world, workers, context="for
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
 
 
+SAMPLES, OBJECTS = sample_digests(), object_digests()
+
+
+def _names(entries, written, name=lambda k: k):
+    """The keys (or URLs) of a rank's "KEY DIGEST" entries, each digest checked against what was written."""
+    out = []
+    for entry in entries:
+        key, got = entry.rsplit(" ", 1)
+        assert got == written[name(key)], f"{key}: not the bytes that were written"
+        out.append(key)
+    return out
+
+
 def _check(outs, world, fronts=("wds_index", "wds_shards", "iter", "map", "shard_ds", "pipes"), shared=True):
     all_keys, all_objects = set(shard_keys()), {f"obj-{i:03d}.bin" for i in range(N_OBJECTS)}
     total = sum(COUNTS)
     assert [o["detected"] for o in outs] == [[r, world] for r in range(world)]
+    for o in outs:  # bytes, not only names: every sample and object as written
+        for kind in fronts:
+            epochs = o[kind] if kind == "wds_index" else [o[kind]]
+            written = OBJECTS if kind in ("iter", "map", "pipes") else SAMPLES
+            o[kind] = [_names(e, written, lambda u: u.rsplit("/", 1)[-1]) for e in epochs]
+            o[kind] = o[kind] if kind == "wds_index" else o[kind][0]
 
     def exactly_once(lists):
         flat = [x for lst in lists for x in lst]
