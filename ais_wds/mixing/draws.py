@@ -98,7 +98,18 @@ class Draws:
         """The source mix position ``p`` reads."""
         block = p // BLOCK
         if block != self._block:
-            self._block = block
-            self._uniforms = uniforms(self.seed, self.epoch, block)
-            self._picks = np.searchsorted(self._bounds, self._uniforms, side="right").tolist()
+            self._load(block)
         return self._picks[p - block * BLOCK]
+
+    def sources(self, p: int, end: int) -> List[int]:
+        """The sources of positions ``p .. end - 1``, which must lie in one block of ``BLOCK`` positions."""
+        block = p // BLOCK
+        if block != self._block:
+            self._load(block)
+        offset = block * BLOCK
+        return self._picks[p - offset:end - offset]
+
+    def _load(self, block: int) -> None:
+        self._block = block
+        self._uniforms = uniforms(self.seed, self.epoch, block)
+        self._picks = np.searchsorted(self._bounds, self._uniforms, side="right").tolist()

@@ -262,6 +262,7 @@ class _Run:
                 else:
                     self._start(i, first)
         self.draws = Draws(mix.seed, plan.epoch, self.weights, self.active) if any(self.active) else None
+        self.remapped = False
         if pending_latest is not None and pending_latest != self.weights:
             self.seen = -1  # a change set before the checkpoint, not yet in effect in this part: take it now
 
@@ -304,6 +305,7 @@ class _Run:
 
     def _remap(self) -> bool:
         """Redraw over the active sources; False when none of positive weight is left."""
+        self.remapped = True
         if not any(a and w > 0 for a, w in zip(self.active, self.weights)):
             return False
         if self.draws is None:
@@ -344,29 +346,33 @@ class _Run:
 
     # -- the two iterators --------------------------------------------------------------------------
     def samples(self) -> Iterator[Any]:
+        """The pass's samples. Per position: the draw, then the source's ``next()``; positions go in
+        segments of ``CHECK_EVERY`` (one look at the shared weights and one slice of draws each)."""
         plan, iters, take, refill = self.plan, self.iters, self._take, self._refill
         if self.draws is None or not self._remap():
             return
-        runs = plan.left()
-        if runs:
-            self._check_weights(runs[0][0])
-        done, source = plan.progress[0], self.draws.source  # (remap changes the draws in place)
-        for first, end, _ in runs:
-            for p in range(first, end):
-                if not p & _CHECK_MASK:
-                    self._check_weights(p)
-                i = source(p)
-                try:
-                    sample = next(iters[i])
-                except StopIteration:
-                    sample = refill(i)
-                    while sample is None:  # i left the draw: p draws again among the others
-                        sample = take(source(p))
-                if sample is _STOP:
-                    return
-                done += 1
-                plan.progress = (done, 0)
-                yield sample
+        draws, done = self.draws, plan.progress[0]  # (remap changes the draws in place)
+        for first, end, _ in plan.left():
+            p = first
+            while p < end:
+                self._check_weights(p)
+                self.remapped = False
+                segment_end = min(end, (p | _CHECK_MASK) + 1)
+                for i in draws.sources(p, segment_end):
+                    try:
+                        sample = next(iters[i])
+                    except StopIteration:
+                        sample = refill(i)
+                        while sample is None:  # i left the draw: p draws again among the others
+                            sample = take(draws.source(p))
+                        if sample is _STOP:
+                            return
+                    p += 1
+                    done += 1
+                    plan.progress = (done, 0)
+                    yield sample
+                    if self.remapped:  # a source left the draw: the rest of the segment draws anew
+                        break
 
     def batches(self) -> Iterator[List[Any]]:
         plan, size = self.plan, self.mix.batch_size or 1

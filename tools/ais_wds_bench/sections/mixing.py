@@ -8,8 +8,9 @@ process (no DataLoader, so only the mix's own work is added), back to back in al
 * ``mix_3``: ``ais_wds.Mix`` of three ``ais_wds.WebDataset`` (one per prefix, the same index),
   weights 0.5 / 0.3 / 0.2, ``stop=N`` (every sample of the mix comes from its source's first epoch);
 
-``N`` is 90% of the samples. Samples/s is the median over the rounds; ``x_one_source`` the median of the
-per-round ratios. Also the state: bytes of ``Mix.state_dict()`` mid-epoch as JSON and through
+``N`` is 90% of the samples. Samples/s (wall) is the median over the rounds; ``x_one_source`` the median
+of the per-round ratios; ``samples_per_cpu_s`` / ``x_one_source_cpu`` the same per CPU second of this
+process (less sensitive to other load on the machine). Also the state: bytes of ``Mix.state_dict()`` mid-epoch as JSON and through
 ``torch.save``, and of a ``StatefulDataLoader(num_workers=2)`` state over the mix (``torch.save``).
 
     AIS_ENDPOINT=... .venv/bin/python -m ais_wds_bench.sections.mixing [--scale S] [--rounds R]
@@ -25,7 +26,7 @@ import statistics
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import ais_wds
 from ais_wds import Client
@@ -69,13 +70,14 @@ def _mix(client: Client, bucket: str, index: Any, n: int) -> Any:
     return ais_wds.Mix(sources, WEIGHTS, seed=1, stop=n)
 
 
-def _timed(samples: Any, n: int) -> float:
-    start = time.perf_counter()
+def _timed(samples: Any, n: int) -> Tuple[float, float]:
+    """(samples per wall second, samples per CPU second of this process) reading ``n`` samples."""
+    start, cpu = time.perf_counter(), time.process_time()
     got = sum(1 for _ in itertools.islice(samples, n))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     if got != n:
         raise RuntimeError(f"read {got} samples, expected {n}")
-    return n / elapsed
+    return n / elapsed, n / cpu
 
 
 def _saved_bytes(state: Any) -> int:
@@ -99,7 +101,9 @@ def run(client: Any, scale: float = 1.0, rounds: int = 0) -> Dict[str, Any]:
         index = ais_wds.load_index(_make(client, bucket, per_shard), client)
         one_urls = [f"ais://{bucket}/{p}/" for p in LAYOUT]
         rates: Dict[str, List[float]] = {"one_source": [], "mix_3": []}
+        cpu_rates: Dict[str, List[float]] = {"one_source": [], "mix_3": []}
         ratios: List[float] = []
+        cpu_ratios: List[float] = []
         for r in range(rounds + 1):  # round 0 warms the connections and the page cache: not counted
             order = ("one_source", "mix_3") if r % 2 else ("mix_3", "one_source")
             got = {}
@@ -108,9 +112,11 @@ def run(client: Any, scale: float = 1.0, rounds: int = 0) -> Dict[str, Any]:
                     else _mix(client, bucket, index, n)
                 got[name] = _timed(iter(ds), n)
             if r:
-                for name, value in got.items():
-                    rates[name].append(value)
-                ratios.append(got["mix_3"] / got["one_source"])
+                for name, (wall, cpu) in got.items():
+                    rates[name].append(wall)
+                    cpu_rates[name].append(cpu)
+                ratios.append(got["mix_3"][0] / got["one_source"][0])
+                cpu_ratios.append(got["mix_3"][1] / got["one_source"][1])
         mix = _mix(client, bucket, index, n)
         it = iter(mix)
         list(itertools.islice(it, n * 4 // 10))
@@ -128,6 +134,9 @@ def run(client: Any, scale: float = 1.0, rounds: int = 0) -> Dict[str, Any]:
             "samples_per_s": {name: {"median": statistics.median(v), "min": min(v), "max": max(v)}
                               for name, v in rates.items()},
             "x_one_source": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
+            "samples_per_cpu_s": {name: statistics.median(v) for name, v in cpu_rates.items()},
+            "x_one_source_cpu": {"median": statistics.median(cpu_ratios), "min": min(cpu_ratios),
+                                 "max": max(cpu_ratios)},
             "state_bytes": {"mix_state_json": len(json.dumps(state)), "mix_state_torch_save": _saved_bytes(state),
                             "loader_state_2_workers_torch_save": _saved_bytes(loader_state)},
         }
