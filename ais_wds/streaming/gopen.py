@@ -16,7 +16,12 @@ Cloud schemes (``s3``, ``gs``, ``az``, ``oc`` and their aliases ``aws``, ``gcp``
 webdataset's own unless the user routes them through AIS: ``AIS_WDS_ROUTE=s3:gs`` in the environment (read
 at registration, so spawned workers see it too; webdataset's own ``USE_AIS_FOR`` is honoured the same
 way), or ``ais_wds.register(schemes=["s3", "gs"])`` in the process (and its workers: use the variable or
-``worker_init_fn`` there). Naming a provider's scheme routes all its aliases. ``ais_wds.WebDataset`` and
+``worker_init_fn`` there). Naming a provider's scheme routes all its aliases. URLs made by
+:func:`ais_wds.shard_urls` (:class:`~ais_wds.streaming.shards.ShardURL`) open through AIS whatever the
+scheme, routed or not: the other cloud schemes get a :class:`ShardURLRouter`, which sends a ``ShardURL``
+to AIS (saying so once per process and scheme in an INFO log line) and any other URL to webdataset's own
+handler (``gsutil`` for ``gs``, "no gopen handler" for ``s3``). The rule for one URL is
+:func:`ais_wds.streaming.opener.opens_through_ais`. ``ais_wds.WebDataset`` and
 the datasets never go through ``gopen``: they reach every provider through AIS whatever is registered.
 
 Worker processes: under ``fork`` the registration is inherited. Under ``spawn``/``forkserver`` a worker
@@ -31,16 +36,63 @@ import importlib.abc
 import importlib.machinery
 import logging
 import sys
+import threading
 from types import ModuleType
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Set, Union
+from urllib.parse import urlsplit
 
 from ..client import Client
-from .opener import ROUTE_ENV, AISOpener, routed_schemes
+from ..urls import SCHEME_TO_PROVIDER
+from .opener import ROUTE_ENV, AISOpener, opens_through_ais, routed_schemes
 
-__all__ = ["AISOpener", "ROUTE_ENV", "is_registered", "register", "register_on_import", "routed_schemes",
-           "worker_init_fn"]
+__all__ = ["AISOpener", "ROUTE_ENV", "ShardURLRouter", "is_registered", "opens_through_ais", "register",
+           "register_on_import", "routed_schemes", "worker_init_fn"]
 
 logger = logging.getLogger(__name__)
+
+_own: Dict[str, Any] = {}  # scheme -> webdataset's own handler that a routed AISOpener replaced
+_told: Set[str] = set()  # schemes whose first ShardURL through AIS was logged in this process
+_told_lock = threading.Lock()
+
+
+class ShardURLRouter:
+    """webdataset's gopen handler for a cloud scheme that is not routed through AIS: a URL made by
+    :func:`ais_wds.shard_urls` (see :func:`~ais_wds.streaming.opener.opens_through_ais`) opens through AIS;
+    any other URL goes to webdataset's own handler for the scheme (or its ``__default__``, which says
+    "no gopen handler").
+
+    Args:
+        opener: the AIS opener for the URLs that go through AIS.
+        own: webdataset's handler for the scheme; None when it has none.
+    """
+
+    def __init__(self, opener: AISOpener, own: Optional[Callable[..., Any]]):
+        self.opener = opener
+        self.own = own
+
+    def __call__(self, url: str, mode: str = "rb", bufsize: int = 8192, **kw: Any) -> Any:
+        if opens_through_ais(url, routed=()):
+            _tell_once(url)
+            return self.opener(url, mode, bufsize, **kw)
+        own = self.own
+        if own is None:
+            from webdataset.gopen import gopen_schemes
+
+            own = gopen_schemes["__default__"]
+        return own(url, mode, bufsize, **kw)
+
+    def __repr__(self) -> str:
+        return f"ShardURLRouter({self.opener!r}, own={getattr(self.own, '__name__', self.own)!r})"
+
+
+def _tell_once(url: str) -> None:
+    scheme = urlsplit(str(url)).scheme.lower()
+    with _told_lock:
+        if scheme in _told:
+            return
+        _told.add(scheme)
+    logger.info("%s:// shard URLs made by ais_wds.shard_urls open through AIS (ais_wds), not webdataset's "
+                "own %s:// handler (first: %s)", scheme, scheme, url)
 
 
 def register(client: Union[Client, str, None] = None, schemes: Optional[Iterable[str]] = None) -> AISOpener:
@@ -62,8 +114,16 @@ def register(client: Union[Client, str, None] = None, schemes: Optional[Iterable
 
     opener = AISOpener(client)
     names = routed_schemes(schemes)
-    for scheme in names:
-        gopen_schemes[scheme] = opener
+    for scheme in SCHEME_TO_PROVIDER:
+        current = gopen_schemes.get(scheme)
+        own = current.own if isinstance(current, ShardURLRouter) else \
+            _own.get(scheme) if isinstance(current, AISOpener) else current
+        if scheme in names:
+            if own is not None:
+                _own[scheme] = own
+            gopen_schemes[scheme] = opener
+        else:
+            gopen_schemes[scheme] = ShardURLRouter(opener, own)
     logger.debug("registered ais_wds gopen handlers for %s", ", ".join(names))
     from .wids import register_wids  # it imports this module
 

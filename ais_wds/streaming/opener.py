@@ -4,7 +4,9 @@ wids' download handlers, and the rule of which schemes go through AIS.
 :class:`AISOpener` opens a URL for reading (the resuming stream of :func:`ais_wds.open_object`) or
 writing (the all-or-nothing :class:`ais_wds.writer.ObjectWriter`); :func:`routed_schemes` says which
 schemes it serves (``ais``, plus cloud schemes named by ``AIS_WDS_ROUTE`` / ``USE_AIS_FOR`` or by the
-caller). Registration lives in :mod:`ais_wds.streaming.gopen` and :mod:`ais_wds.streaming.wids`.
+caller); :func:`opens_through_ais` is the rule for one URL (the above, plus every URL that
+:func:`ais_wds.shard_urls` made: a :class:`~ais_wds.streaming.shards.ShardURL`). Registration lives in
+:mod:`ais_wds.streaming.gopen` and :mod:`ais_wds.streaming.wids`.
 Imports neither webdataset nor torch.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 from typing import Any, Iterable, List, Optional, Union
+from urllib.parse import urlsplit
 
 from .._core.process_local import ProcessLocal
 from ..client import Client
@@ -19,6 +22,7 @@ from ..errors import ConfigError
 from ..objects.reader import DEFAULT_BUFSIZE, open_object
 from ..objects.writer import open_writer
 from ..urls import SCHEME_TO_PROVIDER
+from .shards import ShardURL
 
 
 class AISOpener:
@@ -77,3 +81,20 @@ def routed_schemes(schemes: Optional[Iterable[str]] = None) -> List[str]:
                               hint=f"use some of {', '.join(sorted(SCHEME_TO_PROVIDER))}")
         out += [s for s, p in SCHEME_TO_PROVIDER.items() if p == provider and s not in out]
     return out
+
+
+def opens_through_ais(url: str, routed: Optional[Iterable[str]] = None) -> bool:
+    """The routing rule, for one URL: True when ais_wds (not webdataset's or wids' own handler) opens it.
+
+    That is an ``ais://`` URL; a URL of a scheme routed through AIS (``routed``, default
+    :func:`routed_schemes` of the environment); and any URL made by :func:`ais_wds.shard_urls` (a
+    :class:`~ais_wds.streaming.shards.ShardURL`, which keeps the mark in pickles sent to spawned workers)
+    whose scheme AIS reaches: its shards were listed through AIS, so they are read through AIS. A
+    ``gs://`` string the user typed stays the other library's own unless its scheme is routed.
+    """
+    scheme = urlsplit(str(url)).scheme.lower()
+    if scheme not in SCHEME_TO_PROVIDER:
+        return False
+    if scheme == "ais" or isinstance(url, ShardURL):
+        return True
+    return scheme in (routed_schemes() if routed is None else routed_schemes(routed))

@@ -14,8 +14,12 @@ DEFAULT_SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.lz4")
 
 
 class ShardURL(str):
-    """A shard URL string made by ais_wds. It behaves as ``str``; unpickling one in a spawned
-    DataLoader worker imports ais_wds, which registers the AIS gopen handlers there too."""
+    """A shard URL string made by ais_wds: it behaves as ``str`` and marks the URL as one to open
+    through AIS. Plain ``wds.WebDataset`` opens a ``ShardURL`` of any scheme AIS reaches (``gs://``,
+    ``s3://``, ...) through AIS, while a plain ``str`` of a cloud scheme stays webdataset's own unless
+    routed (the rule: :func:`ais_wds.streaming.opener.opens_through_ais`). The mark survives pickling;
+    unpickling one in a spawned DataLoader worker imports ais_wds, which registers the AIS gopen handlers
+    there too."""
 
     __slots__ = ()
 
