@@ -28,6 +28,7 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 nox.options.sessions = ["unit"]
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.download_python = "never"
+nox.options.error_on_missing_interpreters = True  # a Python found nowhere fails its session (not only under CI)
 nox.options.reuse_venv = "yes"  # a rerun updates the virtualenv instead of making it anew
 os.environ["UV_PYTHON_DOWNLOADS"] = "never"  # uv itself would fetch a Python it cannot find
 
