@@ -1,11 +1,11 @@
 """WebDataset streaming from AIS: the gopen opener, shard lists, the ready pipeline, writing shards."""
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +14,10 @@ import webdataset as wds
 import ais_wds
 from ais_wds import EmptyListingError, ObjectNotFoundError, read_bytes, shard_urls, write_bytes
 from ais_wds.streaming.gopen import AISOpener
+from tests.support.shards import digest
 
 NSHARDS, PER_SHARD = 6, 50
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _sample(i: int) -> dict:
@@ -23,17 +25,9 @@ def _sample(i: int) -> dict:
             "bin": os.urandom(i % 700)}
 
 
-def _digest(sample: dict) -> str:
-    """sha1 of a sample's fields (``__*__`` left out) in name order."""
-    h = hashlib.sha1()
-    for name in sorted(k for k in sample if not k.startswith("__")):
-        h.update(f"{name}:{len(sample[name])}:".encode() + bytes(sample[name]))
-    return h.hexdigest()
-
-
 def _tagged(sample: dict) -> str:
     """"KEY DIGEST": what a worker hands back, to compare with what was written (bytes, not keys alone)."""
-    return f"{sample['__key__']} {_digest(sample)}"
+    return f"{sample['__key__']} {digest(sample)}"
 
 
 WRITTEN: dict = {}
@@ -47,7 +41,7 @@ def shards(client, module_bucket, tmp_path_factory):
     with wds.ShardWriter(str(local / "train-%06d.tar"), maxcount=PER_SHARD, verbose=0) as sink:
         for i in range(NSHARDS * PER_SHARD):
             sample = _sample(i)
-            WRITTEN[sample["__key__"]] = _digest(sample)
+            WRITTEN[sample["__key__"]] = digest(sample)
             sink.write(sample)
     files = sorted(local.glob("train-*.tar"))
     assert len(files) == NSHARDS
@@ -138,13 +132,11 @@ def test_dataloader_workers_see_every_sample_once_and_tolerate_a_worker_without_
 
 
 RANK_SCRIPT = r"""
-import hashlib, json, sys, torch, ais_wds
+import json, sys, torch, ais_wds
+from tests.support.shards import digest
 
 def tagged(sample):  # "KEY DIGEST", as _tagged in the test module
-    h = hashlib.sha1()
-    for name in sorted(k for k in sample if not k.startswith("__")):
-        h.update(f"{name}:{len(sample[name])}:".encode() + bytes(sample[name]))
-    return f"{sample['__key__']} {h.hexdigest()}"
+    return f"{sample['__key__']} {digest(sample)}"
 
 ds = ais_wds.WebDataset(sys.argv[1], seed=11).map(tagged)
 loader = torch.utils.data.DataLoader(ds, num_workers=3, batch_size=None)
@@ -157,7 +149,7 @@ print(json.dumps(list(loader)))
 def test_two_ranks_times_three_workers_see_every_sample_exactly_once(shards, ais_endpoint, epoch):
     bucket, _ = shards
     procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, f"ais://{bucket}/train/", str(epoch)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,  # imports tests.support
                               env={**os.environ, "AIS_ENDPOINT": ais_endpoint, "RANK": str(r), "WORLD_SIZE": "2"})
              for r in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
