@@ -3,7 +3,9 @@
 A job lists once (``list_objects``), saves the result (``Listing.save``), and every rank and worker
 loads it (``Listing.load``) or receives it pickled; nothing below lists per worker.
 
-Listing pages through the aistore SDK (msgpack replies, the backend's largest page size).
+A prefix is listed from AIS's msgpack pages straight into the compact columns
+(:func:`ais_wds.objects.list_pages.list_pages`; the backend's largest page size), with no per-entry
+Python object: as fast as a bare loop that only fetches and decodes the pages.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ import logging
 import os
 import sys
 from array import array
-from itertools import islice
+from itertools import accumulate, islice
 from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 import msgpack
 
 from ._core.retry import translate
 from .client import Client
-from .errors import AISWdsError, EmptyListingError, ListingFormatError
+from .errors import EmptyListingError, ListingFormatError
+from .objects.list_pages import ENTRY_IS_DIR, LS_ARCH_DIR, list_pages
 from .urls import PROVIDER_TO_SCHEME, AISUrl, expand_urls, parse_url
 
 logger = logging.getLogger(__name__)
@@ -481,35 +484,32 @@ def _list_one(source: Source, client: Client, page_size: int, on_page: Optional[
 
 def _list_prefix(url: AISUrl, client: Client, page_size: int, on_page: Optional[Callable[[int], None]],
                  base: int, archive_members: bool = False) -> Listing:
-    bucket = client.bucket(url)
-    flags = None
-    if archive_members:
-        from aistore.sdk.list_object_flag import ListObjectFlag
+    """List ``url`` from AIS's msgpack pages straight into the columns of a Listing: no per-entry objects.
 
-        flags = [ListObjectFlag.ARCH_DIR]
-    out = Listing()
-    token, uuid = "", ""
-    try:
-        while True:
-            page = bucket.list_objects(prefix=url.path, props="name,size", page_size=page_size, uuid=uuid,
-                                       continuation_token=token, flags=flags)
-            for entry in page.entries:
-                # directories / virtual entries carry no size and end with '/'
-                if entry.name.endswith("/"):
-                    continue
-                out.append(url.join(entry.name), int(entry.size or 0))
-            if on_page:
-                on_page(base + len(out))
-            token, uuid = page.continuation_token, page.uuid
-            if not token:
-                break
-    except AISWdsError:
-        raise
-    except Exception as e:
-        raise translate(e, str(url), endpoint=client.endpoint,
-                        token_source=client.config.token_source) from e
-    logger.debug("listed %d objects under %s", len(out), url)
-    return out
+    Per page: the names (UTF-8 bytes, as sent) are joined behind the bucket URL in one ``bytes.join``, the
+    offsets are a running sum of their lengths, the sizes one ``array.extend``; only a page that holds a
+    virtual directory (``name/``) takes the slow path that drops it.
+    """
+    prefix = url.join("x")[:-1].encode()
+    plen = len(prefix)
+    blob, offsets, sizes = bytearray(), _int64([0]), array("q")
+    flags = LS_ARCH_DIR if archive_members else 0
+    for entries in list_pages(client, url, props="name,size", flags=flags, page_size=page_size):
+        if not entries:
+            continue
+        names = [e[b"n"] for e in entries]
+        joined = prefix.join([b"", *names])
+        if joined.endswith(b"/") or (b"/" + prefix) in joined:  # a directory entry (or a name that looks so)
+            kept = [e for e in entries if not (e[b"n"].endswith(b"/") or e.get(b"f", 0) & ENTRY_IS_DIR)]
+            names = [e[b"n"] for e in kept]
+            joined, entries = prefix.join([b"", *names]), kept
+        blob += joined
+        offsets.extend(islice(accumulate(map(plen.__add__, map(len, names)), initial=offsets[-1]), 1, None))
+        sizes.extend([e.get(b"s") or 0 for e in entries])
+        if on_page:
+            on_page(base + len(sizes))
+    logger.debug("listed %d objects under %s", len(sizes), url)
+    return Listing._from_columns(blob, offsets, sizes)
 
 
 def _list_sdk_source(source: Any, client: Client) -> Listing:

@@ -1,0 +1,166 @@
+"""Listing from AIS's msgpack pages (ais_wds.objects.list_pages): the same names and sizes as the SDK's
+listing, byte for byte, on ais://, archive members, cloud buckets (s3, gs, az emulators) and a remote AIS
+cluster (ais://@remote/), through the client's one HTTP session."""
+
+from __future__ import annotations
+
+import io
+import random
+import tarfile
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Tuple
+
+import pytest
+
+from ais_wds import AuthError, BucketNotFoundError, Client, list_objects, write_bytes
+from ais_wds.objects.list_pages import LS_ARCH_DIR, list_pages
+from ais_wds.urls import parse_url
+from tests.support.http_log import http_log
+
+NAMES = ["a/plain-000.bin", "a/ünï-cödé-名前.bin", "a/with space.bin", "a/x" * 40 + ".bin", "b/other.bin"]
+
+
+def _sdk_listing(client: Client, url: str, flags=None) -> List[Tuple[str, int]]:
+    """The reference: the aistore SDK's own listing of ``url`` (its models), as (url, size)."""
+    u = parse_url(url)
+    bucket = client.bucket(u)
+    base = u.join("x")[:-1]
+    return [(base + e.name, int(e.size or 0))
+            for e in bucket.list_objects_iter(prefix=u.path, props="name,size", flags=flags)
+            if not e.name.endswith("/")]
+
+
+@pytest.fixture(scope="module")
+def mixed(client, module_bucket):
+    rng = random.Random(20)
+    names = NAMES + [f"many/o-{i:04d}-{rng.randbytes(3).hex()}" for i in range(1200)]
+    sizes = {n: rng.randint(0, 3000) for n in names}
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda n: write_bytes(f"ais://{module_bucket}/{n}", rng.randbytes(sizes[n]), client), names))
+    return module_bucket, sizes
+
+
+def test_a_paged_listing_has_the_sdk_listings_names_and_sizes_byte_for_byte(client, mixed):
+    bucket, sizes = mixed
+    pages: List[int] = []
+    listing = list_objects(f"ais://{bucket}/", client, page_size=97, on_page=pages.append)
+    assert len(pages) >= 13 and pages[-1] == len(listing) == len(sizes)
+    assert list(listing) == _sdk_listing(client, f"ais://{bucket}/")
+    assert dict((u.split("/", 3)[3], s) for u, s in listing) == sizes
+    assert bytes(listing._blob) == b"".join(f"ais://{bucket}/{n}".encode() for n in sorted(sizes, key=str.encode))
+
+
+def test_a_prefix_lists_only_its_objects_including_non_ascii_names(client, mixed):
+    bucket, sizes = mixed
+    listing = list_objects(f"ais://{bucket}/a/", client)
+    assert listing.urls == [f"ais://{bucket}/{n}" for n in sorted(NAMES[:-1], key=str.encode)]
+    assert listing.sizes == [sizes[n] for n in sorted(NAMES[:-1], key=str.encode)]
+
+
+def test_the_default_page_size_lists_everything_in_one_go(client, mixed):
+    bucket, _ = mixed
+    assert list(list_objects(f"ais://{bucket}/", client)) == _sdk_listing(client, f"ais://{bucket}/")
+
+
+def test_archive_members_are_listed_as_the_sdk_lists_them(client, bucket):
+    buf = io.BytesIO()
+    members = {f"k{i:03d}.{ext}": random.Random(i).randbytes(100 + i) for i in range(20) for ext in ("jpg", "cls")}
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    write_bytes(f"ais://{bucket}/shards/s-0.tar", buf.getvalue(), client)
+    from aistore.sdk.list_object_flag import ListObjectFlag
+
+    listing = list_objects(f"ais://{bucket}/shards/", client, archive_members=True, page_size=9)
+    assert list(listing) == _sdk_listing(client, f"ais://{bucket}/shards/", flags=[ListObjectFlag.ARCH_DIR])
+    inside = {u.rsplit("/", 1)[1]: s for u, s in listing if "/s-0.tar/" in u}
+    assert inside == {name: len(body) for name, body in members.items()}
+
+
+def test_pages_are_requested_through_the_clients_http_session_as_msgpack(client, mixed):
+    bucket, _ = mixed
+    seen = []
+    http = client.http
+    original = http.get
+
+    def spy(url, **kw):
+        resp = original(url, **kw)
+        seen.append((kw["headers"].get("Accept"), resp.headers.get("Content-Type")))
+        return resp
+
+    http.get = spy
+    try:
+        with http_log() as log:
+            entries = [e for page in list_pages(client, parse_url(f"ais://{bucket}/a/"), page_size=2) for e in page]
+    finally:
+        del http.get
+    assert [e[b"n"].decode() for e in entries] == sorted(NAMES[:-1], key=str.encode)
+    assert seen and all(s == ("application/msgpack", "application/msgpack") for s in seen)
+    assert len([r for r in log.requests if r[2].startswith(f"/v1/buckets/{bucket}")]) == len(seen)
+
+
+def test_checksum_and_version_come_with_the_props_that_ask_for_them(client, mixed):
+    bucket, _ = mixed
+    entries = [e for page in list_pages(client, parse_url(f"ais://{bucket}/a/"), props="name,size,checksum,version")
+               for e in page]
+    sdk = client.bucket(f"ais://{bucket}").list_objects_iter(prefix="a/", props="name,size,checksum,version")
+    assert [(e[b"n"].decode(), e[b"s"], e[b"cs"].decode(), e[b"v"].decode()) for e in entries] == \
+        [(e.name, e.size, e.checksum, e.version) for e in sdk]
+    assert all(len(e[b"cs"]) == 16 for e in entries)
+
+
+def test_a_missing_bucket_is_a_bucket_not_found_error_naming_it(client):
+    with pytest.raises(BucketNotFoundError, match="no-such-bucket-p20"):
+        list_objects("ais://no-such-bucket-p20/x", client)
+
+
+def test_archive_flag_constant_is_ais_ls_arch_dir():
+    from aistore.sdk.list_object_flag import ListObjectFlag
+
+    assert LS_ARCH_DIR == 1 << ListObjectFlag.ARCH_DIR.value
+
+
+# --- cloud buckets and a remote AIS cluster (the clouds cluster's emulators) -------------------------------
+
+@pytest.fixture(scope="module", params=["s3", "gs", "az", "remote"])
+def provider_bucket(request, clouds_cluster):
+    kind = request.param
+    client = Client(clouds_cluster.endpoint, retry_seconds=60)
+    name = f"lsm-{kind}-{uuid.uuid4().hex[:8]}"
+    if kind == "remote":
+        writer = Client(clouds_cluster.vars["AIS_REMOTE_ENDPOINT"])
+        writer.sdk.bucket(name).create()
+        base, write_base = f"ais://@remote/{name}", f"ais://{name}"
+    else:
+        clouds_cluster.run("cloud-bucket", f"{kind}://{name}")
+        writer, base, write_base = client, f"{kind}://{name}", f"{kind}://{name}"
+    rng = random.Random(kind)
+    sizes = {f"p/o-{i:03d}-{rng.randbytes(2).hex()}.bin": rng.randint(1, 4000) for i in range(23)}
+    sizes["p/ünï-名前.bin"] = 5
+    sizes["q/outside.bin"] = 7
+    for n, s in sizes.items():
+        write_bytes(f"{write_base}/{n}", rng.randbytes(s), writer)
+    return client, base, sizes
+
+
+def test_cloud_and_remote_cluster_listings_match_the_sdk_byte_for_byte(provider_bucket):
+    client, base, sizes = provider_bucket
+    listing = list_objects(f"{base}/p/", client, page_size=10)
+    expected = sorted((f"{base}/{n}", s) for n, s in sizes.items() if n.startswith("p/"))
+    assert sorted(listing) == expected
+    assert list(listing) == _sdk_listing(client, f"{base}/p/")
+
+
+def test_a_wrong_token_on_a_secure_cluster_is_an_auth_error(secure_cluster):
+    bad = Client(secure_cluster.endpoint, token="not-a-token", ca_cert=secure_cluster.vars["AIS_CLIENT_CA"])
+    with pytest.raises(AuthError):
+        list_objects("ais://any-bucket/", bad)
+    good = Client(secure_cluster.endpoint, token=secure_cluster.vars["AIS_AUTHN_TOKEN"],
+                  ca_cert=secure_cluster.vars["AIS_CLIENT_CA"])
+    name = f"lsm-auth-{uuid.uuid4().hex[:8]}"
+    good.sdk.bucket(name).create()
+    write_bytes(f"ais://{name}/k/x.bin", b"abc", good)
+    assert list(list_objects(f"ais://{name}/k/", good)) == [(f"ais://{name}/k/x.bin", 3)]
