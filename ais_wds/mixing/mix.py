@@ -12,6 +12,7 @@ positions read, each source's own state, the weights (:mod:`.state`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
@@ -20,6 +21,7 @@ from torch.utils.data import IterableDataset
 from ..epochs.plan import Epochs, PartPlan, rank_length, slots
 from ..errors import ConfigError
 from ..partition import rank_world
+from ..streaming.pipeline import Cursor
 from . import state as mix_state
 from .draws import Draws, check_weights
 from .sources import SOURCE_EPOCHS, Source
@@ -263,6 +265,7 @@ class _Run:
                     self._start(i, first)
         self.draws = Draws(mix.seed, plan.epoch, self.weights, self.active) if any(self.active) else None
         self.remapped = False
+        self.cursor: Optional[Cursor] = None  # counts the samples of samples() (None: batches count themselves)
         if pending_latest is not None and pending_latest != self.weights:
             self.seen = -1  # a change set before the checkpoint, not yet in effect in this part: take it now
 
@@ -287,6 +290,8 @@ class _Run:
             else:
                 sources.append({"state": source.state(), "queue": self.queues[i]})
         version, latest = mix._shared.read()
+        if self.cursor is not None:
+            self.plan.progress = (self.cursor.done + self.cursor.count, 0)
         return {**mix._identity(), "kind": mix_state.PART_KIND, "version": mix_state.VERSION,
                 "positions": self.plan.state(), "sources": sources, "weights": list(self.weights),
                 "latest": latest, "latest_version": version, "changes": self.changes[-mix_state.MAX_CHANGES:],
@@ -346,33 +351,41 @@ class _Run:
 
     # -- the two iterators --------------------------------------------------------------------------
     def samples(self) -> Iterator[Any]:
-        """The pass's samples. Per position: the draw, then the source's ``next()``; positions go in
-        segments of ``CHECK_EVERY`` (one look at the shared weights and one slice of draws each)."""
-        plan, iters, take, refill = self.plan, self.iters, self._take, self._refill
-        if self.draws is None or not self._remap():
+        """The pass's samples, counted by a C counter as they leave (``itertools.compress`` with the
+        counter as its always-true selectors, as ``ais_wds.WebDataset`` counts), so the per-sample path
+        is the draw and the source's ``next()``."""
+        cursor = self.cursor = Cursor(self.plan.progress[0], 0)
+        return itertools.compress(self._positions(), cursor.counting())
+
+    def _positions(self) -> Iterator[Any]:
+        plan, iters, take, refill, cursor = self.plan, self.iters, self._take, self._refill, self.cursor
+        if self.draws is None or cursor is None or not self._remap():
             return
-        draws, done = self.draws, plan.progress[0]  # (remap changes the draws in place)
+        draws = self.draws  # (remap changes the draws in place)
         for first, end, _ in plan.left():
             p = first
-            while p < end:
+            while p < end:  # segments of CHECK_EVERY positions: one look at the weights, one slice of draws
                 self._check_weights(p)
                 self.remapped = False
                 segment_end = min(end, (p | _CHECK_MASK) + 1)
-                for i in draws.sources(p, segment_end):
+                base = cursor.count  # samples counted before this segment: the position of a sample is
+                for i in draws.sources(p, segment_end):  # p + cursor.count - base (no count kept here)
                     try:
                         sample = next(iters[i])
                     except StopIteration:
+                        at = p + cursor.count - base
                         sample = refill(i)
-                        while sample is None:  # i left the draw: p draws again among the others
-                            sample = take(draws.source(p))
+                        while sample is None:  # i left the draw: the position draws again among the others
+                            sample = take(draws.source(at))
                         if sample is _STOP:
                             return
-                    p += 1
-                    done += 1
-                    plan.progress = (done, 0)
+                        if self.remapped:  # a source left the draw: the rest of the segment draws anew
+                            p = at + 1
+                            yield sample
+                            break
                     yield sample
-                    if self.remapped:  # a source left the draw: the rest of the segment draws anew
-                        break
+                else:
+                    p = segment_end
 
     def batches(self) -> Iterator[List[Any]]:
         plan, size = self.plan, self.mix.batch_size or 1

@@ -8,7 +8,8 @@ process (no DataLoader, so only the mix's own work is added), back to back in al
 * ``mix_3``: ``ais_wds.Mix`` of three ``ais_wds.WebDataset`` (one per prefix, the same index),
   weights 0.5 / 0.3 / 0.2, ``stop=N`` (every sample of the mix comes from its source's first epoch);
 
-``N`` is 90% of the samples. Samples/s (wall) is the median over the rounds; ``x_one_source`` the median
+``N`` is 90% of the samples. Then the same two through ``DataLoader(num_workers=2, batch_size=64)`` (the
+one source with ``.with_epoch(N / 2)``), from the first batch to the last. Samples/s (wall) is the median over the rounds; ``x_one_source`` the median
 of the per-round ratios; ``samples_per_cpu_s`` / ``x_one_source_cpu`` the same per CPU second of this
 process (less sensitive to other load on the machine). Also the state: bytes of ``Mix.state_dict()`` mid-epoch as JSON and through
 ``torch.save``, and of a ``StatefulDataLoader(num_workers=2)`` state over the mix (``torch.save``).
@@ -80,6 +81,26 @@ def _timed(samples: Any, n: int) -> Tuple[float, float]:
     return n / elapsed, n / cpu
 
 
+def _loader_rate(name: str, client: Client, bucket: str, urls: List[str], index: Any, n: int) -> float:
+    """Samples/s through ``DataLoader(num_workers=2, batch_size=64)`` (fork), from the first batch to the
+    last (worker start-up left out): ``n`` samples, ``n / 2`` per worker."""
+    import torch
+
+    if name == "one_source":
+        ds: Any = ais_wds.WebDataset(urls, client=client, index=index, seed=0).with_epoch(n // 2)
+    else:
+        ds = _mix(client, bucket, index, n)
+    loader = torch.utils.data.DataLoader(ds, batch_size=64, num_workers=2, collate_fn=len)
+    it = iter(loader)
+    got = next(it)
+    start = time.perf_counter()
+    got += sum(it)
+    elapsed = time.perf_counter() - start
+    if got != n:
+        raise RuntimeError(f"{name}: read {got} samples through the loader, expected {n}")
+    return (n - 64) / elapsed
+
+
 def _saved_bytes(state: Any) -> int:
     import torch
 
@@ -117,6 +138,14 @@ def run(client: Any, scale: float = 1.0, rounds: int = 0) -> Dict[str, Any]:
                     cpu_rates[name].append(cpu)
                 ratios.append(got["mix_3"][0] / got["one_source"][0])
                 cpu_ratios.append(got["mix_3"][1] / got["one_source"][1])
+        loader_rates: Dict[str, List[float]] = {"one_source": [], "mix_3": []}
+        loader_ratios: List[float] = []
+        for r in range(max(3, rounds // 2)):
+            order = ("one_source", "mix_3") if r % 2 else ("mix_3", "one_source")
+            got_loader = {name: _loader_rate(name, client, bucket, one_urls, index, n) for name in order}
+            for name, value in got_loader.items():
+                loader_rates[name].append(value)
+            loader_ratios.append(got_loader["mix_3"] / got_loader["one_source"])
         mix = _mix(client, bucket, index, n)
         it = iter(mix)
         list(itertools.islice(it, n * 4 // 10))
@@ -135,6 +164,9 @@ def run(client: Any, scale: float = 1.0, rounds: int = 0) -> Dict[str, Any]:
                               for name, v in rates.items()},
             "x_one_source": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
             "samples_per_cpu_s": {name: statistics.median(v) for name, v in cpu_rates.items()},
+            "loader_2_workers_samples_per_s": {name: statistics.median(v) for name, v in loader_rates.items()},
+            "x_one_source_loader_2_workers": {"median": statistics.median(loader_ratios), "min": min(loader_ratios),
+                                              "max": max(loader_ratios)},
             "x_one_source_cpu": {"median": statistics.median(cpu_ratios), "min": min(cpu_ratios),
                                  "max": max(cpu_ratios)},
             "state_bytes": {"mix_state_json": len(json.dumps(state)), "mix_state_torch_save": _saved_bytes(state),
