@@ -7,6 +7,8 @@ process (no DataLoader, so only the mix's own work is added), back to back in al
 * ``one_source``: ``ais_wds.WebDataset`` over all ten shards (one index), the first ``N`` samples;
 * ``mix_3``: ``ais_wds.Mix`` of three ``ais_wds.WebDataset`` (one per prefix, the same index),
   weights 0.5 / 0.3 / 0.2, ``stop=N`` (every sample of the mix comes from its source's first epoch);
+* ``plain_3``: the floor of any mix of three pipelines: the same three WebDatasets and the same draws,
+  read by a bare generator (no state, epochs or weight changes);
 
 ``N`` is 90% of the samples. Then the same two through ``DataLoader(num_workers=2, batch_size=64)`` (the
 one source with ``.with_epoch(N / 2)``), from the first batch to the last. Samples/s (wall) is the median over the rounds; ``x_one_source`` the median
@@ -27,7 +29,7 @@ import statistics
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import ais_wds
 from ais_wds import Client
@@ -69,6 +71,17 @@ def _mix(client: Client, bucket: str, index: Any, n: int) -> Any:
     sources = [ais_wds.WebDataset(f"ais://{bucket}/{p}/", client=client, index=index, seed=i)
                for i, p in enumerate(LAYOUT)]
     return ais_wds.Mix(sources, WEIGHTS, seed=1, stop=n)
+
+
+def _plain(client: Client, bucket: str, index: Any, n: int) -> Iterator[Any]:
+    """The floor of mixing three pipelines: the same three WebDatasets, each sample from the source the
+    same seeded draws pick, by a bare generator (no state, no epochs, no weight changes)."""
+    from ais_wds.mixing.draws import Draws
+
+    its = [iter(ais_wds.WebDataset(f"ais://{bucket}/{p}/", client=client, index=index, seed=i))
+           for i, p in enumerate(LAYOUT)]
+    draws = Draws(1, 0, WEIGHTS)
+    return (next(its[draws.source(p)]) for p in range(n))
 
 
 def _timed(samples: Any, n: int) -> Tuple[float, float]:
@@ -121,23 +134,29 @@ def run(client: Any, scale: float = 1.0, rounds: int = 0) -> Dict[str, Any]:
     try:
         index = ais_wds.load_index(_make(client, bucket, per_shard), client)
         one_urls = [f"ais://{bucket}/{p}/" for p in LAYOUT]
-        rates: Dict[str, List[float]] = {"one_source": [], "mix_3": []}
-        cpu_rates: Dict[str, List[float]] = {"one_source": [], "mix_3": []}
+        rates: Dict[str, List[float]] = {"one_source": [], "mix_3": [], "plain_3": []}
+        cpu_rates: Dict[str, List[float]] = {"one_source": [], "mix_3": [], "plain_3": []}
         ratios: List[float] = []
         cpu_ratios: List[float] = []
+        plain_cpu_ratios: List[float] = []
         for r in range(rounds + 1):  # round 0 warms the connections and the page cache: not counted
-            order = ("one_source", "mix_3") if r % 2 else ("mix_3", "one_source")
+            order = ("one_source", "mix_3", "plain_3") if r % 2 else ("plain_3", "mix_3", "one_source")
             got = {}
             for name in order:
-                ds = ais_wds.WebDataset(one_urls, client=client, index=index, seed=0) if name == "one_source" \
-                    else _mix(client, bucket, index, n)
-                got[name] = _timed(iter(ds), n)
+                if name == "one_source":
+                    samples = iter(ais_wds.WebDataset(one_urls, client=client, index=index, seed=0))
+                elif name == "mix_3":
+                    samples = iter(_mix(client, bucket, index, n))
+                else:
+                    samples = _plain(client, bucket, index, n)
+                got[name] = _timed(samples, n)
             if r:
                 for name, (wall, cpu) in got.items():
                     rates[name].append(wall)
                     cpu_rates[name].append(cpu)
                 ratios.append(got["mix_3"][0] / got["one_source"][0])
                 cpu_ratios.append(got["mix_3"][1] / got["one_source"][1])
+                plain_cpu_ratios.append(got["plain_3"][1] / got["one_source"][1])
         loader_rates: Dict[str, List[float]] = {"one_source": [], "mix_3": []}
         loader_ratios: List[float] = []
         for r in range(max(3, rounds // 2)):
@@ -169,6 +188,7 @@ def run(client: Any, scale: float = 1.0, rounds: int = 0) -> Dict[str, Any]:
                                               "max": max(loader_ratios)},
             "x_one_source_cpu": {"median": statistics.median(cpu_ratios), "min": min(cpu_ratios),
                                  "max": max(cpu_ratios)},
+            "plain_3_x_one_source_cpu": statistics.median(plain_cpu_ratios),
             "state_bytes": {"mix_state_json": len(json.dumps(state)), "mix_state_torch_save": _saved_bytes(state),
                             "loader_state_2_workers_torch_save": _saved_bytes(loader_state)},
         }
