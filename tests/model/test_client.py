@@ -27,10 +27,15 @@ def test_settings_come_from_environment(monkeypatch):
 
 
 def test_token_never_appears_in_repr_or_pickle_free_text(monkeypatch):
+    monkeypatch.delenv("AIS_AUTHN_TOKEN", raising=False)
     c = Client("http://h:1", token="very-secret-token")
     assert "very-secret-token" not in repr(c)
     assert "very-secret-token" not in repr(c.config)
     assert c.config.token == "very-secret-token"
+    for blob in (pickle.dumps(c), pickle.dumps(c.config)):  # a plain pickle (a file, a cache): no token
+        assert b"very-secret-token" not in blob and b"secret-token" not in blob
+    assert pickle.loads(pickle.dumps(c)).config.token is None
+    assert pickle.loads(pickle.dumps(c.config)).token is None
 
 
 @pytest.mark.parametrize("kw", [{"max_pool_size": -1}, {"read_timeout": -2.0}, {"retry_seconds": -1}])
@@ -54,12 +59,18 @@ def test_client_pickles_only_its_config_and_rebuilds_the_sdk_client(monkeypatch)
 
     context.set_spawning_popen(object())  # as when a worker process is being started
     try:
-        c2 = pickle.loads(pickle.dumps(c))
+        blob = pickle.dumps(c)
+        c2 = pickle.loads(blob)
     finally:
         context.set_spawning_popen(None)
+    assert b"aistore" not in blob and b"urllib3" not in blob  # the SDK client was built (above): not pickled
     assert c2 == c and c2.config.token == "t0k"
     assert c2._connections.peek() is None  # nothing of the parent's connections travels
-    assert c2.sdk is not sdk_before
+    # rebuilt from the config: a new SDK client for the same endpoint with the same token
+    rebuilt = c2.sdk
+    assert rebuilt is not sdk_before
+    assert rebuilt._request_client.base_url == sdk_before._request_client.base_url == "http://127.0.0.1:9/v1"
+    assert rebuilt._request_client.token == "t0k"
 
 
 def test_sdk_client_is_rebuilt_after_fork():

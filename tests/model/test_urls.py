@@ -70,7 +70,19 @@ def test_expansion_validates_every_url():
 
 
 def test_urls_are_immutable_values_that_pickle():
+    import dataclasses
+
     u = parse_url("gs://b/x")
-    assert pickle.loads(pickle.dumps(u)) == u
-    assert AISUrl.parse(u) is u
+    for field in dataclasses.fields(u):  # every field refuses assignment and deletion, and stays as parsed
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(u, field.name, "other")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            delattr(u, field.name)
+    assert str(u) == "gs://b/x" and (u.bucket, u.path) == ("b", "x")
+    # a value: equal parses are equal and hash alike (usable as dict keys and in sets)
+    again = parse_url("gs://b/x")
+    assert again == u and again is not u and hash(again) == hash(u) and len({u, again}) == 1
+    back = pickle.loads(pickle.dumps(u))
+    assert back == u and back is not u and hash(back) == hash(u) and str(back) == "gs://b/x"
+    assert AISUrl.parse(u) is u  # parsing a parsed URL gives it back: nothing to copy, nothing can change it
     assert set(SCHEME_TO_PROVIDER.values()) == {"ais", "aws", "gcp", "azure", "oci"}

@@ -192,7 +192,7 @@ def test_cuts_during_aisshard_dataset_reads_lose_and_alter_nothing(client, packe
             sample = ds[i]
             for ext in ("jpg", "cls"):
                 got[(f"{sample['__key__'].rsplit('/', 1)[-1]}.{ext}", _sha(sample[ext]))] += 1
-    assert proxy.cuts > 0, "no range read was long enough to cut"
+    assert proxy.cuts >= MIN_CUTS, proxy.fault_log  # as in the other cut scenarios
     assert got == Counter({(n, h): 1 for n, h in expected.items()})
 
 

@@ -412,8 +412,14 @@ def test_random_names_and_sizes_match_webdataset(tmp_path):
         assert our_members(shard) == tarfile_members(shard)
 
 
+COMPARED_AT_LEAST = 250
+"""Of the fuzz's 400 damaged shards (seed 11), how many at least must read as tarfile reads them (284 on
+2026-12-06: a stricter reader may refuse a few more, a reader that refuses what tarfile reads may not)."""
+
+
 def test_corrupted_shards_raise_tar_format_error_or_give_tarfiles_members():
     rng = random.Random(11)
+    compared = refused = 0
     for _ in range(400):
         raw = io.BytesIO()
         fmt = rng.choice([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
@@ -431,10 +437,16 @@ def test_corrupted_shards_raise_tar_format_error_or_give_tarfiles_members():
         try:
             ours = list(tario.iter_members(io.BytesIO(bytes(data))))
         except TarFormatError:
+            refused += 1
             continue  # anything but TarFormatError fails the test
         with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r|") as tf:
             theirs = [(m.name, tf.extractfile(m).read()) for m in tf if m.isreg()]
         assert ours == theirs
+        compared += 1
+    # a reader that refused every damaged shard would pass the loop: most flips land in a payload or in
+    # padding (a shard tarfile reads as well), and the seed is fixed: 400 = COMPARED + refused
+    print(f"corruption fuzz: {compared} compared with tarfile, {refused} refused")
+    assert compared + refused == 400 and compared >= COMPARED_AT_LEAST, (compared, refused)
 
 
 def test_key_split_fast_path_matches_base_plus_ext():
