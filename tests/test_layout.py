@@ -24,6 +24,7 @@ LAYERS: List[Tuple[str, List[str]]] = [
     ("tar", ["ais_wds.tar"]),
     ("front ends", ["ais_wds.streaming", "ais_wds.datasets", "ais_wds.shard_index", "ais_wds.mixing"]),
     ("pack", ["ais_wds.pack"]),
+    ("doctor", ["ais_wds.doctor"]),  # ais-wds doctor's checks: the cluster and the shards under a prefix
     ("cli", ["ais_wds.cli"]),
     ("package", ["ais_wds", "ais_wds._compat"]),  # the top-level names of every layer; the 0.1 paths
 ]
@@ -222,7 +223,7 @@ def _run(code: str) -> str:
     return out.stdout.strip()
 
 
-@pytest.mark.parametrize("command", ["ls", "cat", "pack", "index"])
+@pytest.mark.parametrize("command", ["ls", "cat", "pack", "index", "doctor"])
 def test_cli_help_loads_neither_torch_nor_webdataset(command):
     code = (
         "import sys, contextlib, io\n"

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 from ..errors import AISWdsError
 
-SUBCOMMANDS = ["ls", "cat", "pack", "index"]
+SUBCOMMANDS = ["ls", "cat", "pack", "index", "doctor"]
 
 
 def build_parser() -> argparse.ArgumentParser:
