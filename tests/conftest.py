@@ -135,13 +135,25 @@ class LocalCluster:
         return next(int(name[1:]) for name, p in ports.items() if name.startswith("t") and int(p["port"]) == port)
 
 
+ALLOW_EXTERNAL = "AIS_WDS_ALLOW_EXTERNAL_CLUSTER"
+"""Set to 1 to run the suite against an AIS_ENDPOINT that scripts/ais-local did not start: the tests that
+kill and restart its targets (``local_cluster``) are then skipped, by this explicit choice only."""
+
+
 @pytest.fixture(scope="session")
 def local_cluster(ais_endpoint) -> LocalCluster:
-    """Only for the cluster scripts/ais-local runs; an external AIS_ENDPOINT cannot be fault-injected."""
+    """Only for the cluster scripts/ais-local runs; an external AIS_ENDPOINT cannot be fault-injected. A
+    mismatch fails the test (a skip would hide the kill/restart tests) unless AIS_WDS_ALLOW_EXTERNAL_CLUSTER=1."""
     state = Path(os.environ.get("AIS_LOCAL_STATE_DIR", REPO / ".cache" / "ais" / "state"))
     ep_file = state / "endpoint"
     if not ep_file.exists() or ep_file.read_text().strip() != ais_endpoint:
-        pytest.skip("AIS_ENDPOINT is not the cluster started by scripts/ais-local; cannot kill its targets")
+        found = f"holds {ep_file.read_text().strip()}" if ep_file.exists() else "does not exist"
+        why = (f"AIS_ENDPOINT={ais_endpoint} is not the cluster scripts/ais-local started ({ep_file} "
+               f"{found}); its targets cannot be killed and restarted")
+        if os.environ.get(ALLOW_EXTERNAL) == "1":
+            pytest.skip(f"{why} ({ALLOW_EXTERNAL}=1)")
+        pytest.fail(f"{why}. Point AIS_LOCAL_STATE_DIR at that cluster's state folder, or set {ALLOW_EXTERNAL}=1 "
+                    "to skip the kill/restart tests on purpose", pytrace=False)
     return LocalCluster(state)
 
 

@@ -201,3 +201,22 @@ def test_the_unit_suite_starts_no_aisnode_and_no_cluster_fixture(tmp_path):
     assert summary.get("passed", 0) > 100 and summary.get("deselected", 0) > 100, proc.stdout[-3000:]
     assert watch.ours == set(), {pid: watch.new[pid] for pid in watch.ours}
     assert not Path(env["AIS_LOCAL_STATE_DIR"]).exists()
+
+
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_local_cluster_on_another_clusters_endpoint_fails_unless_the_opt_out_is_set(tmp_path, ais_endpoint):
+    """The kill/restart tests (``local_cluster``) need the cluster scripts/ais-local started: on any other
+    endpoint they fail, saying why; they are skipped only with AIS_WDS_ALLOW_EXTERNAL_CLUSTER=1."""
+    path = _generated(tmp_path, "def test_kills_a_target(local_cluster):\n    pass\n")
+    env = _child_env(tmp_path, unit_only=False)
+    env["AIS_ENDPOINT"] = ais_endpoint  # a live cluster, but not the one of this (empty) state folder
+    env["AIS_LOCAL_STATE_DIR"] = str(tmp_path / "another-state")
+    refused = _run_generated(path, env)
+    skipped = _run_generated(path, {**env, "AIS_WDS_ALLOW_EXTERNAL_CLUSTER": "1"})
+    assert refused.returncode == 1 and _summary(refused.stdout) == {"error": 1}, refused.stdout[-3000:]
+    assert f"AIS_ENDPOINT={ais_endpoint} is not the cluster scripts/ais-local started" in refused.stdout
+    assert "set AIS_WDS_ALLOW_EXTERNAL_CLUSTER=1 to skip the kill/restart tests on purpose" in refused.stdout
+    assert skipped.returncode == 0 and _summary(skipped.stdout) == {"skipped": 1}, skipped.stdout[-3000:]
+    assert "(AIS_WDS_ALLOW_EXTERNAL_CLUSTER=1)" in skipped.stdout
