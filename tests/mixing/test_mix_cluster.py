@@ -109,9 +109,11 @@ def test_resume_after_40_percent_yields_exactly_the_uninterrupted_remainder_in_o
     assert len(json.dumps(state, default=str)) < 20000  # small plain data
 
 
-def test_a_weight_change_reaches_persistent_workers_and_a_resume_after_it_is_exact(data, ais_endpoint):
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_a_weight_change_reaches_persistent_workers_and_a_resume_after_it_is_exact(data, ais_endpoint, context):
     mix = _mix(data, ais_endpoint, stop=1500)
-    loader = StatefulDataLoader(mix, batch_size=10, num_workers=2, collate_fn=ids, persistent_workers=True)
+    loader = StatefulDataLoader(mix, batch_size=10, num_workers=2, collate_fn=ids, persistent_workers=True,
+                                multiprocessing_context=context)
     it = iter(loader)
     before = _take(it, 20)
     mix.set_weights([0.1, 0.1, 0.8])
@@ -217,6 +219,27 @@ def test_exhaustion_rules_in_one_process(data, ais_endpoint):
     assert counts["c"] == 600 or counts["b"] == 1000 or counts["a"] == 3000  # one source was read to its end
     with pytest.raises(TypeError, match="len"):
         len(_mix(data, ais_endpoint, stop="first_exhausted"))
+
+
+def test_a_source_that_fails_follows_its_own_error_policy(data, ais_endpoint, client, bucket):
+    # a copy of source c whose objects 0-9 are deleted after listing: skipped under on_error="skip", the
+    # mix reads on (every other object once); under "raise" the mix raises the source's own error
+    for i in range(40):
+        ais_wds.write_bytes(f"ais://{bucket}/c/obj-{i:04d}.bin", f"object {i}".encode(), client)
+
+    def make(on_error):
+        objects = ais_wds.AISIterDataset(ais_endpoint, f"ais://{bucket}/c/", on_error=on_error, fetch="get")
+        shards = ais_wds.WebDataset(data["b"], client=ais_endpoint, index=data["b_index"], seed=2)
+        return ais_wds.Mix([shards, objects], [0.5, 0.5], stop="all_exhausted")
+
+    skipping, raising = make("skip"), make("raise")
+    for i in range(10):
+        client.sdk.bucket(bucket).object(f"c/obj-{i:04d}.bin").delete()
+    read = [identify(s) for s in skipping]
+    names = sorted(x[1] for x in read if x[0] == "c")
+    assert names == [f"obj-{i:04d}.bin" for i in range(10, 40)] and len(read) == 1000 + 30
+    with pytest.raises(ais_wds.AISWdsError, match="obj-00"):
+        list(raising)
 
 
 def test_an_empty_source_is_a_config_error_naming_it(data, ais_endpoint, client, bucket):
