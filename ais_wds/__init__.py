@@ -10,7 +10,8 @@ imported across packages)::
     objects           objects/ (reader, writer, fetch,          read / write one object or a batch;
                       prefetch, get_batch, jobs)                AIS jobs (archive, prefetch)
     listing + epochs  listing, epochs/ (plan, shuffle),         list once per job; the epoch plan:
-                      partition                                 seeded order, contiguous runs, resume
+                      partition, shuffle/ (buffer, k_shards,    seeded order, contiguous runs, resume;
+                      global_samples, rng, refs, modes)         the sample shuffles' algorithms
     tar               tar/ (reader, writer, names)              the tar format, read and written
     front ends        streaming/  datasets/  shard_index/       webdataset, object datasets, index,
                       mixing/                                   mixtures

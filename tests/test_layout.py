@@ -20,7 +20,7 @@ LAYERS: List[Tuple[str, List[str]]] = [
     ("model", ["ais_wds._version", "ais_wds.errors", "ais_wds.urls", "ais_wds.config"]),
     ("transport", ["ais_wds._core", "ais_wds.client"]),
     ("objects", ["ais_wds.objects", "ais_wds.reader", "ais_wds.writer"]),
-    ("listing + epochs", ["ais_wds.listing", "ais_wds.epochs", "ais_wds.partition"]),
+    ("listing + epochs", ["ais_wds.listing", "ais_wds.epochs", "ais_wds.partition", "ais_wds.shuffle"]),
     ("tar", ["ais_wds.tar"]),
     ("front ends", ["ais_wds.streaming", "ais_wds.datasets", "ais_wds.shard_index", "ais_wds.mixing"]),
     ("pack", ["ais_wds.pack"]),

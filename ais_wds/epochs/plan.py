@@ -50,6 +50,12 @@ EVEN_MODES = (None, "drop", "repeat")
 STATE_KIND = "ais_wds.part"
 JOB_KIND = "ais_wds.job"
 STATE_VERSION = 2
+OWED_KEYS = ("held", "open")
+"""Keys of a part state listing samples its plan counts as consumed but that were not delivered yet (a
+shuffle buffer's references, the rest of the shards a k-shard shuffle has open): a job state concatenates
+them over the parts (rank-major) and the parts of the next shape share them out."""
+PRIVATE_KEYS = ("draws", "picks")
+"""Keys of a part state that only that part can resume (a shuffle's generator): a job state drops them."""
 _CONTEXT = multiprocessing.get_context("spawn")
 """Shared counters are made in the spawn context: its locks may go to fork, spawn and forkserver workers
 alike (a fork-context lock refuses to be sent to a spawned process)."""
@@ -344,7 +350,7 @@ def merge_job_state(part_states: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     merger = JOB_MERGERS.get(str(first.get("kind")))
     if merger is not None:
         return merger(part_states)
-    keys = [k for k in first if k not in ("rank", "worker", "progress", "window")]
+    keys = [k for k in first if k not in ("rank", "worker", "progress", "window") + OWED_KEYS + PRIVATE_KEYS]
     world, workers = int(first["world_size"]), int(first["num_workers"])
     progress: Dict[int, Progress] = {}
     for state in part_states:
@@ -363,8 +369,12 @@ def merge_job_state(part_states: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     job = {k: first[k] for k in keys if k not in ("world_size", "num_workers", "align")}
     job["kind"] = JOB_KIND
     job["layers"] = list(first["layers"]) + [layer.to_list()]
+    by_part = sorted(part_states, key=lambda s: int(s["rank"]) * workers + int(s["worker"]))
+    owed = {key: [x for s in by_part for x in s.get(key) or ()] for key in OWED_KEYS
+            if any(key in s for s in part_states)}
+    job.update(owed)
     before = universe(int(job["n"]), job["even"], [Layer.from_list(x) for x in first["layers"]])
-    if not layer_left(before, layer, job["even"])[0]:
+    if not layer_left(before, layer, job["even"])[0] and not any(owed.values()):
         # every part read its whole share (what even="drop" kept out stays out): the next epoch
         job["epoch"] = int(job["epoch"]) + 1
         job["layers"] = []

@@ -30,6 +30,7 @@ batches (``.shuffle(n)``'s buffer) lose what they held at the checkpoint.
 from __future__ import annotations
 
 import bisect
+import functools
 import inspect
 import itertools
 import logging
@@ -44,13 +45,16 @@ from webdataset.handlers import reraise_exception
 
 from .._core.dist import run_on_rank0_and_share
 from ..client import Client
-from ..epochs.plan import Epochs, PartPlan, rank_length
+from ..epochs.plan import OWED_KEYS, PRIVATE_KEYS, Epochs, PartPlan, rank_length
 from ..errors import ConfigError, ShardIndexError
 from ..listing import Listing
 from ..objects.reader import open_object
 from ..partition import epoch_order, rank_world
 from ..shard_index.index import ShardIndex, load_index
+from ..shuffle.global_samples import SampleOrder
+from ..shuffle.modes import ShuffleMode, shuffle_mode
 from .shards import DEFAULT_SHARD_SUFFIXES, shard_urls
+from .shuffling import OPEN_SHARDS_MEMORY, BufferStage, PassContext, ReaderStage
 from .stages import tar_samples
 
 logger = logging.getLogger(__name__)
@@ -70,12 +74,15 @@ class Cursor:
     gives ``itertools.compress`` as its (always true) selectors, so counting runs in C, with no Python
     frame per sample; setting ``count`` detaches it."""
 
-    __slots__ = ("done", "_count", "_counter")
+    __slots__ = ("done", "_count", "_counter", "shard", "base", "external")
 
     def __init__(self, done: int = 0, count: int = 0):
         self.done = done
         self._count = count
         self._counter: Optional[Iterator[int]] = None
+        self.shard = 0  # the current piece's shard (its number in the job's list)
+        self.base = 0  # sample number in that shard of the piece's first counted sample, minus what count starts at
+        self.external = False  # the reader counts (k-shard and global shuffles): the pieces leave done/count alone
 
     @property
     def count(self) -> int:
@@ -95,7 +102,7 @@ class Cursor:
 
 
 class SampleCounts:
-    """Sample counts and byte offsets of every shard, from a shard index (8 bytes a sample).
+    """Sample counts and byte ranges of every shard, from a shard index (16 bytes a sample).
 
     Raises:
         ShardIndexError: a shard of the job is not in the index (names ``ais-wds index``).
@@ -109,11 +116,16 @@ class SampleCounts:
                                   url=missing[0], hint="index these shards with `ais-wds index PREFIX`")
         self.counts = [len(by_url[u]) for u in urls]
         self.offsets = [array("q", by_url[u].offsets) for u in urls]
+        self.ends = [array("q", (o + n for o, n in zip(by_url[u].offsets, by_url[u].lengths))) for u in urls]
 
     def byte_range(self, shard: int, first: int, end: int) -> Tuple[int, Optional[int]]:
         """``(start, end)`` bytes of samples ``first..end-1`` of ``shard`` (end None: to the shard's end)."""
         offsets = self.offsets[shard]
         return (offsets[first] if first < len(offsets) else 0), (offsets[end] if end < len(offsets) else None)
+
+    def sample_bytes(self, shard: int, first: int, end: int) -> Tuple[int, int]:
+        """``(start, end)`` bytes of samples ``first..end-1`` of ``shard`` (``first < end``), no padding after."""
+        return self.offsets[shard][first], self.ends[shard][end - 1]
 
 
 class ShardSource(IterableDataset):
@@ -137,9 +149,12 @@ class ShardSource(IterableDataset):
 
     def __init__(self, urls: Sequence[str], *, counts: Optional[SampleCounts] = None, shuffle: bool = True,
                  seed: int = 0, even: Optional[str] = None, resampled: bool = False, rank: Optional[int] = None,
-                 world_size: Optional[int] = None):
+                 world_size: Optional[int] = None, samples: bool = False):
         super().__init__()
         rank, world_size = rank_world(rank, world_size)
+        if samples and (counts is None or resampled):
+            raise ConfigError("shuffle='samples' needs a shard index and no resampled=True",
+                              hint="pass index= (made by `ais-wds pack` or `ais-wds index PREFIX`)")
         if even is not None and counts is None and not resampled:
             raise ConfigError(
                 f"even={even!r} needs the sample count of every shard, to give every rank the same number of "
@@ -149,6 +164,7 @@ class ShardSource(IterableDataset):
         self.urls = list(urls)
         self.counts = counts
         self.shuffle = shuffle
+        self.global_order = samples  # every epoch a permutation of all samples (shuffle="samples")
         self.seed = seed
         self.even = even
         self.resampled = resampled
@@ -173,7 +189,8 @@ class ShardSource(IterableDataset):
         return sum(self.counts.counts) if self.counts is not None else len(self.urls)
 
     def _identity(self) -> Dict[str, Any]:
-        return {"dataset": "ais_wds.WebDataset", "shards": len(self.urls), "shuffle": self.shuffle, "seed": self.seed,
+        return {"dataset": "ais_wds.WebDataset", "shards": len(self.urls),
+                "shuffle": "samples" if self.global_order else self.shuffle, "seed": self.seed,
                 "unit": "sample" if self.counts is not None else "shard", "resampled": self.resampled}
 
     def _sync(self) -> None:
@@ -209,7 +226,15 @@ class ShardSource(IterableDataset):
         cursor = self._cursor = Cursor(*plan.progress)
         if self.resampled:
             return self._resampled(plan, cursor)
+        if self.global_order:
+            return self._global(plan, cursor)
         return self._pieces(plan, cursor)
+
+    def _global(self, plan: PartPlan, cursor: Cursor) -> Iterator[Dict[str, Any]]:
+        """One piece: the epoch's sample permutation and this part's runs left of it (the reader counts)."""
+        assert self.counts is not None
+        cursor.external = True
+        yield {"order": SampleOrder(self.counts.counts, self.seed, plan.epoch), "runs": plan.left(), "cursor": cursor}
 
     def _resampled(self, plan: PartPlan, cursor: Cursor) -> Iterator[Dict[str, Any]]:
         index = plan.rank * plan.num_workers + plan.worker
@@ -217,10 +242,14 @@ class ShardSource(IterableDataset):
         for _ in range(cursor.done):
             rng.randrange(len(self.urls))
         while True:
-            url = self.urls[rng.randrange(len(self.urls))]
-            yield {"url": url, "start": 0, "end": None, "skip": cursor.count, "cursor": cursor}
-            cursor.done += 1
-            cursor.count = 0
+            shard = rng.randrange(len(self.urls))
+            skip = cursor.count
+            cursor.shard, cursor.base = shard, 0
+            yield {"url": self.urls[shard], "start": 0, "end": None, "skip": skip, "cursor": cursor,
+                   "shard": shard, "first": skip, "stop": -1, "slots": 1}
+            if not cursor.external:
+                cursor.done += 1
+                cursor.count = 0
 
     def _pieces(self, plan: PartPlan, cursor: Cursor) -> Iterator[Dict[str, Any]]:
         order = epoch_order(len(self.urls), seed=self.seed if self.shuffle else None, epoch=plan.epoch)
@@ -232,11 +261,16 @@ class ShardSource(IterableDataset):
         if self.counts is None:
             for first, end, skip in left:
                 for slot in range(first, end):
-                    cursor.count = skip if slot == first else 0
-                    yield {"url": self.urls[order[slot]], "start": 0, "end": None, "skip": cursor.count,
-                           "cursor": cursor}
-                    cursor.done += 1
-            cursor.count = 0
+                    shard, skipped = order[slot], skip if slot == first else 0
+                    if not cursor.external:
+                        cursor.count = skipped
+                    cursor.shard, cursor.base = shard, 0
+                    yield {"url": self.urls[shard], "start": 0, "end": None, "skip": skipped, "cursor": cursor,
+                           "shard": shard, "first": skipped, "stop": -1, "slots": 1}
+                    if not cursor.external:
+                        cursor.done += 1
+            if not cursor.external:
+                cursor.count = 0
             return
         counts = self.counts
         starts = list(itertools.accumulate((counts.counts[s] for s in order), initial=0))
@@ -249,11 +283,16 @@ class ShardSource(IterableDataset):
                 shard = order[k]
                 a, b = pos - starts[k], min(end, starts[k + 1]) - starts[k]
                 byte_start, byte_end = counts.byte_range(shard, a, b)
-                cursor.count = 0
-                yield {"url": self.urls[shard], "start": byte_start, "end": byte_end, "skip": 0, "cursor": cursor}
-                cursor.done += b - a
+                if not cursor.external:
+                    cursor.count = 0
+                cursor.shard, cursor.base = shard, a
+                yield {"url": self.urls[shard], "start": byte_start, "end": byte_end, "skip": 0, "cursor": cursor,
+                       "shard": shard, "first": a, "stop": b, "slots": b - a}
+                if not cursor.external:
+                    cursor.done += b - a
                 pos += b - a
-        cursor.count = 0
+        if not cursor.external:
+            cursor.count = 0
 
 
 def _shard_at(starts: List[int], slot: int) -> int:
@@ -365,7 +404,7 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         source: Union[str, Listing, Sequence[Union[str, Listing]]],
         *,
         client: Union[Client, str, None] = None,
-        shuffle: bool = True,
+        shuffle: Union[bool, str] = True,
         seed: int = 0,
         even: Optional[str] = None,
         index: Union[ShardIndex, str, None] = None,
@@ -377,6 +416,10 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         rename_files: Optional[Callable[[str], str]] = None,
         suffixes: Iterable[str] = DEFAULT_SHARD_SUFFIXES,
     ):
+        mode = shuffle_mode(shuffle, has_index=index is not None)
+        if mode is ShuffleMode.SAMPLES and resampled:
+            raise ConfigError("shuffle='samples' with resampled=True: a permutation reads every sample once",
+                              hint="use one of them")
         self.client = Client.of(client)
         self.client.load_sdk()  # forked workers inherit the SDK import
         rank, world_size = rank_world(rank, world_size)
@@ -386,15 +429,20 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
             loaded = index if isinstance(index, ShardIndex) else \
                 run_on_rank0_and_share(lambda: load_index(str(index), self.client))
             counts = SampleCounts(urls, loaded)
-        self.shards = ShardSource(urls, counts=counts, shuffle=shuffle, seed=seed, even=even, resampled=resampled,
-                                  rank=rank, world_size=world_size)
+        self.shards = ShardSource(urls, counts=counts, shuffle=mode is ShuffleMode.SHARDS, seed=seed, even=even,
+                                  resampled=resampled, rank=rank, world_size=world_size,
+                                  samples=mode is ShuffleMode.SAMPLES)
         self._window = 0  # outputs of the current .with_epoch(n) window in this process
         self._window_resume: Optional[int] = None
-        super().__init__(
-            self.shards,
-            wds.pipelinefilter(piece_samples)(client=self.client, handler=handler, select_files=select_files,
-                                              rename_files=rename_files),
-        )
+        self._pass: Optional[PassContext] = None  # the pass in progress in this process (never pickled)
+        self._shuffle_resume: Optional[Dict[str, Any]] = None  # a loaded state's shuffle keys, for the next pass
+        tar_kw = {"handler": handler, "select_files": select_files, "rename_files": rename_files}
+        super().__init__(self.shards, ReaderStage(self.client, tar_kw, piece_samples))
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_pass"] = None
+        return state
 
     @property
     def urls(self) -> List[str]:
@@ -409,6 +457,49 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` at the next iteration (optional: epochs advance by themselves)."""
         self.shards.set_epoch(epoch)
+
+    def shuffle(self, size: int, initial: Optional[int] = None, *, open_shards: Union[int, str, None] = None,
+                rng: Any = None, seed: Any = None, handler: Any = None) -> WebDataset:
+        """Shuffle samples in a buffer of ``size`` (webdataset's algorithm and ``initial``), whose state is
+        saved in checkpoints as references (shard, sample number; 8 bytes each), never bytes: resume
+        refills it with exactly those samples (range reads with an index, the shards read again without)
+        and goes on in exactly the order of the uninterrupted run; a job state hands them to the new
+        shape's parts (exactly once).
+
+        ``open_shards=k`` (an int, or ``"auto"``: as many as 32 MiB of read buffers allow, 128) also
+        reads k shards of this part at once and takes each sample from a random one of them, so the
+        buffer mixes samples of k shards (no index needed; resumes exactly too). ``size=0`` with
+        ``open_shards`` interleaves without a buffer. The draws are seeded from ``seed=`` of the dataset
+        (``rng``/``seed`` here are refused: the generator must be one whose state a checkpoint can hold).
+
+        Stages before it must hand on one item per sample (``map``, ``decode``, ``select``...).
+
+        Raises:
+            ConfigError: a second ``.shuffle``, ``rng``/``seed`` given, ``open_shards`` below 1 or with
+                ``shuffle="samples"``, a negative size.
+        """
+        if rng is not None or seed is not None:
+            raise ConfigError("ais_wds.WebDataset.shuffle() draws from its own generator (seeded from the "
+                              "dataset's seed=), so that a checkpoint holds its state; rng= / seed= are refused",
+                              hint="pass seed= to ais_wds.WebDataset(...)")
+        if any(isinstance(stage, BufferStage) for stage in self.pipeline) or \
+                (open_shards is not None and self.pipeline[1].open_shards):
+            raise ConfigError("ais_wds.WebDataset.shuffle() twice in one pipeline", hint="keep one .shuffle()")
+        if int(size) < 0:
+            raise ConfigError(f"shuffle buffer size {size!r} is negative")
+        result: WebDataset = self
+        if open_shards is not None:
+            k = OPEN_SHARDS_MEMORY // SHARD_BUFSIZE if open_shards == "auto" else open_shards
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ConfigError(f"open_shards={open_shards!r} is not an int >= 1 or 'auto'")
+            if self.shards.global_order:
+                raise ConfigError("open_shards with shuffle='samples': the global shuffle reads single samples",
+                                  hint="drop open_shards (shuffle='samples' mixes all samples already)")
+            result = self.compose()
+            result.pipeline[1] = self.pipeline[1].with_open_shards(k)
+        if size >= 1:
+            result = result.compose(BufferStage(int(size), initial))
+        return result
 
     def batched(self, batchsize: int, collation_fn: Optional[Callable[[List[Any]], Any]] =
                 wds_filters.default_collation_fn, partial: bool = True) -> WebDataset:
@@ -441,8 +532,15 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         return samples // size + (1 if partial and samples % size else 0)
 
     def state_dict(self) -> Dict[str, Any]:
-        """This process's position: epoch, part, samples consumed (and the ``.with_epoch`` window)."""
-        return {**self.shards.state_dict(), "window": self._window}
+        """This process's position: epoch, part, samples consumed (and the ``.with_epoch`` window); with a
+        ``.shuffle(n)``, the samples its buffer holds (``held``) and its generator (``draws``); with
+        ``open_shards``, the open shards (``open``, ``picks``)."""
+        state = {**self.shards.state_dict(), "window": self._window}
+        if self._pass is not None:
+            state.update(self._pass.state())
+        elif self._shuffle_resume:
+            state.update(self._shuffle_resume)
+        return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Resume at the next iteration, from a part state (same rank and worker) or a job state
@@ -456,7 +554,12 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
                               hint="pass what state_dict() or ais_wds.job_state() returned")
         state = dict(state)
         window = state.pop("window", 0)
+        extra = {k: state.pop(k) for k in OWED_KEYS + PRIVATE_KEYS if k in state}
+        if extra.get("held") and not any(isinstance(stage, BufferStage) for stage in self.pipeline):
+            raise ConfigError(f"this state holds {len(extra['held'])} samples of a .shuffle(n) buffer, and this "
+                              "pipeline has no .shuffle(n)", hint="resume with the same pipeline")
         self.shards.load_state_dict(state)
+        self._shuffle_resume = {**extra, "kind": state.get("kind")} if extra else None
         self._window_resume = int(window) if state.get("kind") != "ais_wds.job" else 0
 
     def __iter__(self) -> Iterator[Any]:
@@ -466,29 +569,46 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
             batching = None
         self.shards.align = batching[0] if batching is not None else 1
         first = self.shards.iterate()  # begins the pass now: a worker's first snapshot is already the new pass
+        resume, self._shuffle_resume = self._shuffle_resume, None
         window, self._window_resume = self._window_resume or 0, None
         self._window = window
+        stages = self._stages(first, resume if self.shards.epochs.resumed else None)
         if self.nsamples <= 0 and self.repetitions <= 1:
-            return self._stages(first)  # no window to count: the last stage's own iterator, no extra frame
-        return self._outputs(first, window)
+            return stages  # no window to count: the last stage's own iterator, no extra frame
+        return self._outputs(stages, window)
 
-    def _stages(self, pieces: Iterator[Dict[str, Any]]) -> Iterator[Any]:
-        source: Any = pieces
-        for step in self.pipeline[1:]:
+    def _stages(self, pieces: Iterator[Dict[str, Any]], resume: Optional[Dict[str, Any]] = None) -> Iterator[Any]:
+        """The pipeline's stages over this pass's pieces, begun now (a shuffle buffer is refilled now)."""
+        reader: ReaderStage = self.pipeline[1]
+        plan, cursor = self.shards.epochs.plan, self.shards._cursor
+        assert plan is not None and cursor is not None
+        ctx = self._pass = PassContext(self.shards, plan, cursor, self.client, reader.tar_kw, resume)
+        source: Any = reader.start(pieces, ctx)
+        for i, step in enumerate(self.pipeline[2:], 2):
+            if isinstance(step, BufferStage):
+                source = step.start(source, ctx, functools.partial(self._between, upto=i))
+            else:
+                source = self.invoke(step, source)
+        return iter(source)
+
+    def _between(self, raw: Iterator[Any], upto: int) -> Iterator[Any]:
+        """``raw`` samples through the stages after the reader and before stage ``upto``."""
+        source: Any = raw
+        for step in self.pipeline[2:upto]:
             source = self.invoke(step, source)
         return iter(source)
 
-    def _outputs(self, first: Iterator[Dict[str, Any]], window: int) -> Iterator[Any]:
+    def _outputs(self, first: Iterator[Any], window: int) -> Iterator[Any]:
         limit = self.nsamples if self.nsamples > 0 else None
         if limit is not None and window >= limit:
             return
-        passes = itertools.chain([first], (self.shards.iterate() for _ in itertools.count())) \
+        passes = itertools.chain([first], (self._stages(self.shards.iterate()) for _ in itertools.count())) \
             if self.repetitions > 1 else [first]
-        for n_pass, pieces in enumerate(passes):
+        for n_pass, stages in enumerate(passes):
             if n_pass >= self.repetitions:
                 return
             produced = 0
-            for item in self._stages(pieces):
+            for item in stages:
                 produced += 1
                 window += 1
                 self._window = window
