@@ -266,8 +266,10 @@ class _Run:
         self.draws = Draws(mix.seed, plan.epoch, self.weights, self.active) if any(self.active) else None
         self.remapped = False
         self.cursor: Optional[Cursor] = None  # counts the samples of samples() (None: batches count themselves)
-        if pending_latest is not None and pending_latest != self.weights:
-            self.seen = -1  # a change set before the checkpoint, not yet in effect in this part: take it now
+        # a change this part's state had seen but not applied: applied where the uninterrupted pass would
+        # have (its next look at the weights: a segment or batch start)
+        self.pending = pending_latest if pending_latest is not None and pending_latest != self.weights else None
+        self.starts = {first for first, _, _ in plan.runs}
 
     def _start(self, i: int, epoch: int) -> None:
         queue = self.queues[i]
@@ -290,6 +292,8 @@ class _Run:
             else:
                 sources.append({"state": source.state(), "queue": self.queues[i]})
         version, latest = mix._shared.read()
+        if self.pending is not None:  # (a resumed change not applied yet: still the one to apply)
+            latest = list(self.pending)
         if self.cursor is not None:
             self.plan.progress = (self.cursor.done + self.cursor.count, 0)
         return {**mix._identity(), "kind": mix_state.PART_KIND, "version": mix_state.VERSION,
@@ -298,11 +302,18 @@ class _Run:
                 "exhausted": [i for i, a in enumerate(self.active) if not a]}
 
     # -- weights and exhaustion ---------------------------------------------------------------------
-    def _check_weights(self, p: int) -> None:
+    def _check_weights(self, p: int, boundary: bool = False) -> None:
+        """Take new weights, if any, from position ``p`` (a segment start; ``boundary``: a batch start)."""
+        if self.pending is not None and (boundary or not p & _CHECK_MASK or p in self.starts):
+            self._apply(self.pending, p)
+            self.pending = None
         version = self.mix._shared.version
         if version == self.seen:
             return
         self.seen, weights = self.mix._shared.read()
+        self._apply(weights, p)
+
+    def _apply(self, weights: List[float], p: int) -> None:
         if weights != self.weights:
             self.weights = weights
             self.changes.append([self.plan.epoch, p, list(weights)])
@@ -397,7 +408,7 @@ class _Run:
             batch_positions = [p for _, p in zip(range(size), positions)]
             if not batch_positions:
                 return
-            self._check_weights(batch_positions[0])
+            self._check_weights(batch_positions[0], boundary=True)
             batch = self._stratified(len(batch_positions)) if self.mix.stratified else \
                 self._drawn(batch_positions)
             if batch is _STOP:

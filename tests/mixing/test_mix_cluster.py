@@ -133,6 +133,24 @@ def test_a_weight_change_reaches_persistent_workers_and_a_resume_after_it_is_exa
     assert len(before) == 200
 
 
+@pytest.mark.parametrize("taken", [20, 32, 47])
+def test_a_change_the_state_saw_but_had_not_applied_takes_effect_where_the_uninterrupted_run_applied_it(
+        data, ais_endpoint, taken):
+    # in one process: set_weights between two looks at the weights (every 16 positions), then the state
+    mix = _mix(data, ais_endpoint, stop=300)
+    it = iter(mix)
+    [next(it) for _ in range(taken)]
+    mix.set_weights([0.1, 0.1, 0.8])
+    state = _roundtrip(mix.state_dict())
+    assert state["latest"] == [0.1, 0.1, 0.8] and state["weights"] == WEIGHTS
+    remainder = [identify(s) for s in it]
+    resumed = _mix(data, ais_endpoint, stop=300)
+    resumed.load_state_dict(state)
+    assert [identify(s) for s in resumed] == remainder
+    assert resumed.state_dict()["changes"] == mix.state_dict()["changes"] == [[0, -(-taken // 16) * 16,
+                                                                             [0.1, 0.1, 0.8]]]
+
+
 def _walk(tree):
     stack = [tree]
     while stack:
