@@ -210,6 +210,10 @@ class Mix(IterableDataset):
             self._shared.seed_if_untouched(weights)
         self._loaded = dict(loaded)
 
+    def __repr__(self) -> str:
+        return (f"Mix({len(self.sources)} sources, weights {[round(w, 4) for w in self.weights]}, "
+                f"stop={self.rule.to_value()!r}, epoch {self.epoch})")
+
     # -- iteration ----------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
         plan = self.positions.begin(self._n(), self._identity(), align=self._align())

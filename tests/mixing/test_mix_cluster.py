@@ -193,6 +193,19 @@ def test_every_rank_yields_exactly_the_count_and_no_sample_twice_across_ranks(da
     assert len(flat) == len(set(flat))
 
 
+@pytest.mark.parametrize("workers, persistent", [(0, False), (2, False), (2, True)])
+def test_epochs_of_the_mix_advance_by_themselves_with_new_draws_and_new_source_orders(data, ais_endpoint, workers,
+                                                                                    persistent):
+    mix = _mix(data, ais_endpoint, stop=1000)
+    loader = torch.utils.data.DataLoader(mix, batch_size=10, num_workers=workers, collate_fn=ids,
+                                         persistent_workers=persistent)
+    epochs = [[x for b in loader for x in b] for _ in range(2)]
+    assert [len(e) for e in epochs] == [1000, 1000]
+    assert all(len(set(e)) == 1000 for e in epochs)  # nothing twice inside an epoch
+    assert epochs[0] != epochs[1]
+    assert [x[0] for x in epochs[0]] != [x[0] for x in epochs[1]]  # other draws
+
+
 def _elastic(data, ep, stop, stops=(5, 12, 9)):
     before, states = [], []
     for rank, n in zip(range(3), stops):
