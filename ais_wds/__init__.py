@@ -80,6 +80,7 @@ _LAZY = {
     "PackReport": "ais_wds.pack.run",
     "plan_pack": "ais_wds.pack.run",
     "Mix": "ais_wds.mixing.mix",
+    "monitor": "ais_wds.metrics.loop",
 }
 
 __all__ = sorted(

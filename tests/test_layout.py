@@ -18,11 +18,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ais_wds"
 
 LAYERS: List[Tuple[str, List[str]]] = [
     ("model", ["ais_wds._version", "ais_wds.errors", "ais_wds.urls", "ais_wds.config"]),
-    ("transport", ["ais_wds._core", "ais_wds.client"]),
+    ("transport", ["ais_wds._core", "ais_wds.client", "ais_wds.metrics"]),  # metrics: counters the core calls
     ("objects", ["ais_wds.objects", "ais_wds.reader", "ais_wds.writer"]),
     ("listing + epochs", ["ais_wds.listing", "ais_wds.epochs", "ais_wds.partition", "ais_wds.shuffle"]),
     ("tar", ["ais_wds.tar"]),
-    ("front ends", ["ais_wds.streaming", "ais_wds.datasets", "ais_wds.shard_index", "ais_wds.mixing"]),
+    ("front ends", ["ais_wds.streaming", "ais_wds.datasets", "ais_wds.shard_index", "ais_wds.mixing",
+                    "ais_wds.metrics.loop", "ais_wds.metrics.prometheus", "ais_wds.metrics.tensorboard"]),
     ("pack", ["ais_wds.pack"]),
     ("doctor", ["ais_wds.doctor"]),  # ais-wds doctor's checks: the cluster and the shards under a prefix
     ("cli", ["ais_wds.cli"]),

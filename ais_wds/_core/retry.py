@@ -6,6 +6,7 @@ import time
 from typing import Any, Optional
 
 from ..errors import AISWdsError, ReadError
+from ..metrics import core as metrics
 
 
 class Backoff:
@@ -29,6 +30,7 @@ class Backoff:
             return None
         delay = min(0.2 * 2 ** self.attempts, 2.0, self._deadline - now)
         self.attempts += 1
+        metrics.count("retries")
         return float(delay)
 
 

@@ -41,6 +41,7 @@ from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Protocol, Sequ
 
 from ..client import Client
 from ..errors import AISWdsError, TarFormatError
+from ..metrics import core as metrics
 from ..urls import AISUrl, parse_url
 from .reader import read_bytes
 
@@ -117,6 +118,7 @@ class DirectGetter:
     def _try_direct(self, url: str) -> Optional[bytes]:
         """The object's bytes over the direct path, or None to fall back to the reader core."""
         conn = self.client.connections()
+        started = time.perf_counter()
         try:
             u = parse_url(url)
             resp, _ = conn.open_direct(u, self.client.bucket(u), preload=True)
@@ -126,6 +128,7 @@ class DirectGetter:
         if resp is None:  # the reader core tries the target, then the gateway, and decides what a refusal means
             return None
         data: bytes = resp.data
+        metrics.get_done(started, len(data), direct=True)
         return data
 
 
@@ -168,9 +171,11 @@ class BatchGetter:
         conn = self.client.connections()
         if not self._mapped:  # the per-object fallback goes straight to the targets even if the gateway is down
             self._mapped = conn.cluster_map() is not None
+        metrics.count("batch_gets")
         try:
             results = self._request(parsed, urls)
         except Exception as e:  # noqa: BLE001 - the per-object path reports precise per-URL errors
+            metrics.count("batch_get_fallbacks")
             self._failures += 1
             off = ""
             if _cluster_changing(e):
@@ -199,6 +204,7 @@ class BatchGetter:
         batch = sdk.batch(bucket=self.client.bucket(first), cont_on_err=True, streaming_get=True)
         for u in parsed:
             batch.add(u.path, bck=u.bucket, provider=u.provider)
+        started = time.perf_counter()
         raw = batch.get(raw=True)
         out: List[Optional[Result]] = []
         try:
@@ -208,6 +214,7 @@ class BatchGetter:
             if not out:
                 raise
             off = self._pause(BATCH_UNSTABLE_OFF_SECONDS) if _cluster_changing(e) else ""
+            metrics.count("batch_get_fallbacks")
             logger.warning("batch GET of %d objects broke off after %d entries (%s: %s); fetching the other %d "
                            "one by one%s", len(urls), len(out), type(e).__name__, " ".join(str(e).split())[:200],
                            len(urls) - len(out), off)
@@ -217,6 +224,7 @@ class BatchGetter:
             raise
         raw.drain_conn()  # the end-of-archive blocks; then the connection can be reused
         raw.release_conn()
+        metrics.get_done(started, sum(len(d) for d in out if isinstance(d, bytes)), direct=False)
         return out
 
     def _split(self, stream: Any, parsed: Sequence[AISUrl], urls: Sequence[str], out: List[Optional[Result]]) -> None:

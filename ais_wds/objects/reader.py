@@ -35,6 +35,7 @@ from typing import Any, Optional, Union
 from .._core.retry import Backoff, is_gateway_unreachable, is_transient, translate
 from ..client import Client
 from ..errors import AISWdsError, ReadError
+from ..metrics import core as metrics
 from ..urls import AISUrl, parse_url
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class ResumingObjectRaw(io.RawIOBase):
                 n: int = self._readinto(buf)
                 if n:
                     self._pos += n
+                    metrics.read(n)
                     return n
                 if self._end is None or self._pos >= self._end:
                     self._end = self._pos
@@ -101,16 +103,19 @@ class ResumingObjectRaw(io.RawIOBase):
                 raise ConnectionError(f"connection closed early: got {self._pos} of {self._end} bytes")
             except AISWdsError:
                 self._drop()
+                metrics.count("shards_failed")
                 raise
             except Exception as e:  # noqa: BLE001 - classified below
                 self._drop()
                 never_reached = (not (self._opened or self._client.answered)
                                  and is_gateway_unreachable(e, self._client.endpoint))
                 if not is_transient(e) or never_reached:  # a wrong or down endpoint fails fast
+                    metrics.count("shards_failed")
                     raise translate(e, self.name, endpoint=self._client.endpoint,
                                     token_source=self._client.config.token_source) from e
                 delay = backoff.next_delay()
                 if delay is None:
+                    metrics.count("shards_failed")
                     raise ReadError(f"gave up after {backoff.attempts + 1} attempts over {backoff.budget:.0f}s "
                                     f"({type(e).__name__}: {e})", url=self.name, offset=self._pos) from e
                 self._resumes += 1
@@ -141,6 +146,7 @@ class ResumingObjectRaw(io.RawIOBase):
 
     # -- internals --------------------------------------------------------------------------------
     def _open(self) -> None:
+        started = time.perf_counter()
         ranged = self._pos > 0 or self._end is not None
         byte_range = None
         if ranged:
@@ -149,6 +155,7 @@ class ResumingObjectRaw(io.RawIOBase):
         conn = self._client.connections()
         raw, unreachable = conn.open_direct(self._url, self._client.bucket(self._url),
                                             {"Range": byte_range} if byte_range else None)
+        raw_is_gateway = raw is None
         if raw is None:  # through the gateway, which redirects to the target
             raw = self._client.object(self._url).get_reader(byte_range=byte_range).raw()
             if unreachable:
@@ -169,6 +176,7 @@ class ResumingObjectRaw(io.RawIOBase):
             self._end = int(headers["Content-Length"])
         self._resp = raw
         self._readinto = _zero_copy_readinto(raw)
+        metrics.get_opened(started, direct=not raw_is_gateway, resumed=self._opened)
         self._opened = True
 
     def _release(self) -> None:

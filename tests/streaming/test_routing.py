@@ -16,7 +16,6 @@ import os
 import pickle
 import random
 import stat
-import tarfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import ais_wds
 from ais_wds import Client, ShardURL, write_bytes
 from ais_wds.streaming.gopen import ShardURLRouter
 from ais_wds.streaming.opener import opens_through_ais
+from tests.support.tars import tar_bytes
 
 wds = pytest.importorskip("webdataset")
 
@@ -50,16 +50,6 @@ def fake_fetchers(tmp_path, monkeypatch) -> Iterator[Path]:
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     yield record
     assert record.read_text() == "", f"webdataset's own fetcher ran: {record.read_text()}"
-
-
-def _tar(members: List[tuple]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, body in members:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(body), 1_700_000_000
-            tar.addfile(info, io.BytesIO(body))
-    return buf.getvalue()
 
 
 @dataclass
@@ -86,7 +76,7 @@ def cloud(request, clouds_cluster) -> CloudShards:
             key = f"k{s}-{j:02d}"
             out.samples[key] = {"bin": rng.randbytes(rng.randint(1, 9000)), "cls": str(j).encode()}
             members += [(f"{key}.{ext}", body) for ext, body in out.samples[key].items()]
-        write_bytes(f"{out.prefix}train-{s:06d}.tar", _tar(members), client)
+        write_bytes(f"{out.prefix}train-{s:06d}.tar", tar_bytes(members), client)
     client.bucket(f"{scheme}://{name}").evict(keep_md=True)
     return out
 
