@@ -4,7 +4,7 @@ Lists once, in ``__init__`` (the :class:`~ais_wds.listing.Listing` is what DataL
 fetches through the core: one object with a direct GET, a DataLoader batch (``__getitems__``) with
 parallel direct GETs (or AIS batch GETs). When the order of indices is known (``ds.sampler()``, or
 sequential order) each worker also reads its next batches ahead, as pipelined batch GETs
-(``ais_wds.datasets._readahead``).
+(``ais_wds.datasets.readahead``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..client import Client
 from ..listing import Listing
 from ..objects.fetch import DirectGetter
 from ._common import ErrorPolicy, FetchSettings, Transform, apply, build_listing, check_indices
-from ._readahead import ReadAhead
+from .readahead import ReadAhead
 from .sampler import AISSampler, OrderSpec
 
 logger = logging.getLogger(__name__)

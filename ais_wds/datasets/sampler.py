@@ -2,7 +2,7 @@
 :class:`~ais_wds.AISShardDataset`): this rank's share of a seeded epoch order, epochs that advance on
 their own, and a state for torchdata's ``StatefulDataLoader`` (exact and elastic resume). It also tells
 an :class:`~ais_wds.AISDataset` its order, so the dataset can read ahead of the DataLoader (see
-:mod:`ais_wds.datasets._readahead`)."""
+:mod:`ais_wds.datasets.readahead`)."""
 
 from __future__ import annotations
 

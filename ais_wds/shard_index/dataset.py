@@ -1,4 +1,4 @@
-"""A map-style dataset over the samples inside tar shards: one range GET per sample, no local cache.
+"""A map-style dataset over the samples inside tar shards: byte ranges batched into AIS GetBatch requests.
 
 ``AISShardDataset(index_or_prefix)`` holds, per sample, only (shard number, byte offset, length) from
 a shard index (:mod:`ais_wds.shard_index`): 20 bytes a sample, in arrays that pickle as bytes and are
@@ -7,7 +7,12 @@ covers all its members with their tar headers, and parses it with :mod:`ais_wds.
 webdataset sample dict (``__key__``, ``__url__``, lower-cased extension -> bytes).
 
 ``ds.__getitems__(indices)`` (used by ``torch.utils.data.DataLoader`` for a whole batch) reads the
-batch's ranges concurrently and merges ranges of neighbouring samples of one shard into one GET.
+batch's byte ranges with AIS GetBatch requests (:class:`ais_wds.objects.ranges.RangeGetter`: a range per
+entry, several requests in parallel; concurrent range GETs where GetBatch is refused). With the dataset's
+own sampler (``sampler=ds.sampler(shuffle=True)``) each DataLoader worker also reads its next batches
+ahead (:mod:`ais_wds.datasets.readahead`: the order is known, so a batch tells where the worker is), which
+hides AIS's fixed cost per request. ``fetch="range"`` reads with range GETs instead (neighbouring samples
+of one shard merged into one GET).
 
 Thread safety: ``__getitem__`` and ``__getitems__`` may be called from several threads. Process
 safety: picklable (the client is rebuilt in each process; the thread pool is not carried).
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from array import array
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -26,7 +32,11 @@ from torch.utils.data import Dataset
 from .._core.dist import run_on_rank0_and_share
 from .._core.process_local import ProcessLocal
 from ..client import Client
-from ..datasets.sampler import AISSampler
+from ..datasets.readahead import ReadAhead
+from ..datasets.sampler import AISSampler, OrderSpec
+from ..errors import AISWdsError, ConfigError
+from ..objects.prefetch import Prefetcher
+from ..objects.ranges import RangeGetter
 from ..objects.reader import read_range
 from ..tar.reader import group_by_keys, iter_members
 from .index import ShardIndex, ShardIndexError, build_index, load_index
@@ -34,6 +44,11 @@ from .index import ShardIndex, ShardIndexError, build_index, load_index
 logger = logging.getLogger(__name__)
 
 Sample = Dict[str, Any]
+
+READ_AHEAD_THREADS = 8
+"""GetBatch requests in flight for the read-ahead of one worker."""
+READ_AHEAD_PER_REQUEST = 256
+"""Ranges per GetBatch request of the read-ahead (AIS's fixed cost per request spread over them)."""
 
 
 def resolve_index(source: str, client: Client) -> ShardIndex:
@@ -72,9 +87,13 @@ class AISShardDataset(Dataset):
             save one with ``ais-wds index`` to skip that).
         client: a :class:`Client` or an endpoint; default from the environment.
         transform: applied to every sample dict before it is returned.
-        threads: concurrent range GETs in :meth:`__getitems__`.
-        coalesce_gap: neighbouring samples of one shard whose ranges are at most this many bytes apart
-            are read with one GET in :meth:`__getitems__` (the gap is read and dropped).
+        threads: concurrent requests in :meth:`__getitems__` (GetBatch requests, or range GETs).
+        fetch: ``"batch"`` (default): GetBatch requests of byte ranges, with read-ahead; ``"range"``: range
+            GETs, neighbours merged (see ``coalesce_gap``).
+        read_ahead: samples of its next batches each DataLoader worker reads ahead when the order is known
+            (the dataset's own sampler); 0: none.
+        coalesce_gap: with ``fetch="range"``, neighbouring samples of one shard whose ranges are at most
+            this many bytes apart are read with one GET (the gap is read and dropped).
         max_coalesce: the largest merged range in bytes.
 
     Raises:
@@ -82,8 +101,10 @@ class AISShardDataset(Dataset):
     """
 
     def __init__(self, source: Union[ShardIndex, str], client: Union[Client, str, None] = None, *,
-                 transform: Optional[Callable[[Sample], Any]] = None, threads: int = 16,
-                 coalesce_gap: int = 64 << 10, max_coalesce: int = 16 << 20):
+                 transform: Optional[Callable[[Sample], Any]] = None, threads: int = 16, fetch: str = "batch",
+                 read_ahead: int = 4096, coalesce_gap: int = 64 << 10, max_coalesce: int = 16 << 20):
+        if fetch not in ("batch", "range"):
+            raise ConfigError(f"AISShardDataset fetch must be 'batch' or 'range', got {fetch!r}")
         self.client = Client.of(client)
         self.client.load_sdk()  # forked workers inherit the SDK import
         index = self._resolve(source)
@@ -100,6 +121,12 @@ class AISShardDataset(Dataset):
             self._offset.extend(shard.offsets)
             self._length.extend(shard.lengths)
         self._pool: ProcessLocal[ThreadPoolExecutor] = ProcessLocal(self._new_pool)
+        self.fetch = fetch
+        self._engine = Prefetcher(RangeGetter(self.client), threads=max(1, threads), batch_size=64)
+        self._ahead = ReadAhead(Prefetcher(RangeGetter(self.client), threads=READ_AHEAD_THREADS,
+                                           batch_size=READ_AHEAD_PER_REQUEST), read_ahead)
+        self.order_spec: Optional[OrderSpec] = None  # set by AISSampler; None: sequential order
+        self._first_pid = 0
 
     def _resolve(self, source: Union[ShardIndex, str]) -> ShardIndex:
         """The index, loaded (or built) once per job: on rank 0, shared over torch.distributed."""
@@ -136,7 +163,39 @@ class AISShardDataset(Dataset):
         return self.transform(sample) if self.transform else sample
 
     def __getitems__(self, indices: Sequence[int]) -> List[Any]:
-        """The samples at ``indices``, in that order: ranges read concurrently, neighbours merged."""
+        """The samples at ``indices``, in that order: GetBatch requests of their byte ranges (read ahead
+        when the order is known), or range GETs with ``fetch="range"``.
+
+        Raises:
+            IndexError: out of range. ReadError / NotFoundError: from AIS. ShardIndexError: stale index.
+        """
+        if self.fetch == "range":
+            return self._getitems_by_range(indices)
+        items = _Ranges(self)
+        located = [items[i] for i in indices]
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        stride = 1 if info is None else info.num_workers
+        results: Optional[List[Any]] = None
+        if self._first_pid != os.getpid():
+            # a process's first batch: one GetBatch in this thread before the read-ahead starts its threads
+            # (a thread start costs ~10 ms on a busy machine; this batch is never in the read-ahead anyway)
+            self._first_pid = os.getpid()
+            results = self._engine.getter.fetch([key for key, _ in located])  # type: ignore[misc]
+        ahead = self._ahead.take(items, self.order_spec, list(indices), stride)
+        if results is None:
+            results = ahead if ahead is not None else self._engine.fetch_all(located)  # type: ignore[arg-type]
+        out: List[Any] = []
+        for ((url, _, _), _), result in zip(located, results):
+            if isinstance(result, AISWdsError):
+                raise result
+            sample = parse_sample(result, url)
+            out.append(self.transform(sample) if self.transform else sample)
+        return out
+
+    def _getitems_by_range(self, indices: Sequence[int]) -> List[Any]:
+        """Range GETs, concurrently, neighbours merged."""
         located = [self.locate(i) for i in indices]
         runs = self._runs(located)
         pool = self._threads()
@@ -179,3 +238,19 @@ class AISShardDataset(Dataset):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._pool = ProcessLocal(self._new_pool)
+
+
+class _Ranges:
+    """The dataset's samples as the read-ahead sees them: ``[i]`` is ``((url, offset, length), length)``."""
+
+    __slots__ = ("_ds",)
+
+    def __init__(self, ds: AISShardDataset):
+        self._ds = ds
+
+    def __len__(self) -> int:
+        return len(self._ds)
+
+    def __getitem__(self, i: int) -> Tuple[Tuple[str, int, int], int]:
+        url, offset, length = self._ds.locate(i)
+        return (url, offset, length), length

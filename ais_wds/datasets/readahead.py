@@ -8,20 +8,33 @@ batches to its workers round-robin, so a worker's next batches start ``num_worke
 current one is handed out. A wrong guess costs only wasted fetches: a batch is served from the
 read-ahead only if its indices are exactly the ones predicted.
 
-Private to ``ais_wds.datasets.map``.
+Used by ``ais_wds.datasets.map`` (whole objects) and ``ais_wds.shard_index.dataset`` (byte ranges: any
+"listing" whose items are ``(key, size)`` and an engine whose getter fetches those keys).
 """
 
 from __future__ import annotations
 
 import threading
 from array import array
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import replace
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .._core.process_local import ProcessLocal
-from ..listing import Listing
 from ..objects.fetch import Result
 from ..objects.prefetch import Item, Pending, Prefetcher
 from .sampler import OrderSpec
+
+
+class Items(Protocol):
+    """What the read-ahead predicts over: ``items[i]`` is ``(key, size)`` of index ``i`` (a :class:`Listing`:
+    ``(url, size)``); the engine's getter fetches lists of keys."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> Tuple[Any, int]: ...
+
+
+Listing = Items
 
 
 class ReadAhead:
@@ -84,6 +97,8 @@ class _ProcessReadAhead:
         self._bytes = 0  # listed bytes in _ahead and _waiting
         self.hits = 0  # batches served from the read-ahead in this process (diagnostics)
         self._lock = threading.Lock()
+        self._given: Optional[OrderSpec] = None  # the order the dataset was last told
+        self._tried_next = False  # the next epoch's order was tried since the last batch found
 
     def take(self, listing: Listing, spec: Optional[OrderSpec], indices: Sequence[int], stride: int
              ) -> Optional[List[Result]]:
@@ -93,8 +108,20 @@ class _ProcessReadAhead:
         with self._lock:
             self._sync(spec, len(listing))
             pos = self._locate(indices)
+            if pos is None and self._spec is not None and not self._tried_next:
+                # workers forked when an epoch starts hold the previous epoch's order (the sampler tells the
+                # new one to the main process only at its first index): try the next epoch, once per miss run
+                given, current = self._given, self._spec
+                self._sync(replace(current, epoch=current.epoch + 1), len(listing))
+                self._given, self._tried_next = given, True
+                pos = self._locate(indices)
+                if pos is None:  # not that either: back to the order we were told
+                    self._spec = None if current is None else replace(current, epoch=-1)
+                    self._sync(given, len(listing))
+                    self._given, self._tried_next = given, True
             if pos is None:
                 return None
+            self._tried_next = False
             size = len(indices)
             mine = self._ahead.pop(pos, None)
             self._drop_before(pos, mine)
@@ -164,7 +191,11 @@ class _ProcessReadAhead:
             offset += len(items)
 
     def _sync(self, spec: Optional[OrderSpec], n: int) -> None:
-        if spec != self._spec:  # a new order: the old predictions are useless
+        if spec != self._given:  # a new order: the old predictions are useless
+            self._given = spec
+            self._tried_next = False
+        if spec != self._spec and (spec is None or self._spec is None or spec.epoch > self._spec.epoch
+                                   or replace(spec, epoch=self._spec.epoch) != self._spec):
             for entry in self._ahead.values():
                 entry[0].cancel()
             self._ahead, self._waiting, self._horizon, self._bytes = {}, [], (-1, 0), 0
