@@ -83,7 +83,7 @@ class Mix(IterableDataset):
     """
 
     def __init__(self, sources: Sequence[Any], weights: Sequence[float], *, seed: int = 0,
-                 stop: Union[int, str] = FIRST_EXHAUSTED, batch_size: Optional[int] = None,
+                 stop: Union[int, str] = "first_exhausted", batch_size: Optional[int] = None,
                  stratified: bool = False, rank: Optional[int] = None, world_size: Optional[int] = None):
         super().__init__()
         if not sources:
@@ -268,7 +268,6 @@ class _Run:
                 else:
                     self._start(i, first)
         self.draws = Draws(mix.seed, plan.epoch, self.weights, self.active) if any(self.active) else None
-        self.remapped = False
         self.cursor: Optional[Cursor] = None  # counts the samples of samples() (None: batches count themselves)
         # a change this part's state had seen but not applied: applied where the uninterrupted pass would
         # have (its next look at the weights: a segment or batch start)
@@ -325,7 +324,6 @@ class _Run:
 
     def _remap(self) -> bool:
         """Redraw over the active sources; False when none of positive weight is left."""
-        self.remapped = True
         if not any(a and w > 0 for a, w in zip(self.active, self.weights)):
             return False
         if self.draws is None:
@@ -366,41 +364,37 @@ class _Run:
 
     # -- the two iterators --------------------------------------------------------------------------
     def samples(self) -> Iterator[Any]:
-        """The pass's samples, counted by a C counter as they leave (``itertools.compress`` with the
-        counter as its always-true selectors, as ``ais_wds.WebDataset`` counts), so the per-sample path
-        is the draw and the source's ``next()``."""
+        """The pass's samples, with no Python frame per sample of the mix's own: each segment of
+        ``CHECK_EVERY`` positions is ``map(next, <the drawn sources' iterators>)``, chained, and counted
+        by a C counter as they leave (``itertools.compress`` with the counter as its always-true
+        selectors, as ``ais_wds.WebDataset`` counts). A segment that ends early is a source whose share
+        ran out: :meth:`_segments` handles it and goes on."""
         cursor = self.cursor = Cursor(self.plan.progress[0], 0)
-        return itertools.compress(self._positions(), cursor.counting())
+        return itertools.compress(itertools.chain.from_iterable(self._segments(cursor)), cursor.counting())
 
-    def _positions(self) -> Iterator[Any]:
-        plan, iters, take, refill, cursor = self.plan, self.iters, self._take, self._refill, self.cursor
-        if self.draws is None or cursor is None or not self._remap():
+    def _segments(self, cursor: Cursor) -> Iterator[Iterator[Any]]:
+        plan, get = self.plan, self.iters.__getitem__
+        if self.draws is None or not self._remap():
             return
         draws = self.draws  # (remap changes the draws in place)
+        counted = cursor.count
         for first, end, _ in plan.left():
             p = first
-            while p < end:  # segments of CHECK_EVERY positions: one look at the weights, one slice of draws
+            while p < end:  # one look at the weights, one slice of draws per segment
                 self._check_weights(p)
-                self.remapped = False
-                segment_end = min(end, (p | _CHECK_MASK) + 1)
-                base = cursor.count  # samples counted before this segment: the position of a sample is
-                for i in draws.sources(p, segment_end):  # p + cursor.count - base (no count kept here)
-                    try:
-                        sample = next(iters[i])
-                    except StopIteration:
-                        at = p + cursor.count - base
-                        sample = refill(i)
-                        while sample is None:  # i left the draw: the position draws again among the others
-                            sample = take(draws.source(at))
-                        if sample is _STOP:
-                            return
-                        if self.remapped:  # a source left the draw: the rest of the segment draws anew
-                            p = at + 1
-                            yield sample
-                            break
-                    yield sample
-                else:
-                    p = segment_end
+                picks = draws.sources(p, min(end, (p | _CHECK_MASK) + 1))
+                yield map(next, map(get, picks))
+                now = cursor.count
+                p, done, counted = p + now - counted, now - counted, now
+                if done == len(picks):
+                    continue
+                sample = self._refill(picks[done])  # the source of position p ran out
+                while sample is None:  # it left the draw: p draws again among the others
+                    sample = self._take(draws.source(p))
+                if sample is _STOP:
+                    return
+                yield iter((sample,))
+                p, counted = p + 1, counted + 1
 
     def batches(self) -> Iterator[List[Any]]:
         plan, size = self.plan, self.mix.batch_size or 1
