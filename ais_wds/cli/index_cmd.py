@@ -6,6 +6,7 @@ import argparse
 from collections import Counter
 
 from ..client import Client
+from ..objects.ais_index import index_shards
 from ..shard_index.index import build_index, save_index
 from ..tar.names import shard_stem
 from ..urls import parse_url
@@ -24,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "stream; list: always try the listing first; stream: read every shard")
     p.add_argument("--workers", type=int, default=8, help="shards indexed in parallel (default 8)")
     p.add_argument("--no-wids", action="store_true", help="do not write the wids JSON descriptor")
+    p.add_argument("--ais", action="store_true",
+                   help="instead, have AIS index the shards itself (AIS 5.0's index-shard job; waits for it): reads "
+                        "of a member by name (archpath, ais-wds cat shard.tar/member) then seek to it; "
+                        "see docs/ais5.md for when each index is the better choice")
     p.set_defaults(func=run)
 
 
@@ -37,6 +42,11 @@ def default_output(prefix: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     client = Client(args.endpoint)
+    if args.ais:
+        for prefix in args.prefixes:
+            job, seconds = index_shards(client, prefix)
+            print(f"AIS indexed the shards under {prefix} (job {job}, {seconds:.1f}s); archpath reads use it now")
+        return 0
     how: Counter = Counter()
     index = build_index(args.prefixes, client, workers=args.workers, method=args.method,
                         on_shard=lambda url, method: how.update([method]))

@@ -39,7 +39,7 @@ from ..objects.prefetch import Prefetcher
 from ..objects.ranges import RangeGetter
 from ..objects.reader import read_range
 from ..tar.reader import group_by_keys, iter_members
-from .index import ShardIndex, ShardIndexError, build_index, load_index
+from .index import ShardIndex, ShardIndexError, build_index, load_index, verify_index
 
 logger = logging.getLogger(__name__)
 
@@ -95,19 +95,24 @@ class AISShardDataset(Dataset):
         coalesce_gap: with ``fetch="range"``, neighbouring samples of one shard whose ranges are at most
             this many bytes apart are read with one GET (the gap is read and dropped).
         max_coalesce: the largest merged range in bytes.
+        verify: when ``source`` is a saved index, check that no shard changed since it was written (one
+            listing of the shards: size, checksum and version; :func:`~ais_wds.shard_index.index.verify_index`),
+            once per job. An index passed as a :class:`ShardIndex` is the caller's to check.
 
     Raises:
+        ShardIndexError: the index is stale (a shard changed after it was indexed; the message names it).
         ShardIndexError, EmptyListingError, NotFoundError: the index or the shards cannot be found.
     """
 
     def __init__(self, source: Union[ShardIndex, str], client: Union[Client, str, None] = None, *,
                  transform: Optional[Callable[[Sample], Any]] = None, threads: int = 16, fetch: str = "batch",
-                 read_ahead: int = 4096, coalesce_gap: int = 64 << 10, max_coalesce: int = 16 << 20):
+                 read_ahead: int = 4096, coalesce_gap: int = 64 << 10, max_coalesce: int = 16 << 20,
+                 verify: bool = True):
         if fetch not in ("batch", "range"):
             raise ConfigError(f"AISShardDataset fetch must be 'batch' or 'range', got {fetch!r}")
         self.client = Client.of(client)
         self.client.load_sdk()  # forked workers inherit the SDK import
-        index = self._resolve(source)
+        index = self._resolve(source, verify)
         self.transform = transform
         self.threads = threads
         self.coalesce_gap = coalesce_gap
@@ -128,11 +133,15 @@ class AISShardDataset(Dataset):
         self.order_spec: Optional[OrderSpec] = None  # set by AISSampler; None: sequential order
         self._first_pid = 0
 
-    def _resolve(self, source: Union[ShardIndex, str]) -> ShardIndex:
-        """The index, loaded (or built) once per job: on rank 0, shared over torch.distributed."""
-        if isinstance(source, ShardIndex):
-            return source
-        return run_on_rank0_and_share(lambda: resolve_index(str(source), self.client))
+    def _resolve(self, source: Union[ShardIndex, str], verify: bool) -> ShardIndex:
+        """The index, loaded (or built) and verified once per job: on rank 0, shared over torch.distributed."""
+        def load() -> ShardIndex:
+            index = source if isinstance(source, ShardIndex) else resolve_index(str(source), self.client)
+            if verify and not isinstance(source, ShardIndex) and str(source).endswith(".msgpack"):
+                verify_index(index, self.client, origin=str(source))
+            return index
+
+        return run_on_rank0_and_share(load)
 
     def sampler(self, *, shuffle: bool = False, seed: int = 0, rank: Optional[int] = None,
                 world_size: Optional[int] = None, even: Optional[str] = None) -> AISSampler:

@@ -4,6 +4,7 @@ Format (msgpack, kind ``ais-wds-shard-index-v1``), columnar per shard to stay co
 
     {"kind": "ais-wds-shard-index-v1", "plan": <pack plan fingerprint or None>,
      "shards": [{"url": "ais://dst/train-000000.tar", "size": <bytes>,
+                 "checksum": <AIS checksum value or None>, "version": <AIS version or None>,  # since 0.3
                  "keys": [...], "offsets": [...], "lengths": [...],      # one entry per sample
                  "member_counts": [...],                                   # members per sample
                  "member_names": [...], "member_offsets": [...], "member_sizes": [...]}]}
@@ -18,6 +19,12 @@ Beside the index, :func:`save_index` writes a wids descriptor (``{"__kind__": "w
 "wids_version": 1, "requires": "ais_wds", "note": ..., "shardlist": [{"url", "nsamples", "filesize"}]}``):
 wids reads it, and fetches its ``ais://`` shards in a process that has imported ais_wds
 (:mod:`ais_wds.streaming.wids`); ``requires`` and ``note`` say so to whoever opens the file.
+
+Staleness: ``size``, ``checksum`` and ``version`` are the shard's as AIS listed it when it was indexed;
+:func:`verify_index` (run by :class:`~ais_wds.shard_index.dataset.AISShardDataset` when it loads an index)
+lists the shards again and refuses a shard that changed since with a :class:`ShardIndexError` naming it,
+before any sample is read. Indexes written before these fields existed (or by the packer, which indexes
+shards before they exist) hold None: only the size is compared, and the log says so.
 
 Builders: :func:`index_from_plan` (the packer knows every offset in advance) and :func:`build_index`
 (shards made by any tool: from AIS's archive listing verified with one batched ranged GET of the
@@ -42,12 +49,13 @@ from ..client import Client
 from ..errors import EmptyListingError, ShardIndexError, TarFormatError
 from ..listing import Listing, list_objects
 from ..objects.fetch import read_ranges_batched
+from ..objects.list_pages import list_pages
 from ..objects.reader import open_object, read_bytes
 from ..objects.writer import write_bytes
 from ..tar import writer as tarwrite
 from ..tar.names import base_plus_ext, is_meta_member
 from ..tar.reader import iter_member_spans
-from ..urls import expand_urls
+from ..urls import expand_urls, parse_url
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +90,8 @@ class ShardRecord:
     member_names: List[str] = field(default_factory=list)
     member_offsets: List[int] = field(default_factory=list)
     member_sizes: List[int] = field(default_factory=list)
+    checksum: Optional[str] = None  # AIS's checksum value when indexed (None: unknown)
+    version: Optional[str] = None  # AIS's object version when indexed (None: unknown)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -166,6 +176,7 @@ def wids_note(schemes: Sequence[str]) -> str:
 
 
 _REBUILD = "the index is damaged or from another tool; rebuild it with `ais-wds index PREFIX`"
+_OPTIONAL = ("checksum", "version")  # added in 0.3; older indexes lack them (unknown)
 _COLUMNS = {"keys": str, "offsets": int, "lengths": int, "member_counts": int, "member_names": str,
             "member_offsets": int, "member_sizes": int}
 
@@ -185,13 +196,16 @@ def _shard_record(doc: Any, i: int, origin: str) -> ShardRecord:
     missing = [f for f in ("url", "size", *_COLUMNS) if f not in doc]
     if missing:
         raise bad(f"field {missing[0]!r} is missing")
-    unknown = sorted(set(doc) - {"url", "size", *_COLUMNS})
+    unknown = sorted(set(doc) - {"url", "size", *_COLUMNS, *_OPTIONAL})
     if unknown:
         raise bad(f"unknown field {unknown[0]!r}")
     if not isinstance(doc["url"], str) or "://" not in doc["url"]:
         raise bad("field 'url' is not a shard URL")
     if not _is_count(doc["size"]):
         raise bad("field 'size' is not a non-negative integer")
+    for name in _OPTIONAL:
+        if doc.get(name) is not None and not isinstance(doc[name], str):
+            raise bad(f"field {name!r} is neither a string nor None")
     for name, kind in _COLUMNS.items():
         column = doc[name]
         if not isinstance(column, list):
@@ -528,4 +542,82 @@ def build_index(sources: Union[str, Sequence[str]], client: Union[Client, str, N
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         records = list(pool.map(one, shards))
+    stamps = shard_stamps(sources, client)
+    for record in records:
+        stamp = stamps.get(record.url)
+        if stamp is not None and stamp[0] == record.size:
+            record.checksum, record.version = stamp[1], stamp[2]
     return ShardIndex(records)
+
+
+def shard_stamps(sources: Sequence[str], client: Client) -> Dict[str, Tuple[int, Optional[str], Optional[str]]]:
+    """``url -> (size, checksum, version)`` of every object under ``sources``, as AIS lists them now (one
+    listing with those properties; nothing is read)."""
+    out: Dict[str, Tuple[int, Optional[str], Optional[str]]] = {}
+    for source in sources:
+        u = parse_url(source)
+        base = u.join("x")[:-1]
+        for page in list_pages(client, u, props="name,size,checksum,version"):
+            for e in page:
+                cs, ver = e.get(b"cs"), e.get(b"v")
+                out[base + e[b"n"].decode()] = (int(e.get(b"s") or 0), cs.decode() if cs else None,
+                                                 ver.decode() if ver else None)
+    return out
+
+
+def verify_index(index: ShardIndex, client: Union[Client, str, None] = None, *, origin: str = "index") -> int:
+    """Refuse an index whose shards changed since it was written: list the shards again (one listing per
+    bucket prefix; nothing is read) and compare each one's size, checksum and version with the index.
+
+    A shard indexed without a checksum or version (an index written before ais_wds 0.3, or by ``pack``)
+    is compared by size only; the log says how many.
+
+    Returns:
+        The number of shards checked by size only.
+
+    Raises:
+        ShardIndexError: a shard is gone, or its size, checksum or version differs from the index (the
+            message names the shard and what changed; the first one found, and how many in all).
+    """
+    client = Client.of(client)
+    prefixes = sorted({_common_prefix(urls) for urls in _by_bucket(s.url for s in index.shards).values()})
+    now = shard_stamps(prefixes, client)
+    stale: List[Tuple[str, str]] = []
+    size_only = 0
+    for shard in index.shards:
+        stamp = now.get(shard.url)
+        if stamp is None:
+            stale.append((shard.url, "the shard is gone"))
+            continue
+        size, checksum, version = stamp
+        if size != shard.size:
+            stale.append((shard.url, f"its size is {size} bytes, the index says {shard.size}"))
+        elif shard.checksum is None and shard.version is None:
+            size_only += 1
+        elif shard.checksum is not None and checksum is not None and checksum != shard.checksum:
+            stale.append((shard.url, f"its checksum is {checksum}, the index says {shard.checksum}"))
+        elif shard.version is not None and version is not None and version != shard.version:
+            stale.append((shard.url, f"its version is {version}, the index says {shard.version}"))
+    if stale:
+        url, what = stale[0]
+        more = f" ({len(stale)} of {len(index.shards)} shards changed)" if len(stale) > 1 else ""
+        raise ShardIndexError(f"the shard changed after it was indexed: {what}{more}", url=url,
+                              hint=f"the index {origin} is stale: rebuild it with `ais-wds index`")
+    if size_only:
+        logger.info("%s: %d of %d shards were indexed without a checksum or version (an index from ais_wds < 0.3, "
+                    "or written by pack): only their sizes were checked", origin, size_only, len(index.shards))
+    return size_only
+
+
+def _by_bucket(urls: Iterable[str]) -> Dict[str, List[str]]:
+    out: Dict[str, List[str]] = {}
+    for url in urls:
+        out.setdefault(parse_url(url).bucket_url, []).append(url)
+    return out
+
+
+def _common_prefix(urls: List[str]) -> str:
+    """The longest common prefix of object URLs of one bucket, cut back to the bucket URL at least."""
+    prefix = os.path.commonprefix(urls)
+    bucket = parse_url(urls[0]).bucket_url
+    return prefix if len(prefix) >= len(bucket) else bucket
