@@ -4,9 +4,7 @@ cluster (ais://@remote/), through the client's one HTTP session."""
 
 from __future__ import annotations
 
-import io
 import random
-import tarfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Tuple
@@ -17,6 +15,7 @@ from ais_wds import AuthError, BucketNotFoundError, Client, list_objects, write_
 from ais_wds.objects.list_pages import LS_ARCH_DIR, list_pages
 from ais_wds.urls import parse_url
 from tests.support.http_log import http_log
+from tests.support.tars import tar_bytes
 
 NAMES = ["a/plain-000.bin", "a/ünï-cödé-名前.bin", "a/with space.bin", "a/x" * 40 + ".bin", "b/other.bin"]
 
@@ -64,14 +63,8 @@ def test_the_default_page_size_lists_everything_in_one_go(client, mixed):
 
 
 def test_archive_members_are_listed_as_the_sdk_lists_them(client, bucket):
-    buf = io.BytesIO()
     members = {f"k{i:03d}.{ext}": random.Random(i).randbytes(100 + i) for i in range(20) for ext in ("jpg", "cls")}
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, body in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    write_bytes(f"ais://{bucket}/shards/s-0.tar", buf.getvalue(), client)
+    write_bytes(f"ais://{bucket}/shards/s-0.tar", tar_bytes(members.items()), client)
     from aistore.sdk.list_object_flag import ListObjectFlag
 
     listing = list_objects(f"ais://{bucket}/shards/", client, archive_members=True, page_size=9)
@@ -154,13 +147,14 @@ def test_cloud_and_remote_cluster_listings_match_the_sdk_byte_for_byte(provider_
     assert list(listing) == _sdk_listing(client, f"{base}/p/")
 
 
-def test_a_wrong_token_on_a_secure_cluster_is_an_auth_error(secure_cluster):
-    bad = Client(secure_cluster.endpoint, token="not-a-token", ca_cert=secure_cluster.vars["AIS_CLIENT_CA"])
-    with pytest.raises(AuthError):
-        list_objects("ais://any-bucket/", bad)
-    good = Client(secure_cluster.endpoint, token=secure_cluster.vars["AIS_AUTHN_TOKEN"],
-                  ca_cert=secure_cluster.vars["AIS_CLIENT_CA"])
+def test_the_token_goes_with_every_page_and_a_wrong_one_is_an_auth_error(secure_cluster):
+    ca = secure_cluster.vars["AIS_CLIENT_CA"]
+    good = Client(secure_cluster.endpoint, token=secure_cluster.vars["AIS_AUTHN_TOKEN"], ca_cert=ca)
     name = f"lsm-auth-{uuid.uuid4().hex[:8]}"
     good.sdk.bucket(name).create()
-    write_bytes(f"ais://{name}/k/x.bin", b"abc", good)
-    assert list(list_objects(f"ais://{name}/k/", good)) == [(f"ais://{name}/k/x.bin", 3)]
+    for i in range(5):
+        write_bytes(f"ais://{name}/k/x{i}.bin", b"abc"[:i % 3 + 1], good)
+    assert list(list_objects(f"ais://{name}/k/", good, page_size=2)) == \
+        [(f"ais://{name}/k/x{i}.bin", i % 3 + 1) for i in range(5)]
+    with pytest.raises(AuthError, match="AIS_AUTHN_TOKEN|token"):
+        list_objects(f"ais://{name}/k/", Client(secure_cluster.endpoint, token="not-a-token", ca_cert=ca))

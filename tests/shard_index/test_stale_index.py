@@ -4,10 +4,8 @@ index (``ais-wds index --ais``) serves member reads and notices a changed shard 
 
 from __future__ import annotations
 
-import io
 import logging
 import random
-import tarfile
 
 import msgpack
 import pytest
@@ -16,16 +14,7 @@ from ais_wds import ShardIndexError, read_bytes, read_member, write_bytes
 from ais_wds.cli import main as cli_main
 from ais_wds.shard_index.dataset import AISShardDataset
 from ais_wds.shard_index.index import build_index, load_index, save_index, verify_index
-
-
-def _tar(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, body in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    return buf.getvalue()
+from tests.support.tars import tar_bytes
 
 
 def _members(shard, seed):
@@ -38,7 +27,7 @@ def shards(client, bucket):
     urls = []
     for s in range(3):
         url = f"ais://{bucket}/shards/train-{s:03d}.tar"
-        write_bytes(url, _tar(_members(s, s)), client)
+        write_bytes(url, tar_bytes(_members(s, s)), client)
         urls.append(url)
     return bucket, urls
 
@@ -63,7 +52,7 @@ def test_a_shard_rewritten_with_the_same_size_is_refused_naming_it(client, shard
     save_index(build_index(f"ais://{bucket}/shards/", client), path, client)
     members = _members(1, 1)
     members[3] = (members[3][0], bytes(len(members[3][1])))  # same names, same sizes, other bytes
-    write_bytes(urls[1], _tar(members), client)
+    write_bytes(urls[1], tar_bytes(members), client)
     assert len(read_bytes(urls[1], client)) == load_index(path).shards[1].size
     with pytest.raises(ShardIndexError, match="changed after it was indexed: its checksum") as e:
         AISShardDataset(path, client)
@@ -74,7 +63,7 @@ def test_a_shard_that_grew_or_vanished_is_refused_naming_it(client, shards, tmp_
     bucket, urls = shards
     path = str(tmp_path / "i.msgpack")
     save_index(build_index(f"ais://{bucket}/shards/", client), path, client)
-    write_bytes(urls[0], _tar(_members(0, 0) + [("extra.bin", b"x" * 5000)]), client)
+    write_bytes(urls[0], tar_bytes(_members(0, 0) + [("extra.bin", b"x" * 5000)]), client)
     with pytest.raises(ShardIndexError, match="its size is .* the index says") as e:
         AISShardDataset(path, client)
     assert e.value.url == urls[0]
@@ -95,7 +84,7 @@ def test_an_index_file_without_checksums_still_loads_and_is_checked_by_size(clie
     assert any("only their sizes were checked" in r.getMessage() for r in caplog.records)
     sample = ds[13]
     assert (sample["__key__"], sample["bin"]) == ("s1-001", _members(1, 1)[2][1])
-    write_bytes(urls[2], _tar(_members(2, 2) + [("big.bin", b"y" * 30_000)]), client)  # longer: refused by size
+    write_bytes(urls[2], tar_bytes(_members(2, 2) + [("big.bin", b"y" * 30_000)]), client)  # longer: refused by size
     with pytest.raises(ShardIndexError, match="its size is"):
         AISShardDataset(str(old), client)
 
@@ -107,5 +96,5 @@ def test_ais_own_index_serves_member_reads_and_notices_a_changed_shard(client, s
     members = dict(_members(2, 2))
     assert read_member(urls[2], "s2-005.cls", client) == members["s2-005.cls"]
     changed = _members(2, 7)  # same names, other sizes and bytes: the old offsets would read wrong bytes
-    write_bytes(urls[2], _tar(changed), client)
+    write_bytes(urls[2], tar_bytes(changed), client)
     assert read_member(urls[2], "s2-005.cls", client) == dict(changed)["s2-005.cls"]
