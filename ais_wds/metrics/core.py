@@ -317,12 +317,32 @@ def add_slots(slots: Sequence[Sequence[int]]) -> array:
     """The word-by-word sum of slots."""
     total = array("Q", bytes(SLOT_WORDS * WORD))
     for slot in slots:
-        for i in range(SLOT_WORDS):
+        for i in range(len(slot)):
             total[i] += slot[i]
     return total
 
 
-def snapshot(blocks: Optional[Sequence[Block]] = None, extra: Sequence[Sequence[int]] = ()) -> Dict[str, Any]:
+class Baseline:
+    """What this process's own slot and some blocks' worker slots held at one moment, to report what
+    happened since (a monitor's numbers start at its first iteration)."""
+
+    def __init__(self, blocks: Sequence[Block] = ()):
+        self.main = array("Q", bytes(_state.slot))
+        self.workers: Dict[int, array] = {}
+        for block in blocks:
+            for wid, slot in enumerate(block.slots()):
+                self.workers[wid] = add_slots([self.workers.get(wid, ()), slot])
+
+
+def _minus(words: Sequence[int], base: Sequence[int]) -> array:
+    out = array("Q", bytes(SLOT_WORDS * WORD))
+    for i in range(SLOT_WORDS):
+        out[i] = max(words[i] - (base[i] if i < len(base) else 0), 0)
+    return out
+
+
+def snapshot(blocks: Optional[Sequence[Block]] = None, extra: Sequence[Sequence[int]] = (),
+             since: Optional[Baseline] = None) -> Dict[str, Any]:
     """This process's metrics and its DataLoader workers' added up, with ``workers``: the numbers per
     worker id (over the loaders), and ``main``: this process's own.
 
@@ -330,6 +350,8 @@ def snapshot(blocks: Optional[Sequence[Block]] = None, extra: Sequence[Sequence[
         blocks: whose workers to add (default: every block this process opened, those closed included,
             and then every monitor's numbers are in ``main`` too).
         extra: more slots to add to ``main`` (a monitor's own).
+        since: subtract what this process's slot and the blocks' slots held then (``extra`` is not
+            subtracted).
     """
     per_worker: Dict[int, List[Sequence[int]]] = {}
     with _lock:
@@ -342,11 +364,20 @@ def snapshot(blocks: Optional[Sequence[Block]] = None, extra: Sequence[Sequence[
         for wid, slot in enumerate(block.slots()):
             per_worker.setdefault(wid, []).append(slot)
     workers = {wid: add_slots(slots) for wid, slots in sorted(per_worker.items())}
-    main = add_slots([_state.slot, *extra])
+    own: Sequence[int] = _state.slot
+    if since is not None:
+        own = _minus(own, since.main)
+        workers = {wid: _minus(w, since.workers.get(wid, ())) for wid, w in workers.items()}
+    main = add_slots([own, *extra])
     out = summarize(add_slots([main, *workers.values()]))
     out["main"] = summarize(main)
     out["workers"] = {wid: summarize(w) for wid, w in workers.items() if any(w)}
     return out
+
+
+def totals(snap: Dict[str, Any]) -> Dict[str, float]:
+    """The running totals that rates are computed from: samples, bytes read, seconds waited for data."""
+    return {"samples": snap["samples"], "read_bytes": snap["read_bytes"], "wait": snap["data_wait"]["sum"]}
 
 
 # -- switching the events off ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from bisect import bisect_left
-from typing import Any, Callable, Dict, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 
 from . import core
 
@@ -75,6 +75,8 @@ class Monitor:
         self._samples = samples or samples_in
         self._slot = core.Slot()
         self._block: Optional[core.Block] = None
+        self._since: Optional[core.Baseline] = None  # taken at the first iteration
+        self._since_block: Optional[core.Block] = None
         env_log = os.environ.get(LOG_EVERY_ENV, "").strip()
         self.log_every = float(log_every if log_every is not None else (env_log or 60.0))
         self._tb: Any = None
@@ -82,7 +84,7 @@ class Monitor:
             from .tensorboard import Scalars
 
             self._tb = Scalars(tensorboard, every=tensorboard_every)
-        self._last_log = (time.monotonic(), self._totals())
+        self._last_log: Optional[Tuple[float, Dict[str, float]]] = None  # set at the first iteration
 
     # -- iteration ----------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
@@ -92,6 +94,10 @@ class Monitor:
         workers = int(getattr(self.loader, "num_workers", 0) or 0)
         if workers:
             self._block = core.block_for(self.loader, workers)
+        if self._since is None or (self._block is not None and self._block is not self._since_block):
+            self._since = core.Baseline([self._block] if self._block is not None else [])
+            self._since_block = self._block
+            self._last_log = (time.monotonic(), core.totals(self.snapshot()))
         it = self._start(workers)
         words, clock, samples_of, bounds = self._slot.words, time.perf_counter, self._samples, core.BOUNDS_US
         i_samples, i_batches = core.C["samples"], core.C["batches"]
@@ -130,23 +136,22 @@ class Monitor:
 
     # -- reading -------------------------------------------------------------------------------------
     def snapshot(self) -> Dict[str, Any]:
-        """This loop's numbers: what this process read and what this monitor's workers read, the samples
-        and batches this monitor delivered and its data-wait (see :func:`ais_wds.metrics.core.snapshot`)."""
-        return core.snapshot(blocks=[self._block] if self._block is not None else [], extra=[self._slot.words])
-
-    def _totals(self) -> Dict[str, float]:
-        snap = self.snapshot()
-        return {"samples": snap["samples"], "read_bytes": snap["read_bytes"], "wait": snap["data_wait"]["sum"]}
+        """This loop's numbers since its first iteration: what this process and this loader's workers read,
+        the samples and batches this monitor delivered and its data-wait (see
+        :func:`ais_wds.metrics.core.snapshot`; ``ais_wds.metrics.snapshot()`` has the whole process's)."""
+        return core.snapshot(blocks=[self._block] if self._block is not None else [], extra=[self._slot.words],
+                             since=self._since)
 
     def _tick(self, final: bool = False) -> None:
         now = time.monotonic()
         if self._tb is not None:
             self._tb.maybe_write(self, now, final)
-        if self.log_every > 0 and (now - self._last_log[0] >= self.log_every or (final and now > self._last_log[0])):
-            self._log(now)
+        last = self._last_log
+        if self.log_every > 0 and last is not None and (now - last[0] >= self.log_every or (final and now > last[0])):
+            self._log(now, last)
 
-    def _log(self, now: float) -> None:
-        then, before = self._last_log
+    def _log(self, now: float, last: Tuple[float, Dict[str, float]]) -> None:
+        then, before = last
         snap = self.snapshot()
         took = max(now - then, 1e-9)
         wait = snap["data_wait"]
@@ -157,7 +162,7 @@ class Monitor:
                     / 1e6, 100 * min((wait["sum"] - before["wait"]) / took, 1.0), _ms(wait["p50"]), _ms(wait["p99"]),
                     _ms(snap["ttfb"]["p50"]), _ms(snap["ttfb"]["p99"]), snap["retries"], snap["resumed_streams"],
                     snap["gets_gateway"], snap["gets"])
-        self._last_log = (now, {"samples": snap["samples"], "read_bytes": snap["read_bytes"], "wait": wait["sum"]})
+        self._last_log = (now, core.totals(snap))
 
     def close(self) -> None:
         """Flush TensorBoard. (The workers' block belongs to the loader: it is removed, its numbers kept,
@@ -170,7 +175,8 @@ class Monitor:
         return len(self.loader)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("loader", "_slot", "_block", "_tb"):
+        if name.startswith("__") or name in ("loader", "_slot", "_block", "_tb", "_since", "_since_block",
+                                                   "_last_log"):
             raise AttributeError(name)
         return getattr(self.loader, name)
 

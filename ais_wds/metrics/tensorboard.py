@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Union
 
+from .core import totals
+
 TOTALS = ("samples", "retries", "resumed_streams", "shards_opened", "shards_failed", "gets_direct", "gets_gateway",
           "batch_get_fallbacks")
 
@@ -32,13 +34,13 @@ class Scalars:
     def maybe_write(self, monitor: Any, now: float, final: bool = False) -> None:
         """Write when ``every`` seconds passed since the last write (or at the end of an epoch)."""
         if self._last is None:
-            self._last, self._before = now, self._numbers(monitor.snapshot())
+            self._last, self._before = now, totals(monitor.snapshot())
             if not final:
                 return
         if not final and now - self._last < self.every:
             return
         snap = monitor.snapshot()
-        numbers = self._numbers(snap)
+        numbers = totals(snap)
         took = max(now - self._last, 1e-9)
         step = snap["batches"]
         add = self.writer.add_scalar
@@ -54,10 +56,6 @@ class Scalars:
         if final:
             self.writer.flush()
         self._last, self._before = now, numbers
-
-    @staticmethod
-    def _numbers(snap: Dict[str, Any]) -> Dict[str, float]:
-        return {"samples": snap["samples"], "read_bytes": snap["read_bytes"], "wait": snap["data_wait"]["sum"]}
 
     def close(self) -> None:
         self.writer.flush()

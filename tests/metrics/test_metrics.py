@@ -63,6 +63,8 @@ def slow_stage(sample):
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_a_two_worker_epoch_adds_up_to_what_was_delivered_and_read(shards, client, context):
+    """The monitor's numbers start at its first iteration; the process-wide snapshot has everything."""
+    ais_wds.read_bytes(f"{shards['prefix']}train-000000.tar", client)  # before: not the monitor's
     monitored = ais_wds.monitor(_loader(shards, client, context), log_every=0)
     batches = []
     for batch in monitored:
