@@ -10,7 +10,11 @@ Where plain ``wds.WebDataset`` bites, this one:
   exactly the same number of samples, and a share that starts inside a shard starts there with a range
   GET;
 * shuffles shards in a different order every epoch, deterministically from ``seed`` (same on every rank),
-  and advances the epoch by itself (persistent workers or not, ``resampled``, ``.with_epoch(n)``);
+  and advances the epoch by itself (persistent workers or not, ``resampled``, ``.with_epoch(n)``); with
+  an index, ``shuffle="samples"`` makes every epoch a uniform permutation of all samples instead, read
+  by batched byte ranges (:mod:`ais_wds.streaming.shuffling`);
+* ``.shuffle(n)`` is its own buffer, whose checkpoint names the samples it holds (8 bytes each), so
+  resume stays exact with it; ``.shuffle(n, open_shards=k)`` reads k shards at once (docs/shuffle.md);
 * resumes exactly, mid-shard included, through torchdata's ``StatefulDataLoader`` (``state_dict`` /
   ``load_state_dict``), and at another world size or worker count from a job state
   (``ais_wds.job_state``); counting the samples for that state runs in C (no Python frame per sample);
@@ -23,8 +27,9 @@ Where plain ``wds.WebDataset`` bites, this one:
 
 It is a ``wds.DataPipeline`` with webdataset's fluid methods (``.shuffle``, ``.decode``, ``.to_tuple``,
 ``.map``, ``.batched``, ``.with_epoch`` ...), so code written for ``wds.WebDataset`` keeps working.
-Exact resume counts the samples that leave the tar stage: stages that hold samples back across
-batches (``.shuffle(n)``'s buffer) lose what they held at the checkpoint.
+Exact resume counts the samples that leave the tar stage, and the ``.shuffle(n)`` buffer's state names
+what it held; other stages that hold samples back across items (``.unbatched()`` after ``.batched()``,
+a user's own buffering stage) lose what they held at the checkpoint.
 """
 
 from __future__ import annotations
@@ -377,7 +382,10 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
             (``"ais://bucket/train-{000000..000099}.tar"``), a Listing or a saved ``.msgpack`` listing,
             or a list of any of these.
         client: Client or endpoint; default from the environment.
-        shuffle: shuffle the shard order every epoch (deterministic from ``seed``).
+        shuffle: ``True`` / ``"shards"``: shuffle the shard order every epoch (deterministic from ``seed``);
+            ``False`` / ``"none"``: storage order; ``"samples"`` (needs ``index``): every epoch a uniform
+            random permutation of all samples of the job, split over ranks and workers as usual, each
+            sample read at its byte range (GetBatch, with read-ahead). Add ``.shuffle(n)`` for a buffer.
         seed: the shard shuffle seed, shared by all ranks.
         even: ``"drop"`` or ``"repeat"``: exactly the same number of samples on every rank (needs
             ``index``); None: ranks differ by at most one sample (with ``index``) or one shard.
@@ -393,7 +401,8 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
 
     Raises:
         EmptyListingError: no shard found under ``source`` (at construction, never a silent empty epoch).
-        ConfigError: ``even`` without ``index``. ShardIndexError: a shard missing from ``index``.
+        ConfigError: ``even`` without ``index``; ``shuffle`` not one of the values above (named), or
+            ``"samples"`` without ``index`` or with ``resampled``. ShardIndexError: a shard missing from ``index``.
 
     Process safety: picklable (fork, spawn and forkserver workers). ``state_dict()`` describes this
     process's pass (in a DataLoader worker: that worker's), as torchdata's ``StatefulDataLoader`` expects.

@@ -135,7 +135,7 @@ def _again(fn: Any, *args: Any, tries: int = 3) -> Any:
         except Exception as e:  # noqa: BLE001
             if attempt == tries - 1:
                 raise
-            print(f"shuffle section: {fn.__name__} failed ({type(e).__name__}: {str(e)[:300]}), again in 10 s",
+            print(f"shuffle section: {fn.__name__} failed ({type(e).__name__}: ...{str(e)[-600:]}), again in 10 s",
                   file=sys.stderr)
             time.sleep(10)
 
