@@ -296,27 +296,33 @@ class Listing:
         """
         where = os.fspath(path)
         with open(path, "rb") as f:
-            head = f.read(1)
-            f.seek(0)
             try:
-                if head and 0x80 <= head[0] <= 0x8F:  # a small map: the v2 header (or a v1 document)
-                    unpacker = msgpack.Unpacker(f, raw=False, read_size=64, strict_map_key=False)
-                    data = unpacker.unpack()
-                    if isinstance(data, dict) and data.get("kind") == LISTING_KIND_V2:
-                        f.seek(unpacker.tell())
-                        return cls._read_v2(data, f, where)
+                unpacker = msgpack.Unpacker(f, raw=False, read_size=1 << 16, strict_map_key=False)
+                try:
+                    entries = unpacker.read_map_header()
+                except msgpack.UnpackValueError:  # not a map: say what it is
                     f.seek(0)
-                data = msgpack.unpack(f, raw=False, strict_map_key=False)
+                    data = msgpack.unpack(f, raw=False, strict_map_key=False)
+                    raise ListingFormatError(f"not an ais_wds listing (a msgpack {type(data).__name__}, not a map)",
+                                             url=where) from None
+                header: Dict[str, Any] = {}
+                columns: Dict[str, Any] = {}
+                for _ in range(entries):
+                    key = unpacker.unpack()
+                    if key in ("urls", "sizes") and header.get("kind") != LISTING_KIND_V2:
+                        columns[key] = _stream_v1_column(unpacker, key, where)
+                    else:
+                        header[key] = unpacker.unpack()
+                if header.get("kind") == LISTING_KIND_V2:
+                    f.seek(unpacker.tell())
+                    return cls._read_v2(header, f, where)
             except ListingFormatError:
                 raise
             except Exception as e:  # noqa: BLE001 - any decoding failure means: not a listing file
                 raise ListingFormatError(f"not a msgpack listing: {type(e).__name__}: {e}", url=where) from None
-        if not isinstance(data, dict):
-            raise ListingFormatError(f"not an ais_wds listing (a msgpack {type(data).__name__}, not a map)",
-                                     url=where)
-        kind = data.get("kind")
+        kind = header.get("kind")
         if kind == LISTING_KIND:
-            return cls._load_v1(data, where)
+            return cls._load_v1(columns, where)
         raise ListingFormatError(f"not an ais_wds listing (kind {kind!r}; expected {LISTING_KIND_V2!r} or "
                                  f"{LISTING_KIND!r})", url=where, field="kind")
 
@@ -338,18 +344,42 @@ class Listing:
         return cls._from_columns(blob, offsets, sizes)
 
     @classmethod
-    def _load_v1(cls, data: Dict[str, Any], where: str) -> Listing:
-        urls = _field(data, "urls", list, where)
-        sizes = _field(data, "sizes", list, where)
-        if len(urls) != len(sizes):
-            raise ListingFormatError(f"fields 'urls' and 'sizes' differ in length ({len(urls)} vs {len(sizes)})",
-                                     url=where, field="sizes")
-        for name, values, kind in (("urls", urls, str), ("sizes", sizes, int)):
-            bad = next((i for i, v in enumerate(values) if not isinstance(v, kind) or isinstance(v, bool)), None)
-            if bad is not None:
-                raise ListingFormatError(f"field {name!r} entry {bad} is a {type(values[bad]).__name__}, "
-                                         f"expected {kind.__name__}", url=where, field=name)
-        return cls(urls, sizes)
+    def _load_v1(cls, columns: Dict[str, Any], where: str) -> Listing:
+        """A v1 document's columns, already streamed into compact buffers by :func:`_stream_v1_column`."""
+        for name in ("urls", "sizes"):
+            if name not in columns:
+                raise ListingFormatError(f"field {name!r} is missing", url=where, field=name)
+        blob, offsets = columns["urls"]
+        sizes = columns["sizes"]
+        if len(offsets) - 1 != len(sizes):
+            raise ListingFormatError(f"fields 'urls' and 'sizes' differ in length ({len(offsets) - 1} vs "
+                                     f"{len(sizes)})", url=where, field="sizes")
+        return cls._from_columns(blob, offsets, sizes)
+
+
+def _stream_v1_column(unpacker: Any, name: str, where: str) -> Any:
+    """Read a v1 column (an array of str or of int) one element at a time straight into compact buffers: a
+    2M-entry v1 file loads with about the memory of the listing itself instead of a list of 2M ``str``.
+
+    Returns ``(blob, offsets)`` for ``urls``, an ``array('q')`` for ``sizes``."""
+    try:
+        n = unpacker.read_array_header()
+    except msgpack.UnpackValueError:
+        raise ListingFormatError(f"field {name!r} is a {type(unpacker.unpack()).__name__}, expected list",
+                                 url=where, field=name) from None
+    kind = str if name == "urls" else int
+    blob, offsets, values = bytearray(), _int64([0]), array("q")
+    for i in range(n):
+        v = unpacker.unpack()
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise ListingFormatError(f"field {name!r} entry {i} is a {type(v).__name__}, expected {kind.__name__}",
+                                     url=where, field=name)
+        if isinstance(v, str):
+            blob += v.encode()
+            offsets.append(len(blob))
+        else:
+            values.append(v)
+    return (blob, offsets) if name == "urls" else values
 
 
 _V2_FIELDS = ("urls", "offsets", "sizes")
