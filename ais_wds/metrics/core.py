@@ -31,6 +31,8 @@ from bisect import bisect_left
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .._core.dist import torch_worker
+from . import trace
+from .trace import TRACE_DIR_ENV
 
 BLOCK_ENV = "AIS_WDS_METRICS_BLOCK"
 """Environment variable: the path of the block the DataLoader workers of this process count into."""
@@ -198,22 +200,33 @@ def read(nbytes: int) -> None:
     _state.slot[_READ_BYTES] += nbytes
 
 
-def get_opened(started: float, direct: bool, resumed: bool = False) -> None:
+def get_opened(started: float, direct: bool, resumed: bool = False, url: str = "") -> None:
     """A GET answered (its headers arrived); ``started`` is its ``time.perf_counter()`` at sending."""
-    observe("ttfb", time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    observe("ttfb", elapsed)
     slot = _state.slot
     slot[C["gets"]] += 1
     slot[C["gets_direct" if direct else "gets_gateway"]] += 1
     slot[C["resumed_streams" if resumed else "shards_opened"]] += 1
+    if TRACE_DIR_ENV in os.environ:
+        _trace("GET resume" if resumed else "GET open", elapsed, url=url, direct=direct)
 
 
-def get_done(started: float, nbytes: int, direct: bool) -> None:
+def get_done(started: float, nbytes: int, direct: bool, url: str = "") -> None:
     """A whole-object GET received its body (``nbytes``), ``started`` as for :func:`get_opened`."""
-    observe("get", time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    observe("get", elapsed)
     slot = _state.slot
     slot[C["gets"]] += 1
     slot[C["gets_direct" if direct else "gets_gateway"]] += 1
     slot[C["read_bytes"]] += nbytes
+    if TRACE_DIR_ENV in os.environ:
+        _trace("GET whole", elapsed, url=url, direct=direct, bytes=nbytes)
+
+
+def _trace(name: str, elapsed: float, **args: Any) -> None:
+    end = trace.now_us()
+    trace.span(name, end - int(elapsed * 1e6), end, **args)
 
 
 # -- blocks: the workers' slots, read by the rank's process -------------------------------------------

@@ -21,6 +21,7 @@ from bisect import bisect_left
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 
 from . import core
+from .trace import TRACE_DIR_ENV, merge, now_us, span
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class Monitor:
         log_every: seconds between INFO log lines (default ``AIS_WDS_METRICS_LOG`` or 60; 0: none).
         tensorboard: a ``torch.utils.tensorboard.SummaryWriter`` or a log directory for one.
         tensorboard_every: seconds between TensorBoard writes (always one at the end of an epoch).
+        trace: write a Chrome trace (Perfetto) of the GETs of every process and the loop's waits to this
+            JSON file at the end of each epoch and at :meth:`close` (see :mod:`ais_wds.metrics.trace`).
 
     Other attributes (``state_dict``, ``load_state_dict``, ``dataset``, ``__len__``...) are the loader's,
     so a monitored StatefulDataLoader still checkpoints.
@@ -70,8 +73,13 @@ class Monitor:
 
     def __init__(self, loader: Any, *, samples: Optional[Callable[[Any], int]] = None,
                  log_every: Optional[float] = None, tensorboard: Union[str, Any, None] = None,
-                 tensorboard_every: float = 10.0):
+                 tensorboard_every: float = 10.0, trace: Optional[str] = None):
         self.loader = loader
+        self._trace = trace
+        self._trace_env: Optional[str] = None
+        if trace is not None:  # this process and the workers it starts append their events there
+            self._trace_env = os.environ.get(TRACE_DIR_ENV)
+            os.environ[TRACE_DIR_ENV] = f"{os.path.abspath(trace)}.parts"
         self._samples = samples or samples_in
         self._slot = core.Slot()
         self._block: Optional[core.Block] = None
@@ -110,8 +118,12 @@ class Monitor:
             except StopIteration:
                 self._slot.observe("data_wait", clock() - started)  # the wait for the end counts too
                 self._tick(final=True)
+                self._write_trace()
                 return
             waited = int((clock() - started) * 1e6)  # the hot path of observe("data_wait", ...), inline
+            if self._trace is not None:
+                end = now_us()
+                span("wait for a batch", end - waited, end)
             words[i_wait + bisect_left(bounds, waited)] += 1
             words[i_wait_sum] += waited
             words[i_samples] += samples_of(batch)
@@ -165,10 +177,21 @@ class Monitor:
         self._last_log = (now, core.totals(snap))
 
     def close(self) -> None:
-        """Flush TensorBoard. (The workers' block belongs to the loader: it is removed, its numbers kept,
-        when the loader is garbage-collected.)"""
+        """Flush TensorBoard, write the trace and stop tracing. (The workers' block belongs to the loader:
+        it is removed, its numbers kept, when the loader is garbage-collected.)"""
         if self._tb is not None:
             self._tb.close()
+        if self._trace is not None:
+            self._write_trace()
+            if self._trace_env is None:
+                os.environ.pop(TRACE_DIR_ENV, None)
+            else:
+                os.environ[TRACE_DIR_ENV] = self._trace_env
+            self._trace = None
+
+    def _write_trace(self) -> None:
+        if self._trace is not None:
+            merge(f"{os.path.abspath(self._trace)}.parts", self._trace)
 
     # -- the loader's other attributes ------------------------------------------------------------------
     def __len__(self) -> int:
@@ -176,7 +199,7 @@ class Monitor:
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("loader", "_slot", "_block", "_tb", "_since", "_since_block",
-                                                   "_last_log"):
+                                                   "_last_log", "_trace", "_trace_env"):
             raise AttributeError(name)
         return getattr(self.loader, name)
 

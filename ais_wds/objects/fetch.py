@@ -128,7 +128,7 @@ class DirectGetter:
         if resp is None:  # the reader core tries the target, then the gateway, and decides what a refusal means
             return None
         data: bytes = resp.data
-        metrics.get_done(started, len(data), direct=True)
+        metrics.get_done(started, len(data), direct=True, url=url)
         return data
 
 

@@ -176,7 +176,7 @@ class ResumingObjectRaw(io.RawIOBase):
             self._end = int(headers["Content-Length"])
         self._resp = raw
         self._readinto = _zero_copy_readinto(raw)
-        metrics.get_opened(started, direct=not raw_is_gateway, resumed=self._opened)
+        metrics.get_opened(started, direct=not raw_is_gateway, resumed=self._opened, url=self.name)
         self._opened = True
 
     def _release(self) -> None:

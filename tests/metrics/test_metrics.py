@@ -192,3 +192,23 @@ def test_samples_in_counts_the_usual_batch_shapes():
     assert samples_in([["a", "b"], torch.zeros(2, 4), torch.tensor([1, 2])]) == 2  # default_collate of tuples
     assert samples_in(("key", b"x", 3)) == 1  # one sample (batch_size=None)
     assert samples_in({"__key__": "a", "bin": b"x"}) == 1
+
+
+def test_a_chrome_trace_has_every_workers_shard_opens_and_the_loops_waits(shards, client, tmp_path):
+    import json
+    import os
+
+    path = tmp_path / "trace.json"
+    monitored = ais_wds.monitor(_loader(shards, client), log_every=0, trace=str(path))
+    batches = list(monitored)
+    monitored.close()
+    assert "AIS_WDS_TRACE_DIR" not in os.environ
+    events = json.loads(path.read_text())["traceEvents"]
+    names = {e["pid"]: e["args"]["name"] for e in events if e["ph"] == "M"}
+    assert sorted(names.values()) == ["main", "worker 0", "worker 1"]
+    opens = [e for e in events if e["name"] == "GET open"]
+    assert sorted(e["args"]["url"] for e in opens) == [f"{shards['prefix']}train-{s:06d}.tar" for s in range(SHARDS)]
+    assert {names[e["pid"]] for e in opens} == {"worker 0", "worker 1"}
+    waits = [e for e in events if e["name"] == "wait for a batch"]
+    assert len(waits) == len(batches) and {names[e["pid"]] for e in waits} == {"main"}
+    assert all(e["ph"] == "X" and e["dur"] >= 0 for e in opens + waits)
