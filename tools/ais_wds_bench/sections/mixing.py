@@ -224,9 +224,6 @@ def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
                   if x is not None else "not run")
         out.append(goal(f"mixing, {label}: 3-source ais_wds.Mix >= 0.95x the same samples from one source "
                         "(per CPU second, in one process)", x, 0.95, detail))
-    state = (res.get("state_bytes") or {}).get("mix_state_json")
-    out.append(goal("mixing: Mix.state_dict() of 3 sources, JSON bytes", state, 4096,
-                    "", unit="B", higher_is_better=False))
     return out
 
 
