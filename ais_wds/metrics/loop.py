@@ -34,6 +34,8 @@ def samples_in(batch: Any) -> int:
     with ``__key__`` (a list of keys, or one key: 1), else its first value's count; a list of samples
     (dicts, tuples, bytes...) its length; collated columns (a list or tuple whose first item is a list or a
     tensor) the first column's count; a tuple of fields (one sample): 1."""
+    if type(batch) is list and batch and type(batch[0]) in (dict, tuple, bytes, str):  # the common case, first
+        return len(batch)
     shape = getattr(batch, "shape", None)
     if shape is not None and not isinstance(batch, (bytes, str)):
         return int(shape[0]) if len(shape) else 1
