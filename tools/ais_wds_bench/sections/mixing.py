@@ -31,13 +31,13 @@ import itertools
 import json
 import statistics
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List, Tuple
 
 import ais_wds
 from ais_wds import Client
 
+from ..data import temp_buckets
 from ..report import goal
 
 NUMBER = 10
@@ -194,22 +194,14 @@ def run(client: Any, scale: float = 1.0, rounds: int = 0) -> Dict[str, Any]:
     """The section's result (see the module docstring)."""
     client = Client.of(client)
     rounds = rounds or max(3, int(7 * scale))
-    bucket = f"bench-mixing-{uuid.uuid4().hex[:8]}"
-    client.sdk.bucket(bucket).create(exist_ok=True)
-    try:
+    with temp_buckets(client, "mixing") as (bucket,):
         out: Dict[str, Any] = {}
         for i, (label, (size, per_shard)) in enumerate(CASES.items()):
             per_shard = max(50, int(per_shard * min(scale, 1.0)))
             out[label] = _case(client, f"ais://{bucket}/case{i}", size, per_shard, rounds)
-        size, per_shard = CASES["4 KiB samples"]
         index = ais_wds.load_index(f"ais://{bucket}/case0/all.index.msgpack", client)
         out["state_bytes"] = _state_bytes(client, f"ais://{bucket}/case0", index, out["4 KiB samples"]["samples"])
         return out
-    finally:
-        try:
-            client.sdk.bucket(bucket).delete(missing_ok=True)
-        except Exception:  # noqa: BLE001 - cleanup is best effort
-            pass
 
 
 def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
