@@ -171,3 +171,28 @@ def test_token_expiry_is_read_from_the_jwt_without_verifying_it():
     assert token_expiry(f"{b64({'alg': 'HS256'})}.{b64({'exp': 1796639227, 'sub': 'a'})}.sig") == 1796639227.0
     assert token_expiry(f"{b64({'alg': 'HS256'})}.{b64({'sub': 'a'})}.sig") is None
     assert token_expiry("not-a-jwt") is None and token_expiry("a.!!!.c") is None
+
+
+def test_an_endpoint_that_is_not_ais_fails_the_endpoint_check():
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rc, out = doctor("--endpoint", f"http://127.0.0.1:{server.server_port}", "doctor")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert rc == 1, out
+    fail = lines(out, "FAIL")
+    assert len(fail) == 1 and "endpoint" in fail[0] and "is not an AIS gateway" in fail[0], out
+    assert "-> point AIS_ENDPOINT" in out
+
+
+def test_a_missing_bucket_fails_the_listing_check(ais_endpoint):
+    rc, out = doctor("--endpoint", ais_endpoint, "doctor", "ais://no-such-bucket-p21doctor/train/")
+    assert rc == 1, out
+    fail = lines(out, "FAIL")
+    assert len(fail) == 1 and "listing ais://no-such-bucket-p21doctor/train/" in fail[0], out
+    assert "bucket does not exist" in fail[0] and "-> check the bucket name" in out
