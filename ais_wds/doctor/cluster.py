@@ -70,7 +70,7 @@ def check_tls(client: Client) -> Check:
                 return Check("tls", OK, f"{tls.version()}: the gateway's certificate is valid for {host} and "
                                         f"signed by {ca}")
     except ssl.SSLCertVerificationError as e:
-        if e.verify_code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+        if e.verify_code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
             return Check("tls", FAIL, f"the gateway's certificate is not for {host!r}: {e.verify_message}",
                          "put the host name (or IP) the certificate names in AIS_ENDPOINT, or re-issue the "
                          "certificate with this name in its subjectAltName")

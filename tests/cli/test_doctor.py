@@ -196,3 +196,16 @@ def test_a_missing_bucket_fails_the_listing_check(ais_endpoint):
     fail = lines(out, "FAIL")
     assert len(fail) == 1 and "listing ais://no-such-bucket-p21doctor/train/" in fail[0], out
     assert "bucket does not exist" in fail[0] and "-> check the bucket name" in out
+
+
+def test_a_host_the_certificate_does_not_name_fails_the_tls_check(secure, monkeypatch):
+    monkeypatch.setenv("AIS_AUTHN_TOKEN", secure["token"])
+    monkeypatch.setenv("AIS_CLIENT_CA", secure["ca"])
+    other = secure["endpoint"].replace("://127.0.0.1:", "://127.0.0.2:")  # the same gateway, another address
+    if other == secure["endpoint"]:
+        pytest.skip("the secure cluster's endpoint is not on 127.0.0.1")
+    rc, out = doctor("--endpoint", other, "doctor")
+    assert rc == 1, out
+    fail = lines(out, "FAIL")
+    assert len(fail) == 1 and "tls" in fail[0] and "the gateway's certificate is not for '127.0.0.2'" in fail[0], out
+    assert "-> put the host name (or IP) the certificate names in AIS_ENDPOINT" in out
