@@ -18,6 +18,7 @@ import pytest
 from ais_wds import Client, write_bytes
 from ais_wds.cli import main as cli_main
 from ais_wds.doctor.cluster import token_expiry
+from tests.support.tars import tar_bytes
 
 _SECURE_VARS = ("AIS_ENDPOINT", "AIS_AUTHN_TOKEN", "AIS_CLIENT_CA", "AIS_SKIP_VERIFY_CRT")
 
@@ -209,3 +210,28 @@ def test_a_host_the_certificate_does_not_name_fails_the_tls_check(secure, monkey
     fail = lines(out, "FAIL")
     assert len(fail) == 1 and "tls" in fail[0] and "the gateway's certificate is not for '127.0.0.2'" in fail[0], out
     assert "-> put the host name (or IP) the certificate names in AIS_ENDPOINT" in out
+
+
+def test_split_samples_compression_and_a_stale_index_are_warnings(client, bucket, ais_endpoint):
+    import gzip
+
+    from ais_wds import build_index, save_index
+
+    prefix = f"ais://{bucket}/w/"
+    for s in range(2):
+        write_bytes(f"{prefix}train-{s:06d}.tar", _tar(6, s), client)
+    save_index(build_index(prefix, client), f"ais://{bucket}/w/shards.index.msgpack", client, wids=False)
+    rc, out = doctor("--endpoint", ais_endpoint, "doctor", prefix)
+    assert rc == 0 and lines(out, "WARN") == [], out
+    assert any("shard index" in line and "matching the listing" in line for line in lines(out, "OK")), out
+
+    members = [(f"a.{ext}", b"1") for ext in ("jpg", "cls")] + [("b.jpg", b"2"), ("a.txt", b"3")]  # a, b, a
+    write_bytes(f"{prefix}train-000001.tar", tar_bytes(members), client)  # the index no longer matches
+    write_bytes(f"{prefix}train-000002.tar.gz", gzip.compress(_tar(3, 9)), client)
+    rc, out = doctor("--endpoint", ais_endpoint, "doctor", prefix)
+    assert rc == 0, out  # warnings only
+    warn = "\n".join(lines(out, "WARN"))
+    assert "members of 1 samples are not adjacent (e.g. 'a')" in warn, out
+    assert "compression gzip" in warn and "gzip-compressed shards cost CPU" in out
+    assert "does not match the shards: 1 not indexed, 1 changed size, 0 no longer listed" in warn, out
+    assert f"-> rebuild it: `ais-wds index {prefix}`" in out
