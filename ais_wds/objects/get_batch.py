@@ -33,18 +33,27 @@ def open_batch_archive(client: Client, bucket: AISUrl, names: Sequence[str]) -> 
     Raises:
         AISWdsError (NotFoundError, RequestError, ConnectError, ...): the request was refused.
     """
-    try:
-        from aistore.sdk.batch.types import MossIn
+    from .._core.connections import BATCH_READ_TIMEOUT
 
-        sdk = client.connections().batch_sdk
-        bck = client.bucket(bucket)
-        batch = sdk.batch(bucket=bck, cont_on_err=False, streaming_get=True, only_obj_name=True)
-        # what batch.add(name) builds, without its per-call checks (a shard has thousands of names)
-        bck_name, provider = bck.name, bck.provider.value
-        batch.request.moss_in.extend(MossIn(obj_name=name, bck=bck_name, provider=provider) for name in names)
-        return batch.get(raw=True)
+    cfg = client.config
+    # the request as the SDK's Batch builds it, as plain JSON: no model per entry (a shard has thousands)
+    body = {"in": [{"objname": name, "bucket": bucket.bucket, "provider": bucket.provider} for name in names],
+            "mime": ".tar", "coer": False, "onob": True, "strm": True}
+    where = str(bucket)
+    try:
+        resp = client.http.get(f"{client.endpoint}/v1/ml/moss/{bucket.bucket}", params={"provider": bucket.provider},
+                               json=body, stream=True,
+                               timeout=(cfg.connect_timeout, min(cfg.read_timeout, BATCH_READ_TIMEOUT)))
+        if resp.status_code >= 400:
+            from aistore.sdk.response_handler import AISResponseHandler
+
+            try:
+                raise AISResponseHandler().parse_error(resp)
+            finally:
+                resp.close()
     except Exception as e:
-        raise translate(e, str(bucket), endpoint=client.endpoint, token_source=client.config.token_source) from e
+        raise translate(e, where, endpoint=client.endpoint, token_source=cfg.token_source) from e
+    return resp.raw
 
 
 class BatchReply:

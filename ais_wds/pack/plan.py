@@ -78,10 +78,13 @@ def iter_source_objects(source: str, urls: Iterable[str], sizes: Iterable[int], 
         strip_prefix: drop the directory part of the source prefix from the names (``ais://src/train/``
             makes ``train/n01/x.jpg`` into ``n01/x.jpg``); otherwise names are full object names.
     """
-    base = parse_url(source).path
+    parsed = parse_url(source)
+    base = parsed.path
     cut = base.rfind("/") + 1 if strip_prefix else 0
+    bucket = parsed.bucket_url  # the listed URLs are this bucket's: the name is what follows (no parse per URL)
+    skip = len(bucket)
     for url, size in zip(urls, sizes):
-        name = parse_url(url).path
+        name = url[skip:] if url.startswith(bucket) else parse_url(url).path
         yield SourceObject(url, name[cut:] if name.startswith(base[:cut]) else name, max(int(size), 0))
 
 
