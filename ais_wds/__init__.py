@@ -6,7 +6,8 @@ imported across packages)::
 
     model             urls, errors, config                      URLs, typed errors, ClientConfig
     transport         _core/ (connections, retry, sdk_errors,   one process's HTTP stack, retries,
-                      process_local, dist), client              fork safety, torch.distributed facts
+                      process_local, dist), client,             fork safety, torch.distributed facts;
+                      metrics/ (core, trace)                    the counters the core bumps
     objects           objects/ (reader, writer, fetch,          read / write one object or a batch;
                       prefetch, get_batch, jobs)                AIS jobs (archive, prefetch)
     listing + epochs  listing, epochs/ (plan, shuffle),         list once per job; the epoch plan:
@@ -14,8 +15,10 @@ imported across packages)::
                       global_samples, rng, refs, modes)         the sample shuffles' algorithms
     tar               tar/ (reader, writer, names)              the tar format, read and written
     front ends        streaming/  datasets/  shard_index/       webdataset, object datasets, index,
-                      mixing/                                   mixtures
+                      mixing/, metrics/ (loop, prometheus,      mixtures; a loader's metrics and
+                      tensorboard)                              where they are shown
     pack              pack/                                     loose objects -> shards
+    doctor            doctor/                                   ``ais-wds doctor``'s checks
     cli               cli/                                      the ``ais-wds`` command
     package           this module, _compat                      the top-level names, the 0.1 paths
 
