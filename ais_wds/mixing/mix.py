@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from operator import length_hint
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from torch.utils.data import IterableDataset
@@ -248,7 +249,7 @@ class _Run:
         base = plan.epoch * SOURCE_EPOCHS
         self.base = base
         self.queues: List[List[Dict[str, Any]]] = []
-        self.iters: List[Any] = [None] * count
+        self.iters: List[Any] = [None] * count + [iter(())]  # the last one, always empty, ends each segment
         self.epochs = [base] * count
         self.fresh = [False] * count  # the source's current epoch began fresh here and yielded nothing yet
         for i, entry in enumerate(entries):
@@ -370,23 +371,26 @@ class _Run:
         selectors, as ``ais_wds.WebDataset`` counts). A segment that ends early is a source whose share
         ran out: :meth:`_segments` handles it and goes on."""
         cursor = self.cursor = Cursor(self.plan.progress[0], 0)
-        return itertools.compress(itertools.chain.from_iterable(self._segments(cursor)), cursor.counting())
+        return itertools.compress(itertools.chain.from_iterable(self._segments()), cursor.counting())
 
-    def _segments(self, cursor: Cursor) -> Iterator[Iterator[Any]]:
-        plan, get = self.plan, self.iters.__getitem__
+    def _segments(self) -> Iterator[Iterator[Any]]:
+        plan, get, shared, end_mark = self.plan, self.iters.__getitem__, self.mix._shared, len(self.sources)
         if self.draws is None or not self._remap():
             return
         draws = self.draws  # (remap changes the draws in place)
-        counted = cursor.count
         for first, end, _ in plan.left():
             p = first
             while p < end:  # one look at the weights, one slice of draws per segment
-                self._check_weights(p)
+                if self.pending is not None or shared.changed(self.seen):
+                    self._check_weights(p)
                 picks = draws.sources(p, min(end, (p | _CHECK_MASK) + 1))
-                yield map(next, map(get, picks))
-                now = cursor.count
-                p, done, counted = p + now - counted, now - counted, now
-                if done == len(picks):
+                size = len(picks)
+                picks.append(end_mark)  # its iterator is empty: the map ends there, or where a share ran out
+                order = iter(picks)
+                yield map(next, map(get, order))
+                done = size - length_hint(order)  # the picks the map went through (not the one it stopped at)
+                p += done
+                if done == size:
                     continue
                 sample = self._refill(picks[done])  # the source of position p ran out
                 while sample is None:  # it left the draw: p draws again among the others
@@ -394,7 +398,7 @@ class _Run:
                 if sample is _STOP:
                     return
                 yield iter((sample,))
-                p, counted = p + 1, counted + 1
+                p += 1
 
     def batches(self) -> Iterator[List[Any]]:
         plan, size = self.plan, self.mix.batch_size or 1

@@ -24,6 +24,7 @@ class SharedWeights:
 
     def __init__(self, weights: Sequence[float]) -> None:
         self._cell: Any = _CONTEXT.Array("d", [0.0, *weights])
+        self._raw = self._cell.get_obj()
 
     def __getstate__(self) -> Dict[str, Any]:
         if get_spawning_popen() is not None:
@@ -32,11 +33,16 @@ class SharedWeights:
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self._cell = state["cell"] if state["cell"] is not None else _CONTEXT.Array("d", state["values"])
+        self._raw = self._cell.get_obj()
 
     @property
     def version(self) -> int:
         """Bumped by every :meth:`set` (read without the lock: one aligned double)."""
-        return int(self._cell.get_obj()[0])
+        return int(self._raw[0])
+
+    def changed(self, seen: int) -> bool:
+        """Whether the version is no longer ``seen`` (the cheap look a worker takes every few samples)."""
+        return bool(self._raw[0] != seen)
 
     def read(self) -> Tuple[int, List[float]]:
         """``(version, weights)``, consistent with each other."""
