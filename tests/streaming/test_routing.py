@@ -160,3 +160,42 @@ def test_a_routed_scheme_opens_typed_urls_through_ais(through, fake_fetchers):
     ais_wds.register(through.client, schemes=[through.scheme])
     urls = [f"{through.prefix}train-{s:06d}.tar" for s in range(SHARDS)]  # plain str
     assert _samples(wds.WebDataset(urls, shardshuffle=False)) == through.samples
+
+
+# -- the rule alone (no cluster) -------------------------------------------------------------------------
+
+
+def test_the_rule_routes_ais_shard_urls_and_routed_schemes_only():
+    assert opens_through_ais("ais://b/x.tar", routed=())
+    for scheme in ("s3", "gs", "az", "oc", "aws", "gcp", "azure", "oci"):
+        url = f"{scheme}://b/x.tar"
+        assert not opens_through_ais(url, routed=()), url  # typed by the user: the other library's
+        assert opens_through_ais(ShardURL(url), routed=()), url  # made by shard_urls: through AIS
+    assert opens_through_ais("aws://b/x.tar", routed=["s3"])  # a provider's aliases go together
+    assert not opens_through_ais("http://host/x.tar", routed=()) and not opens_through_ais(ShardURL("/local/x.tar"))
+    restored = pickle.loads(pickle.dumps([ShardURL("gs://b/x.tar")]))
+    assert type(restored[0]) is ShardURL and opens_through_ais(restored[0], routed=())
+
+
+def test_unrouted_cloud_schemes_keep_webdatasets_own_handler_behind_the_router(monkeypatch):
+    import sys
+
+    wds_gopen = sys.modules["webdataset.gopen"]
+    monkeypatch.delenv("AIS_WDS_ROUTE", raising=False)
+    monkeypatch.delenv("USE_AIS_FOR", raising=False)
+    saved = dict(wds_gopen.gopen_schemes)
+    try:
+        ais_wds.register()
+        for scheme in ("s3", "gs", "az", "oc"):
+            assert isinstance(wds_gopen.gopen_schemes[scheme], ShardURLRouter), scheme
+        assert wds_gopen.gopen_schemes["gs"].own is wds_gopen.gopen_gsutil
+        assert wds_gopen.gopen_schemes["s3"].own is None  # webdataset has none: its "no gopen handler"
+        with pytest.raises(ValueError, match="no gopen handler"):
+            wds_gopen.gopen("s3://b/x.tar")
+        ais_wds.register(schemes=["gs"])  # routed: every gs:// URL through AIS ...
+        assert wds_gopen.gopen_schemes["gs"] is wds_gopen.gopen_schemes["ais"]
+        ais_wds.register()  # ... and back: webdataset's gsutil handler behind the router again
+        assert wds_gopen.gopen_schemes["gs"].own is wds_gopen.gopen_gsutil
+    finally:
+        wds_gopen.gopen_schemes.clear()
+        wds_gopen.gopen_schemes.update(saved)
