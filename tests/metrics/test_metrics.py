@@ -212,3 +212,17 @@ def test_a_chrome_trace_has_every_workers_shard_opens_and_the_loops_waits(shards
     waits = [e for e in events if e["name"] == "wait for a batch"]
     assert len(waits) == len(batches) and {names[e["pid"]] for e in waits} == {"main"}
     assert all(e["ph"] == "X" and e["dur"] >= 0 for e in opens + waits)
+
+
+def test_histogram_quantiles_fall_in_the_bucket_of_the_observations():
+    from ais_wds.metrics import core
+
+    slot = core.Slot()
+    for seconds in [0.0012] * 90 + [0.3] * 9 + [20.0]:  # 90 at 1.2 ms, 9 at 300 ms, 1 above the last bound
+        slot.observe("ttfb", seconds)
+    got = core.summarize(slot.words)["ttfb"]
+    assert got["count"] == 100 and abs(got["sum"] - (90 * 0.0012 + 9 * 0.3 + 20.0)) < 1e-3
+    assert 0.001 <= got["p50"] <= 0.0025  # 1.2 ms lies in the (1 ms, 2.5 ms] bucket
+    assert 0.25 <= got["p95"] <= 0.5 and got["p99"] >= 0.25
+    assert got["buckets"][-1] == 1  # 20 s: the open last bucket
+    assert core.quantile([0] * core.NBUCKETS, 0.5) is None
