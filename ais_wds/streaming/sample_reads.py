@@ -35,9 +35,12 @@ logger = logging.getLogger(__name__)
 
 RANGE_THREADS = 32
 """Range GETs in flight per reader when the objects layer has no batched byte-range read."""
-PER_REQUEST = 64
-"""Ranges per GetBatch request."""
-WINDOW = 16
+PER_REQUEST = 256
+"""Ranges per GetBatch request. Measured here (20,000 shuffled 10 KiB samples, one process; AIS's CPU per
+sample from its processes' /proc times): 64 x 16 in flight 3,065-3,329 samples/s, AIS 169-186 us CPU a
+sample; 256 x 8: 5,026-5,238/s, 106-124 us; 512 x 4: 4,109-4,432/s; 128 x 16: 4,075-5,327/s. Streaming
+the same shards: 11,511-21,700/s, AIS 16-30 us a sample."""
+WINDOW = 8
 """GetBatch requests in flight (read-ahead: ``PER_REQUEST * WINDOW`` samples)."""
 
 Range = Tuple[str, int, int]
