@@ -266,14 +266,21 @@ class Plan:
         return [s for s in self.shards if s.index % count == index]
 
     def fingerprint(self) -> str:
-        """A digest of the complete layout (shard URLs, member names, sources, sizes, mtime)."""
+        """A digest of the complete layout (shard URLs, member names, sources, sizes, mtime); computed once
+        per plan and shard list (the marker and the index both need it)."""
+        key = (len(self.shards), id(self.shards), self.options.mtime)
+        cached = self.__dict__.get("_fingerprint")
+        if cached is not None and cached[0] == key:
+            return str(cached[1])
         h = hashlib.sha256(f"ais-wds-pack-v1 mtime={self.options.mtime}\n".encode())
         for shard in self.shards:
             h.update(f"S {shard.url} {shard.size}\n".encode())
             for sample in shard.samples:
                 for m in sample.members:
                     h.update(f"{m.name}\0{m.source}\0{m.size}\n".encode())
-        return h.hexdigest()[:32]
+        digest = h.hexdigest()[:32]
+        self.__dict__["_fingerprint"] = (key, digest)
+        return digest
 
     def problems(self) -> List[str]:
         """Human-readable reasons why this plan must not be executed (empty when it can be)."""
@@ -403,8 +410,11 @@ class _Columns:
 
     def url_name(self, j: int) -> Tuple[str, str]:
         start, end, nb = self.ends[j - 1] if j else 0, self.ends[j], self.name_bytes[j]
-        text = bytes(self.blob[start:end])
-        return text[:len(text) if nb > 0 else len(text) + nb].decode(), text[len(text) - abs(nb):].decode()
+        text = self.blob[start:end].decode()
+        if len(text) == end - start:  # ASCII: byte offsets are character offsets
+            return (text if nb > 0 else text[:nb]), text[len(text) - abs(nb):]
+        raw = text.encode()
+        return raw[:len(raw) if nb > 0 else len(raw) + nb].decode(), raw[len(raw) - abs(nb):].decode()
 
     def key_order(self) -> Iterator[int]:
         """Column numbers sorted by written key (UTF-8 byte order, i.e. ``str`` order), equal keys in listing

@@ -334,13 +334,15 @@ def index_from_plan(plan: Any) -> ShardIndex:
     """The index of the shards a :class:`~ais_wds.pack.plan.Plan` describes (no I/O)."""
     index = ShardIndex(plan=plan.fingerprint())
     for shard in plan.shards:
-        spans = []
-        for sample in shard.samples:
+        record = ShardRecord(shard.url, shard.size)
+        for sample in shard.samples:  # the plan's samples are webdataset's (its key rule, one file per extension)
             pos = sample.offset
+            members = []
             for m in sample.members:
-                spans.append((m.name, pos, pos + m.header_size, m.size))
+                members.append((m.name, pos + m.header_size, m.size))
                 pos += m.span
-        index.shards.append(record_from_spans(shard.url, shard.size, spans))
+            record.add(sample.key, sample.offset, pos - sample.offset, members)
+        index.shards.append(record)
     return index
 
 
