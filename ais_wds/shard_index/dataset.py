@@ -38,6 +38,7 @@ from ..errors import AISWdsError, ConfigError
 from ..objects.prefetch import Prefetcher
 from ..objects.ranges import RangeGetter
 from ..objects.reader import read_range
+from ..tar.names import base_plus_ext, is_meta_member
 from ..tar.reader import group_by_keys, iter_members
 from .index import ShardIndex, ShardIndexError, build_index, load_index, verify_index
 
@@ -66,16 +67,56 @@ def resolve_index(source: str, client: Client) -> ShardIndex:
 def parse_sample(data: Union[bytes, bytearray, memoryview], url: str) -> Sample:
     """The one webdataset sample in the tar fragment ``data`` (from shard ``url``).
 
+    Plain fragments (ustar regular files of one key, no meta members) are split by a direct walk of their
+    512-byte headers; anything else by the tar reader (:func:`ais_wds.tar.reader.iter_members`).
+
     Raises:
         ShardIndexError: the bytes hold no sample or several (the index does not match the shard).
         TarFormatError: the bytes are not tar headers and members.
     """
+    fast = _plain_sample(data, url)
+    if fast is not None:
+        return fast
     samples = list(group_by_keys(iter_members(io.BytesIO(data), bufsize=min(max(len(data), 512), 1 << 20), url=url),
                                  url=url))
     if len(samples) != 1:
         raise ShardIndexError(f"the indexed byte range holds {len(samples)} samples instead of one", url=url,
                               hint="the index is stale: rebuild it with `ais-wds index`")
     return samples[0]
+
+
+def _plain_sample(data: Union[bytes, bytearray, memoryview], url: str) -> Optional[Sample]:
+    """The sample of a plain fragment (see :func:`parse_sample`), or None to let the tar reader decide."""
+    view = memoryview(data)
+    end = len(view)
+    pos = 0
+    key: Optional[str] = None
+    out: Sample = {}
+    while pos < end:
+        if pos + 512 > end:
+            return None
+        header = bytes(view[pos:pos + 512])
+        if header[156:157] not in (b"0", b"\0") or header[124] & 0x80 or not header[0]:
+            return None  # not a regular file, a base-256 size, or the end blocks
+        name = header[:100].split(b"\0", 1)[0]
+        if header[257:262] == b"ustar" and header[345]:
+            name = header[345:500].split(b"\0", 1)[0] + b"/" + name
+        try:
+            size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+            text = name.decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if is_meta_member(text):
+            return None
+        k, ext = base_plus_ext(text)
+        if k is None or (key is not None and k != key) or ext is None or ext.lower() in out:
+            return None
+        key = k
+        out[ext.lower()] = bytes(view[pos + 512:pos + 512 + size])
+        pos += 512 + (size + 511) // 512 * 512
+    if key is None or pos != end:
+        return None
+    return {"__key__": key, "__url__": url, **out}
 
 
 class AISShardDataset(Dataset):

@@ -50,3 +50,18 @@ def test_range_get_mode_and_batch_mode_return_the_same_samples(client, data):
     idx = [5, 90, 3, 44, 17, 60, 61, 62]
     a, b = batch.__getitems__(idx), ranged.__getitems__(idx)
     assert a == b and [s["__key__"] for s in a] == [batch[i]["__key__"] for i in idx]
+
+
+def test_the_plain_fragment_walk_and_the_tar_reader_agree(client, data):
+    import io
+
+    from ais_wds.objects.reader import read_range
+    from ais_wds.shard_index.dataset import _plain_sample
+    from ais_wds.tar.reader import group_by_keys, iter_members
+
+    ds = AISShardDataset(data["index"], client, verify=False)
+    for i in range(0, len(ds), 7):
+        url, offset, length = ds.locate(i)
+        fragment = read_range(url, offset, offset + length, client)
+        slow = list(group_by_keys(iter_members(io.BytesIO(fragment), bufsize=4096, url=url), url=url))
+        assert _plain_sample(fragment, url) == slow[0]
