@@ -181,6 +181,19 @@ def test_stratified_batches_hold_exactly_10_6_4_of_20_and_resume_exactly(data, a
     assert list(resumed) == remainder
 
 
+@pytest.mark.parametrize("stop", ["all_exhausted", "first_exhausted"])
+def test_stratified_batches_under_the_exhaustion_rules(data, ais_endpoint, stop):
+    batches = [ids(b) for b in _mix(data, ais_endpoint, stop=stop, batch_size=20, stratified=True)]
+    read = [x for b in batches for x in b]
+    assert len(read) == len(set(read))
+    exact = [b for b in batches if collections.Counter(x[0] for x in b) == {"a": 10, "b": 6, "c": 4}]
+    if stop == "first_exhausted":  # every batch exact, up to the one a source could not fill (not yielded)
+        assert exact == batches and len(batches) == 150  # c's 600 samples: 150 batches of 4
+    else:  # every sample once; once c, then b, ran out, the rest of each batch went to the others
+        assert set(read) == all_ids("a") | all_ids("b") | all_ids("c")
+        assert exact == batches[:150] and all(len(b) == 20 for b in batches[:-1])
+
+
 def test_every_rank_yields_exactly_the_count_and_no_sample_twice_across_ranks(data, ais_endpoint):
     reads = []
     for rank in range(3):
