@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Tuple, Union
+from typing import Any, Tuple, Union
 
 from .._core.retry import translate
 from ..client import Client
@@ -81,14 +81,28 @@ def index_shards(client: Client, prefix: Union[str, AISUrl], *, timeout: float =
     """
     t = time.monotonic()
     job = start_shard_index(client, prefix, workers=workers, skip_verify=skip_verify)
-    try:
-        client.sdk.job(job_id=job).wait(timeout=int(timeout), verbose=False)
-        status = client.sdk.job(job_id=job).status()
-    except Exception as e:
-        raise RequestError(f"AIS's index-shard job {job} did not finish: {type(e).__name__}: {e}", url=str(prefix),
-                           hint="see `ais show job` on the cluster") from e
+    status = _wait(client, job, str(prefix), t + timeout)
     if getattr(status, "err", "") or getattr(status, "aborted", False):
         raise RequestError(f"AIS's index-shard job {job} failed: {status.err or 'aborted'}", url=str(prefix))
     seconds = time.monotonic() - t
     logger.info("AIS indexed the shards under %s (job %s, %.1fs)", prefix, job, seconds)
     return job, seconds
+
+
+POLL_SECONDS = 0.2
+"""How often the job's state is asked for while it runs."""
+
+
+def _wait(client: Client, job: str, where: str, deadline: float) -> Any:
+    """The job's final status, asked for every :data:`POLL_SECONDS` (a job not known yet is asked again)."""
+    last: Exception = TimeoutError("no answer")
+    while time.monotonic() < deadline:
+        try:
+            status = client.sdk.job(job_id=job).status()
+            if getattr(status, "end_time", 0):
+                return status
+        except Exception as e:  # noqa: BLE001 - not registered on every node yet, or a node restarting
+            last = e
+        time.sleep(POLL_SECONDS)
+    raise RequestError(f"AIS's index-shard job {job} did not finish in time ({type(last).__name__}: {last})",
+                       url=where, hint="see `ais show job` on the cluster")
