@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 
 from ..config import ClientConfig
 from ..urls import AISUrl
+from .heap import bound_worker_heap
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Connections:
         logger.debug("connecting to AIS at %s in pid %d (token: %s)", config.endpoint, os.getpid(),
                      config.token_source)
         self.config = config
+        bound_worker_heap()  # a DataLoader worker's connections are built once, in the worker: bound its heap
         self.sdk = _sdk_client(config)
         self.http = _requests_session(config)
         self.pool, self.timeout = _urllib3_pool(config)
