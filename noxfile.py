@@ -82,4 +82,4 @@ def cluster(session: nox.Session) -> None:
     _install(session)
     # the private clusters some tests start run their emulators (moto, ...) from this virtualenv, not .venv
     session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs,
-                env={"AIS_LOCAL_VENV": str(session.env_dir)})
+                env={"AIS_LOCAL_VENV": str(session.env_dir.resolve())})
