@@ -6,6 +6,7 @@
     weights.py    weights shared with running DataLoader workers (no torch)
     state.py      the mix's plain-data state, and its job state for elastic resume (no torch)
     sources.py    the front ends a mix reads, behind one small interface
+    passes.py     one pass of a mix in one process: positions, draws, source iterators, state
     mix.py        the dataset
 """
 
