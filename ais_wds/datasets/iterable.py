@@ -38,8 +38,9 @@ class AISIterDataset(IterableDataset):
         seed: shuffle seed; must be the same on every rank.
         even: None (ranks may differ by one object), ``"drop"`` or ``"repeat"`` (exactly the same count
             on every rank, as DDP needs).
-        rank, world_size: this process's DDP rank; default: detected now, in the building process
+        rank: this process's DDP rank; default: detected now, in the building process
             (torch.distributed, else RANK/WORLD_SIZE, else SLURM; see ``ais_wds.partition.dist_rank_world``).
+        world_size: the number of DDP ranks; default: detected now with ``rank``, the same way.
         part: a :class:`~ais_wds.partition.Part`: fixes the rank, and the worker too when its
             ``num_workers > 1`` (else the DataLoader worker is detected).
         fetch: ``"batch"`` (default; pipelined AIS batch GETs) or ``"get"`` (parallel direct GETs).

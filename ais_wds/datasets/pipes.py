@@ -149,7 +149,8 @@ class AISFileLister(_Pipe):
         split: when iterated directly (``iter(lister)``, e.g. as a DataLoader's dataset), yield only this
             rank's and worker's share. An :class:`AISFileLoader` reading from this lister takes all its
             URLs and splits them itself.
-        rank, world_size: this rank; default: detected now, in the building process.
+        rank: this rank; default: detected now, in the building process.
+        world_size: the number of ranks; default: detected now with ``rank``.
         even: None, ``"drop"`` or ``"repeat"``: the same count on every rank (a concrete source only:
             else ConfigError).
 
@@ -210,7 +211,8 @@ class AISFileLoader(_Pipe):
         bufsize: read buffer per stream.
         split: when iterated over its own source, take only this rank's and DataLoader worker's share
             (a contiguous share of the source order; strided over a lazy source). Stage calls never split.
-        rank, world_size: this rank; default: detected now, in the building process.
+        rank: this rank; default: detected now, in the building process.
+        world_size: the number of ranks; default: detected now with ``rank``.
         even: None, ``"drop"`` or ``"repeat"``: the same count on every rank (a concrete source only:
             else ConfigError).
 

@@ -44,8 +44,9 @@ class AISSampler(Sampler):
     Args:
         dataset: the dataset it samples (anything with ``len()``).
         shuffle, seed: seeded per-epoch shuffle (the same on every rank).
-        rank, world_size: this rank; default: detected now (torch.distributed, else RANK/WORLD_SIZE,
-            else SLURM). ``even="drop"|"repeat"``: exactly the same count on every rank.
+        rank: this rank; default: detected now (torch.distributed, else RANK/WORLD_SIZE, else SLURM).
+        world_size: the number of ranks; default: detected now with ``rank``, the same way.
+            ``even="drop"|"repeat"``: exactly the same count on every rank.
 
     Every ``iter()`` starts the next epoch (``set_epoch(n)`` fixes it, as with ``DistributedSampler``).
     ``state_dict()`` / ``load_state_dict()``: torchdata's ``StatefulDataLoader`` saves and restores them

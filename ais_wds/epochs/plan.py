@@ -478,7 +478,8 @@ class Epochs:
     state waiting for the next pass, and the plan of the pass in progress (in this process).
 
     Args:
-        rank, world_size: captured where the dataset is built (never detected inside a worker).
+        rank: this rank, captured where the dataset is built (never detected inside a worker).
+        world_size: the number of ranks, captured with ``rank``.
         even: None, ``"drop"`` or ``"repeat"``.
         what: the dataset's name, for error messages.
 

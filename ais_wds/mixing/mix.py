@@ -55,7 +55,9 @@ class Mix(IterableDataset):
         stratified: every batch holds the weights' proportions exactly (largest-remainder rounding of
             ``weights x batch_size``: 10/6/4 of 20 for 0.5/0.3/0.2; samples grouped by source) instead
             of leaving them to the draws. Needs ``batch_size``.
-        rank, world_size: default: those the sources were built with (they must agree).
+        rank: this rank; default: the rank the sources were built with (they must agree).
+        world_size: the number of ranks; default: the world size the sources were built with (they must
+            agree).
 
     Each mix epoch starts a new epoch of every source. Epochs advance by themselves (as in the other
     ais_wds datasets); :meth:`set_epoch` fixes the next one. :meth:`set_weights` changes the weights

@@ -146,7 +146,8 @@ class ShardSource(IterableDataset):
         even: None, ``"drop"`` or ``"repeat"``: exactly the same sample count on every rank (needs counts).
         resampled: draw shards with replacement forever (like ``wds.ResampledShards``), seeded per
             (seed, epoch, rank, worker).
-        rank, world_size: this rank (default: detected now, in the building process).
+        rank: this rank (default: detected now, in the building process).
+        world_size: the number of ranks (default: detected now, with ``rank``).
 
     Raises:
         ConfigError: ``even`` without sample counts (the error names ``ais-wds index``).
@@ -393,8 +394,9 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
             ``.index.msgpack``): splits by sample, gives ``len()``, resumes inside a shard by range GET.
             Loaded once per job (rank 0, shared over torch.distributed).
         resampled: draw shards with replacement forever (combine with ``.with_epoch(n)``).
-        rank, world_size: this process's DDP rank; default: detected now (torch.distributed, else
+        rank: this process's DDP rank; default: detected now (torch.distributed, else
             RANK/WORLD_SIZE, else SLURM) and carried to the DataLoader workers.
+        world_size: the number of DDP ranks; default: detected now with ``rank``, the same way.
         handler: webdataset exception handler (``wds.warn_and_continue`` to skip bad shards).
         select_files, rename_files: as in ``wds.WebDataset``.
         suffixes: which listed objects are shards.
