@@ -170,7 +170,7 @@ def test_cuts_during_a_cluster_engine_pack_leave_every_sample_once_with_its_byte
     warning; the pack finishes. (Before the fallback, under 200 cuts every get-batch attempt of a shard
     broke, 34 in all, and the pack ended in PackJobError.)"""
     src, expected = loose
-    with caplog.at_level("WARNING", logger="ais_wds.pack.cluster"):
+    with caplog.at_level("WARNING", logger="ais_wds.pack.engines.cluster"):
         r, cuts = _pack_with_cuts(client, src, f"ais://{module_bucket}/packed-cl/train-%06d.tar", "cluster", 5)
     print(f"cluster engine under {cuts} cuts: {len(r.batched)} shard(s) by get-batch, {len(r.by_client)} by the "
           f"client engine, {len(r.archived)} by archive jobs, of {len(r.written)}")
