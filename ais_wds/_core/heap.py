@@ -67,6 +67,11 @@ def bound_worker_heap() -> bool:
 
 
 
+def bounded() -> bool:
+    """Whether :func:`bound_worker_heap` bounded this process's heap (without trying to)."""
+    return _applied_in == os.getpid() and _applied
+
+
 def _set_threshold(mode: str) -> bool:
     if platform.libc_ver()[0] != "glibc":
         return False

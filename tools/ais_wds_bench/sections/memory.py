@@ -87,8 +87,13 @@ def summarise(rows: List[Dict[str, Any]], expected: int) -> Dict[str, Any]:
     uss = [[w["uss"] / MIB for w in epoch] for epoch in workers]
     growth = None
     if len(rows) > 1 and uss[1]:
-        growth = max(last - first for first, last in zip(uss[1], uss[-1]))
+        growth = max(max(e[i] for e in uss[1:]) - uss[1][i] for i in range(len(uss[1])))
     main = [r["main"]["uss"] / MIB for r in rows]
+    anon = [[w["anon"] / MIB for w in epoch] for epoch in workers]
+    anon_growth = None
+    if len(rows) > 1 and anon[1]:
+        anon_growth = max(max(e[i] for e in anon[1:]) - anon[1][i] for i in range(len(anon[1])))
+    main_anon = [r["main"]["anon"] / MIB for r in rows]
     return {
         "all_samples": all(r["samples"] == expected and r["checksum_ok"] for r in rows),
         "worker_uss_max_mib": round(max((max(e) for e in uss if e), default=0.0), 1) if any(uss) else None,
@@ -98,6 +103,11 @@ def summarise(rows: List[Dict[str, Any]], expected: int) -> Dict[str, Any]:
         "main_uss_mib": [round(m, 1) for m in main],
         "main_pss_mib": [round(r["main"]["pss"] / MIB, 1) for r in rows],
         "main_uss_growth_mib": round(main[-1] - main[min(1, len(main) - 1)], 1),
+        "worker_anon_max_mib": round(max(v for e in anon for v in e), 1) if any(anon) else None,
+        "worker_anon_growth_mib": round(anon_growth, 1) if anon_growth is not None else None,
+        "main_anon_mib": [round(m, 1) for m in main_anon],
+        "main_anon_growth_mib": round(max(main_anon[1:], default=main_anon[0]) - main_anon[min(1, len(main_anon) - 1)],
+                                      1),
         "per_epoch_worker_uss_mib": [[round(v, 1) for v in e] for e in uss],
     }
 
@@ -109,18 +119,17 @@ def goals(results: Dict[str, Any]) -> List[Dict[str, Any]]:
     ratio = None
     if base and ais.get("worker_uss_max_mib") is not None:
         ratio = round(ais["worker_uss_max_mib"] / (1.5 * base + 16), 2)
-    growth: List[float] = [c["worker_uss_growth_mib"] for k, c in res.items() if isinstance(c, dict)
-                           and k.startswith("ais") and k != "ais_wds_heap_off"
-                           and c.get("worker_uss_growth_mib") is not None]
-    mains: List[float] = [c["main_uss_growth_mib"] for c in res.values() if isinstance(c, dict)
-                          and "main_uss_growth_mib" in c]
+    cases = {k: c for k, c in res.items() if isinstance(c, dict) and k.startswith("ais") and k != "ais_wds_heap_off"}
+    growth = [c["worker_anon_growth_mib"] for c in cases.values() if c.get("worker_anon_growth_mib") is not None]
+    mains = [c["main_anon_growth_mib"] for c in cases.values() if c.get("main_anon_growth_mib") is not None]
+    worst = max(cases, key=lambda k: cases[k].get("worker_anon_growth_mib") or 0) if cases else ""
     return [
         goal("memory: ais_wds worker USS / (1.5 x webdataset's local tar path + 16 MiB)", ratio, 1.0,
              f"{ais.get('worker_uss_max_mib')} MiB vs webdataset {base} MiB", higher_is_better=False),
-        goal("memory: worst worker USS growth after epoch 1 (MiB, every ais_wds case)",
-             max(growth) if growth else None, 8.0, unit="MiB", higher_is_better=False),
-        goal("memory: worst main-process USS growth after epoch 1 (MiB)", max(mains) if mains else None, 8.0,
-             unit="MiB", higher_is_better=False),
+        goal("memory: worst ais_wds worker growth after epoch 1 (MiB, USS less clean file pages)",
+             max(growth) if growth else None, 8.0, worst, unit="MiB", higher_is_better=False),
+        goal("memory: worst ais_wds main-process growth after epoch 1 (MiB, USS less clean file pages)",
+             max(mains) if mains else None, 8.0, unit="MiB", higher_is_better=False),
     ]
 
 
@@ -131,16 +140,18 @@ def markdown(results: Dict[str, Any]) -> List[str]:
         return lines + ["not run", ""]
     lines += [f"{res['shards']} shards x {res['samples_per_shard']} samples of {res['sample_kib']} KiB, uint8 tensors, "
               f".batched({res['batch']}), {res['epochs']} epochs, persistent workers; MiB after each epoch "
-              f"(budget per worker: 1.5 x webdataset + 16 = {res.get('budget_mib')} MiB)", "",
-              "| case | all samples | worker USS max | worker USS median | worker PSS max | worker growth after epoch 1 "
-              "| main USS per epoch | main growth |", "|---|---|---|---|---|---|---|---|"]
+              f"(budget per worker: 1.5 x webdataset + 16 = {res.get('budget_mib')} MiB). *anon*: USS less the clean "
+              "pages of mapped files (a library's pages count in USS once no other process maps them)", "",
+              "| case | all samples | worker USS max (median) | worker anon max | worker PSS max | worker growth "
+              "after epoch 1: anon (USS) | main USS per epoch | main anon growth |", "|---|---|---|---|---|---|---|---|"]
     for name in CASES:
         c = res.get(name)
         if not isinstance(c, dict):
             continue
-        lines.append(f"| {name} | {c.get('all_samples')} | {c.get('worker_uss_max_mib')} | "
-                     f"{c.get('worker_uss_median_mib')} | {c.get('worker_pss_max_mib')} | "
-                     f"{c.get('worker_uss_growth_mib')} | {c.get('main_uss_mib')} | {c.get('main_uss_growth_mib')} |")
+        lines.append(f"| {name} | {c.get('all_samples')} | {c.get('worker_uss_max_mib')} "
+                     f"({c.get('worker_uss_median_mib')}) | {c.get('worker_anon_max_mib')} | "
+                     f"{c.get('worker_pss_max_mib')} | {c.get('worker_anon_growth_mib')} "
+                     f"({c.get('worker_uss_growth_mib')}) | {c.get('main_uss_mib')} | {c.get('main_anon_growth_mib')} |")
     return lines + [""]
 
 
@@ -276,11 +287,34 @@ def _dataset(what: str, bucket: str, folder: str) -> Any:
 
 
 def memory_of(pid: int) -> Dict[str, int]:
-    """USS, PSS and RSS of a process, bytes (psutil)."""
+    """USS, PSS and RSS of a process (psutil), and ``anon``: its USS without clean pages of mapped files
+    (bytes)."""
     import psutil
 
     m = psutil.Process(pid).memory_full_info()
-    return {"uss": m.uss, "pss": m.pss, "rss": m.rss}
+    return {"uss": m.uss, "pss": m.pss, "rss": m.rss, "anon": anon_uss(pid)}
+
+
+def anon_uss(pid: int) -> int:
+    """The private memory a process made itself (bytes): its USS less the clean pages of mapped files.
+
+    USS counts a page of a shared library as the process's own whenever no other process maps it, so it
+    rises by the size of libtorch's pages in use (40-300 MiB, measured) the moment the last other
+    process on the machine that had torch loaded exits. This count is what the heap, buffers and copied
+    pages hold: private pages of anonymous mappings, and dirty (copied) pages of file mappings."""
+    total = 0
+    file_backed = False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            key, _, rest = line.partition(" ")
+            if not key.endswith(":"):  # a mapping's first line: "start-end perms offset dev inode [path]"
+                fields = rest.split()
+                path = fields[4] if len(fields) > 4 else ""
+                file_backed = path.startswith("/") and not path.startswith("/dev/shm") \
+                    and not path.startswith("/memfd:")
+            elif key == "Private_Dirty:" or (key == "Private_Clean:" and not file_backed):
+                total += int(rest.split()[0]) << 10
+    return total
 
 
 def _sum(batch: Any) -> int:

@@ -1,0 +1,40 @@
+"""ais_wds._core.heap: where the malloc heap bound applies (each case in a fresh Python, so this test
+process's malloc is never changed)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the bound is glibc's mallopt")
+
+PROBE = "from ais_wds._core import heap; print(heap.bound_worker_heap(), heap.bounded())"
+
+
+def _probe(**env: str) -> str:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("AIS_WDS_HEAP", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")}
+    out = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip()
+
+
+def test_a_process_that_is_not_a_dataloader_worker_is_left_alone():
+    assert _probe() == "False False"
+
+
+def test_all_bounds_every_process():
+    assert _probe(AIS_WDS_HEAP="all") == "True True"
+
+
+def test_off_leaves_even_all_processes_alone():
+    assert _probe(AIS_WDS_HEAP="off") == "False False"
+
+
+@pytest.mark.parametrize("knob", ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"])
+def test_the_users_own_glibc_settings_win(knob):
+    assert _probe(AIS_WDS_HEAP="all", **{knob: "4194304"}) == "False False"
