@@ -106,11 +106,23 @@ def _fetch_page(client: Client, http: Any, target: str, params: Dict[str, str], 
             never_reached = not answered and not client.answered and is_gateway_unreachable(e, client.endpoint)
             if backoff is None:
                 backoff = Backoff(client.config.retry_seconds)
-            delay = backoff.next_delay() if is_transient(e) and not never_reached else None
+            delay = backoff.next_delay() if (is_transient(e) or _target_unreachable(e)) and not never_reached else None
             if delay is None:
                 raise translate(e, where, endpoint=client.endpoint, token_source=client.config.token_source) from e
             logger.debug("listing %s: %s; page asked again in %.1fs", where, type(e).__name__, delay)
             time.sleep(delay)
+
+
+def _target_unreachable(exc: BaseException) -> bool:
+    """The gateway answered 400 because a target it asked for the page did not answer (``failed to call
+    t[...]``: a target restarting): the page is asked for again, like a 5xx."""
+    from aistore.sdk.errors import AISError
+
+    if not isinstance(exc, AISError) or exc.status_code != 400:
+        return False
+    text = str(getattr(exc, "message", "") or exc)
+    return "failed to call t[" in text and any(w in text for w in ("connection refused", "connection reset", "EOF",
+                                                                     "timeout", "no route"))
 
 
 def _decode(data: bytes, content_type: str, where: str) -> Dict[str, Any]:
