@@ -14,7 +14,7 @@ Pure logic; one buffer belongs to one thread.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 from .rng import SplitMix64
@@ -108,7 +108,3 @@ def shares(refs: Sequence[int], index: int, count: int) -> List[int]:
     n = len(refs)
     return list(refs[index * n // count:(index + 1) * n // count])
 
-
-def pairs(items: Iterable[Any], refs: Iterable[int]) -> Iterator[Tuple[Any, int]]:
-    """``zip(items, refs)`` as an iterator (what :meth:`ShuffleBuffer.shuffle` reads)."""
-    return iter(zip(items, refs))

@@ -153,8 +153,8 @@ def _plain_sample(url: str, data: bytes) -> Optional[Dict[str, Any]]:
     return sample
 
 
-def read_indexed(client: Client, urls: Sequence[str], byte_range: Callable[[int, int], Range],
-                 refs: Sequence[int], **tar_kw: Any) -> List[Dict[str, Any]]:
+def read_indexed(client: Client, byte_range: Callable[[int, int], Range], refs: Sequence[int],
+                 **tar_kw: Any) -> List[Dict[str, Any]]:
     """The samples ``refs`` (packed references) by their byte ranges (``byte_range(shard, sample)``)."""
     if not refs:
         return []

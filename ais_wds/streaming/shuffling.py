@@ -98,7 +98,7 @@ class PassContext:
         """Raw samples (the tar stage's dicts) named by ``refs``, in that order."""
         counts, urls = self.source.counts, self.source.urls
         if counts is not None:
-            return sample_reads.read_indexed(self.client, urls, self.sample_range, refs, **self.tar_kw)
+            return sample_reads.read_indexed(self.client, self.sample_range, refs, **self.tar_kw)
         return sample_reads.reread(self.client, urls, refs, **self.tar_kw)
 
     def sample_range(self, shard: int, sample: int) -> sample_reads.Range:
