@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 from ..datasets.iterable import AISIterDataset
 from ..errors import ConfigError
 from ..streaming.pipeline import WebDataset, batched_now
+from .state import without_owed
 
 SOURCE_EPOCHS = 1 << 20
 """Epochs of a source one epoch of a mix may start (per worker): epoch e of a mix starts its sources'
@@ -75,8 +76,9 @@ class Source:
         return iter(self.dataset)
 
     def fresh(self, epoch: int) -> Dict[str, Any]:
-        """The part state of this process at the start of the source's ``epoch`` (nothing consumed)."""
-        state = self.state()
+        """The part state of this process at the start of the source's ``epoch`` (nothing consumed, nothing
+        held: a shuffle's buffered samples, open shards and generators belong to the pass they were in)."""
+        state = without_owed(self.state())
         state.update(epoch=int(epoch), layers=[], progress=[0, 0])
         if "window" in state:
             state["window"] = 0

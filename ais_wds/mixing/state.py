@@ -15,15 +15,18 @@ A part state (one rank's DataLoader worker; what ``Mix.state_dict()`` returns an
 :func:`merge` (what ``ais_wds.job_state`` calls for mix states) makes one job state from every part's:
 the positions' job state, and per source one job state for every epoch some part was reading, the parts
 past an epoch counted as done with it and those before it as not started, so the next job reads the
-rest of each of those epochs exactly once. Pure logic; no I/O, no torch.
+rest of each of those epochs exactly once. A source's owed samples (a shuffle's ``held`` / ``open``,
+:data:`ais_wds.epochs.plan.OWED_KEYS`) count once, in the epoch of the part that holds them; a part that
+has not begun a queued epoch still owes its share of that job state's. Pure logic; no I/O, no torch.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
 
-from ..epochs.plan import JOB_KIND, JOB_MERGERS, check_identity, merge_job_state
+from ..epochs.plan import JOB_KIND, JOB_MERGERS, OWED_KEYS, PRIVATE_KEYS, check_identity, merge_job_state
 from ..errors import ConfigError
+from ..shuffle.buffer import shares
 
 PART_KIND = "ais_wds.mix"
 JOB_MIX_KIND = "ais_wds.mix_job"
@@ -79,11 +82,13 @@ def _merge_source(entries: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     queued = [q for e in entries for q in e.get("queue", [])]
     low = min(epochs)
     high = max(epochs + [int(q["epoch"]) for q in queued])
-    template = states[0]
+    template = without_owed(states[0])  # (a part's held samples are that part's, of its own epoch)
+    parts = int(template["world_size"]) * int(template["num_workers"])
     out: List[Dict[str, Any]] = []
     for epoch in range(low, high + 1):
+        job_of_epoch = next((q for q in queued if int(q["epoch"]) == epoch), None)
         layers: Any = next((s["layers"] for s in states if int(s["epoch"]) == epoch),
-                      next((q["layers"] for q in queued if int(q["epoch"]) == epoch), []))
+                           job_of_epoch["layers"] if job_of_epoch is not None else [])
         per_part = []
         for state, at in zip(states, epochs):
             if at == epoch:
@@ -94,11 +99,22 @@ def _merge_source(entries: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
                         progress=[DONE, 0] if at > epoch else [0, 0])
             if "window" in made:
                 made["window"] = 0
+            if at < epoch and job_of_epoch is not None:  # not begun: its share of the queued job's owed samples
+                index = int(state["rank"]) * int(template["num_workers"]) + int(state["worker"])
+                made.update({k: shares(list(job_of_epoch[k] or ()), index, parts)
+                             for k in OWED_KEYS if k in job_of_epoch})
             per_part.append(made)
         job = merge_job_state(per_part)
         if job.get("kind") == JOB_KIND and int(job["epoch"]) == epoch:
             out.append(job)
     return {"queue": out, "epoch": int(out[0]["epoch"]) if out else high + 1}
+
+
+def without_owed(state: Dict[str, Any]) -> Dict[str, Any]:
+    """A copy of a source's part state without what belongs to the pass it was taken in: the samples a
+    shuffle holds or has open (:data:`~ais_wds.epochs.plan.OWED_KEYS`) and its generators
+    (:data:`~ais_wds.epochs.plan.PRIVATE_KEYS`)."""
+    return {k: v for k, v in state.items() if k not in OWED_KEYS + PRIVATE_KEYS}
 
 
 JOB_MERGERS[PART_KIND] = merge
