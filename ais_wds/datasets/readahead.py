@@ -99,6 +99,7 @@ class _ProcessReadAhead:
         self._lock = threading.Lock()
         self._given: Optional[OrderSpec] = None  # the order the dataset was last told
         self._tried_next = False  # the next epoch's order was tried since the last batch found
+        self._requests = 0  # read-ahead requests made by this process
 
     def take(self, listing: Listing, spec: Optional[OrderSpec], indices: Sequence[int], stride: int
              ) -> Optional[List[Result]]:
@@ -169,11 +170,19 @@ class _ProcessReadAhead:
 
     def _flush(self, urgent: int) -> None:
         """Request the waiting batches in groups of up to ``batch_size`` objects; a last, partial group
-        waits for more batches unless the next batch of this worker is in it."""
+        waits for more batches unless the next batch of this worker is in it. The next batch itself, when it
+        leads the waiting ones (a process that just started), is requested alone: it is needed first; then
+        the groups double from one batch up to ``batch_size``."""
         group: List[Tuple[int, List[Item], int]] = []
         count = 0
         for batch in self._waiting:
-            if group and count + len(batch[1]) > self.engine.batch_size:
+            if batch[0] == urgent and not group:  # needed next (a process's start): alone, so it comes back first
+                self._submit([batch])
+                continue
+            # the first requests of a process grow from one batch to batch_size (1, 2, 4, ... batches): the
+            # batches needed soonest come back soonest, the later ones in fewer, larger requests
+            cap = min(self.engine.batch_size, len(batch[1]) << min(self._requests, 16))
+            if group and count + len(batch[1]) > cap:
                 self._submit(group)
                 group, count = [], 0
             group.append(batch)
@@ -184,6 +193,7 @@ class _ProcessReadAhead:
         self._waiting = group
 
     def _submit(self, group: List[Tuple[int, List[Item], int]]) -> None:
+        self._requests += 1
         pending = self.engine.submit([item for _, batch, _ in group for item in batch], spread=False)
         offset = 0
         for start, items, nbytes in group:
