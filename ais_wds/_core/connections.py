@@ -42,7 +42,7 @@ class Connections:
         logger.debug("connecting to AIS at %s in pid %d (token: %s)", config.endpoint, os.getpid(),
                      config.token_source)
         self.config = config
-        bound_worker_heap()  # a DataLoader worker's connections are built once, in the worker: bound its heap
+        bound_worker_heap()  # AIS_WDS_HEAP=workers: a worker's connections are built once, in the worker
         self.sdk = _sdk_client(config)
         self.http = _requests_session(config)
         self.pool, self.timeout = _urllib3_pool(config)

@@ -1,22 +1,25 @@
-"""A bounded malloc heap in DataLoader workers: glibc's mmap threshold is fixed, so large freed blocks
-go back to the operating system instead of staying in the worker's heap.
+"""An opt-in bounded malloc heap for DataLoader workers: glibc's mmap threshold fixed, so large freed
+blocks go back to the operating system instead of staying in the worker's heap.
 
 Why: glibc serves blocks of at least ``M_MMAP_THRESHOLD`` bytes (128 KiB at start) with their own
 ``mmap`` and gives them back on ``free``; but every time such a block is freed it raises the threshold to
 that block's size (up to 32 MiB) and the heap's trim threshold to twice that. A DataLoader worker frees a
-collated batch (32 x 100 KiB = 3.2 MiB) every step, so after the first one every later batch, and
-every sample, comes from the heap, whose free middle is never returned: measured on 6 shards x 400
-samples of 100 KiB, ``.batched(32)``, 4 workers, a worker's unique memory (USS) was 24-51 MiB, varying
-from worker to worker and epoch to epoch, of which 10-26 MiB was ``[heap]``; with the threshold fixed at
-1 MiB it is 19-21 MiB and flat (``shuffle="samples"``: 47-99 MiB -> 21-22 MiB). Fixing the threshold
-also stops glibc's adjustment of the trim threshold (128 KiB), so the heap's free top is trimmed too.
+collated batch (32 x 100 KiB = 3.2 MiB) every step, so after the first one every later batch comes from
+the heap, whose free middle is never returned. Measured on issue 25's data (6 shards x 400 samples of
+100 KiB, ``.batched(32)``, 4 persistent workers): a worker's own memory was 23-46 MiB (plain webdataset
+over local files: 17-39 MiB, the same allocator story), of which 10-26 MiB ``[heap]``, flat after epoch 1
+within 3-6 MiB; with the threshold fixed at 1 MiB it is 18-21 MiB and flat within 0.5 MiB
+(``shuffle="samples"``: 47-99 -> 21-22 MiB).
 
-:func:`bound_worker_heap` applies it once per process, in DataLoader workers only by default
-(``AIS_WDS_HEAP``: ``workers`` (default), ``all`` (every process that opens a connection, the main one
-included, e.g. for ``num_workers=0``), ``off``). It does nothing where the C library is not glibc, or
-where the user already set glibc's own knobs (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
-``GLIBC_TUNABLES``): theirs win. The cost: a block of at least :data:`MMAP_THRESHOLD` (a batch, a
-sample of 1 MiB or more) is a fresh ``mmap`` each time (its pages are faulted in again).
+The price is CPU: every block of at least :data:`MMAP_THRESHOLD` (each collated batch, each sample of
+1 MiB or more, and its tensor copy) is a fresh mapping whose pages are faulted in again. Measured with 2
+workers, 3 epochs, ``.batched(32)``: worker CPU 2.5 -> 2.95 s/GB (100 KiB samples) and 3.2 -> 4.2 s/GB
+(1 MiB samples). So it is off unless asked for: ``AIS_WDS_HEAP`` = ``workers`` (DataLoader workers, when
+they open their connections to AIS), ``all`` (every process that opens connections, the main one
+included, e.g. for ``num_workers=0``), ``off`` (the default). Nothing happens where the C library is not
+glibc, or where the user set glibc's own knobs (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
+``GLIBC_TUNABLES``): theirs win. ``malloc_trim(0)`` at epoch ends was tried and made it worse (61 MiB:
+in a forked worker it touches, and so copies, the heap pages it shares with the parent).
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ logger = logging.getLogger(__name__)
 MMAP_THRESHOLD = 1 << 20
 """Blocks of at least this many bytes get their own mapping, returned to the OS when freed. 1 MiB: a
 collated batch or a sample of 1 MiB or more; smaller samples and read buffers stay in the heap (measured
-the same USS as 128 KiB on the repro above; 4 MiB let 3.2 MiB batches into the heap again: 27-49 MiB)."""
+the same USS as 128 KiB on the data above; 4 MiB let 3.2 MiB batches into the heap again: 27-49 MiB)."""
 
 ENV = "AIS_WDS_HEAP"
-"""``workers`` (default), ``all`` or ``off``: see the module docstring."""
+"""``off`` (default), ``workers`` or ``all``: see the module docstring."""
 
 _GLIBC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 _M_TRIM_THRESHOLD = -1
@@ -48,9 +51,9 @@ _applied = False
 
 
 def bound_worker_heap() -> bool:
-    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` in this process, once, if it is a
-    DataLoader worker (or any process, with ``AIS_WDS_HEAP=all``); called when a process opens its
-    connections to AIS. Cheap after the first call (one pid comparison).
+    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` in this process, once, if ``AIS_WDS_HEAP``
+    asks for it (``workers``: in a DataLoader worker; ``all``: in any process); called when a process
+    opens its connections to AIS. Cheap (an environment lookup; one pid comparison once decided).
 
     Returns:
         True when this process's heap is bounded by it (now or earlier), False when left alone.
@@ -59,12 +62,11 @@ def bound_worker_heap() -> bool:
     pid = os.getpid()
     if _applied_in == pid:
         return _applied
-    mode = os.environ.get(ENV, "workers").strip().lower()
-    if mode == "off" or (mode != "all" and torch_worker() is None):
+    mode = os.environ.get(ENV, "off").strip().lower()
+    if mode not in ("workers", "all") or (mode == "workers" and torch_worker() is None):
         return False  # not a worker (yet): asked again next time, e.g. by the worker forked from here
     _applied_in, _applied = pid, _set_threshold(mode)
     return _applied
-
 
 
 def bounded() -> bool:

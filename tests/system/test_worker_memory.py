@@ -4,8 +4,9 @@
 The bounds are generous (this is not a benchmark: bench section 25 has the figures): after epoch 1 no
 worker's own memory (USS less clean file pages, :func:`tests.support.worker_memory.own`: immune to other
 processes on the machine unloading torch) may grow by more than :data:`GROWTH_LIMIT`, and no worker may
-hold more than :data:`USS_LIMIT` (measured: 18-21 MiB with 4 workers; 26-51 MiB before the heap bound;
-the issue saw ~200 MiB).
+hold more than :data:`USS_LIMIT` (measured with 4 workers: 23-46 MiB by default, 18-21 MiB with
+``AIS_WDS_HEAP=workers``; plain webdataset over local files 17-39 MiB; the issue saw ~200 MiB). Both
+heap settings are run.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ SHARDS, PER_SHARD, SAMPLE, BATCH, EPOCHS, WORKERS = 6, 100, 100 << 10, 32, 6, 2
 GROWTH_LIMIT = 16 << 20
 """Most a worker's USS may rise from epoch 1 to any later epoch (the issue's goal is 8 MiB; twice that)."""
 USS_LIMIT = 96 << 20
-"""Most a worker may hold of its own after any epoch (about 4x what it holds: 18-21 MiB)."""
+"""Most a worker may hold of its own after any epoch (2-4x what it holds)."""
 
 
 def _body(s: int, i: int) -> bytes:
@@ -67,8 +68,11 @@ def _epochs(loader: Any, epochs: int, check: Any) -> Dict[int, List[int]]:
     return series
 
 
-def test_worker_memory_does_not_grow_across_epochs(client, shards):
+@pytest.mark.parametrize("heap_setting", ["off", "workers"])
+def test_worker_memory_does_not_grow_across_epochs(client, shards, monkeypatch, heap_setting):
     from torch.utils.data import DataLoader
+
+    monkeypatch.setenv(heap.ENV, heap_setting)
 
     urls, total = shards
     ds = ais_wds.WebDataset(urls, client=client).map(_tensor).batched(BATCH)
@@ -87,8 +91,8 @@ def test_worker_memory_does_not_grow_across_epochs(client, shards):
     assert growth_after({os.getpid(): series[os.getpid()]}) <= GROWTH_LIMIT  # the main process too
 
 
-@pytest.mark.parametrize("setting, bound", [(None, True), ("workers", True), ("off", False)])
-def test_workers_bound_their_heap_unless_told_not_to(client, shards, monkeypatch, setting, bound):
+@pytest.mark.parametrize("setting, bound", [(None, False), ("off", False), ("workers", True)])
+def test_workers_bound_their_heap_only_when_asked(client, shards, monkeypatch, setting, bound):
     from torch.utils.data import DataLoader
 
     if setting is None:

@@ -23,15 +23,19 @@ def _probe(**env: str) -> str:
     return out.stdout.strip()
 
 
-def test_a_process_that_is_not_a_dataloader_worker_is_left_alone():
+def test_by_default_no_process_is_touched():
     assert _probe() == "False False"
+
+
+def test_workers_leaves_a_process_that_is_not_a_dataloader_worker_alone():
+    assert _probe(AIS_WDS_HEAP="workers") == "False False"
 
 
 def test_all_bounds_every_process():
     assert _probe(AIS_WDS_HEAP="all") == "True True"
 
 
-def test_off_leaves_even_all_processes_alone():
+def test_off_leaves_every_process_alone():
     assert _probe(AIS_WDS_HEAP="off") == "False False"
 
 
