@@ -21,6 +21,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 import ais_wds
 from tests.support.mix_data import all_ids, identify, make_mix_data, tar_bytes
+from tests.support.mix_states import mix_parts
 
 WEIGHTS = [0.5, 0.3, 0.2]
 RANK_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "mix_rank.py"
@@ -124,7 +125,7 @@ def test_a_weight_change_reaches_persistent_workers_and_a_resume_after_it_is_exa
     first = next(i for i, s in enumerate(shares) if s >= 0.5)
     assert first <= 10, shares  # within a few batches (what the workers had prefetched, then 16 samples)
     assert sum(x[0] == "c" for x in remainder) / len(remainder) > 0.7
-    parts = [v for v in _walk(state) if isinstance(v, dict) and v.get("kind") == "ais_wds.mix"]
+    parts = mix_parts(state)
     assert len(parts) == 2 and all(p["weights"] == [0.1, 0.1, 0.8] and p["changes"] for p in parts)
     fresh = _mix(data, ais_endpoint, stop=1500)
     resumed = StatefulDataLoader(fresh, batch_size=10, num_workers=2, collate_fn=ids)
@@ -149,17 +150,6 @@ def test_a_change_the_state_saw_but_had_not_applied_takes_effect_where_the_unint
     assert [identify(s) for s in resumed] == remainder
     assert resumed.state_dict()["changes"] == mix.state_dict()["changes"] == [[0, -(-taken // 16) * 16,
                                                                              [0.1, 0.1, 0.8]]]
-
-
-def _walk(tree):
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
 
 
 def test_stratified_batches_hold_exactly_10_6_4_of_20_and_resume_exactly(data, ais_endpoint):
