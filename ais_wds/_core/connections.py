@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 
 from ..config import ClientConfig
 from ..urls import AISUrl
-from .heap import bound_worker_heap
+from .heap import bound_worker_heap, freeze_inherited
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class Connections:
         logger.debug("connecting to AIS at %s in pid %d (token: %s)", config.endpoint, os.getpid(),
                      config.token_source)
         self.config = config
+        freeze_inherited()  # in a DataLoader worker: its full collections leave the parent's pages alone
         bound_worker_heap()  # AIS_WDS_HEAP=workers: a worker's connections are built once, in the worker
         self.sdk = _sdk_client(config)
         self.http = _requests_session(config)

@@ -25,6 +25,7 @@ in a forked worker it touches, and so copies, the heap pages it shares with the 
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import platform
@@ -46,6 +47,11 @@ _GLIBC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLE
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
+GC_FREEZE_ENV = "AIS_WDS_GC_FREEZE"
+"""``workers`` (default): a forked DataLoader worker freezes what it inherited (:func:`freeze_inherited`);
+``off``: it does not."""
+
+_frozen_in: Optional[int] = None
 _applied_in: Optional[int] = None  # the pid that decided (a forked child decides again)
 _applied = False
 
@@ -67,6 +73,34 @@ def bound_worker_heap() -> bool:
         return False  # not a worker (yet): asked again next time, e.g. by the worker forked from here
     _applied_in, _applied = pid, _set_threshold(mode)
     return _applied
+
+
+def freeze_inherited() -> bool:
+    """In a DataLoader worker, once: move every object the worker inherited into the garbage collector's
+    permanent generation (``gc.freeze()``), so that its full collections never walk them.
+
+    Why: a full collection writes to the header of every object it walks; in a forked worker each of
+    those writes copies the page (shared with the parent until then) into the worker. Measured with
+    ``AISDataset`` (2400 x 100 KiB, 4 persistent workers): the first full collection, in epoch 1, took
+    every worker from 23-24 to 72-75 MiB of its own (the imported torch, SDK and ais_wds objects);
+    frozen, they stay at 24-31 MiB. Freezing only relinks the generations' list heads (no object is
+    touched); what the worker inherited is then never collected there, which is at most what it
+    inherited (the parent's objects, not a growth). Off with ``AIS_WDS_GC_FREEZE=off``. Called when a
+    worker opens its connections to AIS.
+
+    Returns:
+        True when this call froze them (False: not a worker, done before, or off).
+    """
+    global _frozen_in
+    pid = os.getpid()
+    if _frozen_in == pid or os.environ.get(GC_FREEZE_ENV, "workers").strip().lower() == "off":
+        return False
+    if torch_worker() is None:
+        return False
+    _frozen_in = pid
+    gc.freeze()
+    logger.debug("DataLoader worker %d: %d inherited objects frozen", pid, gc.get_freeze_count())
+    return True
 
 
 def bounded() -> bool:

@@ -11,6 +11,7 @@ heap settings are run.
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any, Dict, List
 
@@ -105,6 +106,32 @@ def test_workers_bound_their_heap_only_when_asked(client, shards, monkeypatch, s
     flags = list(DataLoader(ds, batch_size=None, num_workers=2))
     assert len(flags) == 2 * PER_SHARD and set(flags) == {bound}
     assert not heap.bounded() and not heap.bound_worker_heap()  # the main process is left alone
+
+
+def _frozen(sample: Dict[str, Any]) -> Any:
+    """Runs in the worker: how many inherited objects it froze."""
+    return gc.get_freeze_count()
+
+
+@pytest.mark.parametrize("setting", [None, "off"])
+def test_workers_freeze_what_they_inherited_unless_told_not_to(client, shards, monkeypatch, setting):
+    """A full collection in a forked worker would otherwise copy every page of the parent's objects
+    into it (measured: 23 -> 72 MiB per AISDataset worker at its first full collection)."""
+    from torch.utils.data import DataLoader
+
+    if setting is None:
+        monkeypatch.delenv(heap.GC_FREEZE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(heap.GC_FREEZE_ENV, setting)
+    assert gc.get_freeze_count() == 0
+    counts = list(DataLoader(ais_wds.WebDataset(shards[0][:2], client=client).map(_frozen), batch_size=None,
+                             num_workers=2))
+    assert len(counts) == 2 * PER_SHARD
+    if setting is None:
+        assert min(counts) > 10_000  # the imported modules' objects, at least
+    else:
+        assert set(counts) == {0}
+    assert gc.get_freeze_count() == 0  # the main process is left alone
 
 
 class _Leaky:

@@ -13,12 +13,17 @@ import pytest
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the bound is glibc's mallopt")
 
 PROBE = "from ais_wds._core import heap; print(heap.bound_worker_heap(), heap.bounded())"
+FREEZE_PROBE = "import gc; from ais_wds._core import heap; print(heap.freeze_inherited(), gc.get_freeze_count())"
 
 
 def _probe(**env: str) -> str:
+    return _run(PROBE, **env)
+
+
+def _run(code: str, **env: str) -> str:
     clean = {k: v for k, v in os.environ.items()
              if k not in ("AIS_WDS_HEAP", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")}
-    out = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
                          check=True)
     return out.stdout.strip()
 
@@ -42,3 +47,7 @@ def test_off_leaves_every_process_alone():
 @pytest.mark.parametrize("knob", ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"])
 def test_the_users_own_glibc_settings_win(knob):
     assert _probe(AIS_WDS_HEAP="all", **{knob: "4194304"}) == "False False"
+
+
+def test_a_process_that_is_not_a_dataloader_worker_freezes_nothing():
+    assert _run(FREEZE_PROBE) == "False 0"
