@@ -1,5 +1,14 @@
-"""An opt-in bounded malloc heap for DataLoader workers: glibc's mmap threshold fixed, so large freed
-blocks go back to the operating system instead of staying in the worker's heap.
+"""A DataLoader worker's own memory: what it copies from its parent and what its heap keeps.
+
+* :func:`freeze_inherited` (on by default): a worker freezes the objects it inherited, so that its full
+  garbage collections do not copy the parent's pages into it;
+* :func:`bound_worker_heap` (opt-in, ``AIS_WDS_HEAP``): glibc's mmap threshold fixed, so large freed
+  blocks go back to the operating system instead of staying in the worker's heap.
+
+Both run when a process opens its connections to AIS (:class:`~ais_wds._core.connections.Connections`).
+The figures: bench section 25 (``tools/ais_wds_bench/sections/memory.py``) and docs/memory.md.
+
+The heap bound:
 
 Why: glibc serves blocks of at least ``M_MMAP_THRESHOLD`` bytes (128 KiB at start) with their own
 ``mmap`` and gives them back on ``free``; but every time such a block is freed it raises the threshold to
