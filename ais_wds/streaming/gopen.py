@@ -32,15 +32,13 @@ with ``DataLoader(worker_init_fn=ais_wds.worker_init_fn)``.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import logging
-import sys
 import threading
 from types import ModuleType
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Set, Union
 from urllib.parse import urlsplit
 
+from .._core.after_import import call_after_import
 from ..client import Client
 from ..urls import SCHEME_TO_PROVIDER
 from .opener import ROUTE_ENV, AISOpener, opens_through_ais, routed_schemes
@@ -147,37 +145,8 @@ def worker_init_fn(worker_id: int) -> None:
 _WDS_GOPEN = "webdataset.gopen"
 
 
-class _RegisterAfterImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: when ``webdataset.gopen`` is imported, wraps its loader so that
-    :func:`register` runs right after the module has executed, then leaves ``sys.meta_path``."""
-
-    def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None
-                  ) -> Optional[importlib.machinery.ModuleSpec]:
-        if fullname != _WDS_GOPEN:
-            return None
-        _remove_hook()
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
-        if spec is None or spec.loader is None:
-            return spec
-        spec.loader = _RegisteringLoader(spec.loader)
-        return spec
-
-
-class _RegisteringLoader(importlib.abc.Loader):
-    def __init__(self, inner: Any):
-        self._inner = inner
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[ModuleType]:
-        module: Optional[ModuleType] = self._inner.create_module(spec)
-        return module
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._inner.exec_module(module)
-        register()
-
-
-def _remove_hook() -> None:
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterAfterImport)]
+def _register_after_import(module: ModuleType) -> None:
+    register()
 
 
 def register_on_import() -> None:
@@ -190,7 +159,4 @@ def register_on_import() -> None:
     from . import wids  # it imports this module
 
     wids.register_on_import()
-    if _WDS_GOPEN in sys.modules:
-        register()
-    elif not any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _RegisterAfterImport())
+    call_after_import(_WDS_GOPEN, _register_after_import)
