@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import threading
 import time
 import urllib.request
@@ -19,6 +18,7 @@ import ais_wds
 from ais_wds import write_bytes
 from ais_wds.metrics import snapshot
 from ais_wds.metrics.loop import samples_in
+from tests.support.ports import free_port
 from tests.support.tars import tar_bytes
 
 torch_data = pytest.importorskip("torch.utils.data")
@@ -129,16 +129,10 @@ def test_a_target_killed_mid_shard_shows_up_as_a_resumed_stream(client, bucket, 
     assert snap["gets"] == 1 + snap["resumed_streams"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_prometheus_scrape_reports_the_epoch(shards, client, monkeypatch):
     from prometheus_client.parser import text_string_to_metric_families
 
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("AIS_WDS_METRICS_PORT", str(port))
     before = snapshot()
     batches = list(ais_wds.monitor(_loader(shards, client), log_every=0))

@@ -10,7 +10,6 @@ import collections
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 import ais_wds
 from tests.support.mix_data import all_ids, identify, make_mix_data, tar_bytes
 from tests.support.mix_states import mix_parts
+from tests.support.ports import free_port
 
 WEIGHTS = [0.5, 0.3, 0.2]
 RANK_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "mix_rank.py"
@@ -288,14 +288,8 @@ def test_an_empty_source_is_a_config_error_naming_it(data, ais_endpoint, client,
         ais_wds.Mix([full, empty], [0.5, 0.5])
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ranks(tmp_path, cfg):
-    cfg = {**cfg, "port": _free_port(), "dir": str(tmp_path)}
+    cfg = {**cfg, "port": free_port(), "dir": str(tmp_path)}
     path = tmp_path / f"{cfg['phase']}.json"
     path.write_text(json.dumps(cfg))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}

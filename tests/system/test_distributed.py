@@ -7,13 +7,13 @@ yields, epochs advance, and only rank 0 lists (or loads the index) when there is
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.shards import COUNTS, N_OBJECTS, make_data, object_digests, sample_digests, shard_keys
 
 RANK_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "dist_rank.py"
@@ -24,16 +24,10 @@ def data(client, module_bucket):
     return make_data(client, module_bucket)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(tmp_path, ais_endpoint, data, launcher, world, workers, context="fork", persistent=False, fronts=None):
     cfg = {"launcher": launcher, "world": world, "workers": workers, "context": context, "persistent": persistent,
            "fronts": fronts,
-           "endpoint": ais_endpoint, "data": data, "out": str(tmp_path), "port": _free_port()}
+           "endpoint": ais_endpoint, "data": data, "out": str(tmp_path), "port": free_port()}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}

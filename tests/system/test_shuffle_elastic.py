@@ -5,7 +5,6 @@ read the rest: every sample exactly once over both jobs, bytes checked against w
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.shards import make_data, sample_digests
 
 RANK_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "shuffle_rank.py"
@@ -23,14 +23,8 @@ def data(client, module_bucket):
     return make_data(client, module_bucket)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _phase(tmp_path, cfg):
-    cfg = {**cfg, "port": _free_port()}
+    cfg = {**cfg, "port": free_port()}
     path = tmp_path / f"{cfg['phase']}.json"
     path.write_text(json.dumps(cfg))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
