@@ -123,15 +123,15 @@ def test_workers_freeze_what_they_inherited_unless_told_not_to(client, shards, m
         monkeypatch.delenv(heap.GC_FREEZE_ENV, raising=False)
     else:
         monkeypatch.setenv(heap.GC_FREEZE_ENV, setting)
-    assert gc.get_freeze_count() == 0
+    at_start = gc.get_freeze_count()  # CPython 3.12 freezes its own start-up objects (375 here); others 0
     counts = list(DataLoader(ais_wds.WebDataset(shards[0][:2], client=client).map(_frozen), batch_size=None,
                              num_workers=2))
     assert len(counts) == 2 * PER_SHARD
     if setting is None:
         assert min(counts) > 10_000  # the imported modules' objects, at least
     else:
-        assert set(counts) == {0}
-    assert gc.get_freeze_count() == 0  # the main process is left alone
+        assert set(counts) == {at_start}
+    assert gc.get_freeze_count() == at_start  # the main process is left alone
 
 
 class _Leaky:
