@@ -1,25 +1,33 @@
-"""Batched byte-range reads: many ``(url, start, length)`` ranges per AIS GetBatch request, many requests in
-flight, bytes back in request order (the objects layer's primitive for random access inside shards).
+"""Batched byte-range reads: many ``(url, start, length)`` ranges per call, many calls in flight, bytes back in
+request order (the objects layer's primitive for random access inside shards).
 
-AIS 5.0's GetBatch (``GET /v1/ml/moss/<bucket>``) takes a byte range per entry (``start``/``length``) and
-answers one tar stream with one member per entry, in request order. Two costs shape this module:
+Three transports, tried in this order by :class:`RangeGetter` (``transport="auto"``):
 
-* AIS holds every GetBatch reply about 100 ms *after* its last entry: the designated target waits for its
-  receive queue to stay quiet for ``noRxWindow`` before the handler returns and the chunked reply ends
-  (``basewi.quiesce`` in ``xact/xs/moss.go``). :class:`RangeGetter` therefore stops reading as soon as
-  every requested entry has arrived and closes that connection instead of waiting for the end of the
-  reply (measured here: 64 ranges of 10 KiB arrive in 10-60 ms, the reply ends at 110-140 ms).
-* The remaining fixed cost per request (the gateway's redirect, the job setup on every target) is hidden
-  by keeping many requests in flight: :func:`read_ranges` runs a window of them on the
-  :class:`~ais_wds.objects.prefetch.Prefetcher` engine.
+1. **Pipelined range GETs straight to the owning targets** (:mod:`ais_wds.objects.pipelined`): the
+   fastest here at every sample size measured (1, 10 and 100 KiB; figures in that module and in
+   docs/shuffle.md): a target answers a plain range GET with ``sendfile`` and the client parses one
+   response head per range.
+2. **GetBatch with a byte range per entry** (AIS 5.0's ``GET /v1/ml/moss/<bucket>`` with ``start``/``length``
+   per entry; one tar stream back, one member per entry, in request order), through the gateway: used
+   when the targets cannot be reached directly (no cluster map, a target refusing connections, e.g.
+   behind a Kubernetes service).
+3. **Concurrent range GETs through the reader core** (:func:`ais_wds.objects.reader.read_range`, with
+   its resumes, retries and typed errors): for what the others could not read (a missing object: the
+   typed error comes from here), where GetBatch is refused (an AIS before 5.0; a remote cluster's
+   namespaced bucket, which neither batched path can name), logged at DEBUG; refused GetBatch requests
+   turn GetBatch off for :data:`REFUSED_OFF_SECONDS`.
 
-Where GetBatch is refused (an AIS before 5.0, which does not know ranged entries or GetBatch; a remote
-cluster's namespaced bucket, which GetBatch entries cannot name), the ranges are read by concurrent
-range GETs (:func:`ais_wds.objects.reader.read_range`, with its resumes and retries) and the refusal is
-logged at DEBUG; refused requests turn GetBatch off for :data:`REFUSED_OFF_SECONDS`.
+``transport="getbatch"`` skips (1) and ``transport="range"`` uses (3) only.
 
-The colocation hint (``coloc=1``: the gateway picks as the designated target the one holding most of the
-entries) is sent by default; measured on the local cluster it neither helped nor hurt (see docs/ais5.md).
+Two costs shape the GetBatch path: AIS holds every GetBatch reply about 100 ms *after* its last entry
+(the designated target waits for its receive queue to stay quiet for ``noRxWindow``, ``basewi.quiesce``
+in ``xact/xs/moss.go``), so :class:`RangeGetter` stops reading as soon as every requested entry has
+arrived and closes that connection (64 ranges of 10 KiB arrive in 10-60 ms, the reply ends at 110-140
+ms); and the fixed cost per request (the gateway's redirect, the job setup on every target) is hidden
+by keeping many requests in flight (:func:`read_ranges` runs a window of calls on the
+:class:`~ais_wds.objects.prefetch.Prefetcher` engine). The colocation hint (``coloc=1``: the gateway
+picks as the designated target the one holding most of the entries) is sent by default; measured on
+the local cluster it neither helped nor hurt (see docs/ais5.md).
 
 Thread safety: a :class:`RangeGetter` may be shared by threads. Process safety: picklable (settings only).
 """
@@ -34,10 +42,11 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 from .._core.process_local import ProcessLocal
 from .._core.retry import translate
 from ..client import Client
-from ..errors import AISWdsError, ReadError, RequestError
+from ..errors import AISWdsError, ConfigError, ReadError, RequestError
 from ..urls import parse_url
 from .fetch import Result
 from .get_batch import BatchReply
+from .pipelined import RangePipeline
 from .prefetch import Prefetcher
 from .reader import read_range
 
@@ -52,56 +61,98 @@ FAILED_OFF_SECONDS = 10.0
 """Seconds GetBatch stays off after three requests in a row failed otherwise (the cluster changing)."""
 MISSING = b"__404__/"
 BLOCK = 512
+TRANSPORTS = ("auto", "getbatch", "range")
+"""``RangeGetter(transport=...)``: see the module docstring."""
+PER_REQUEST = {"auto": 64, "getbatch": 256, "range": 64}
+"""Ranges per call by transport (measured here: pipelined 64 x 8 calls in flight; GetBatch 256 x 8)."""
+WINDOW = 8
+"""Calls in flight by default."""
 
 
 class RangeGetter:
-    """Reads lists of byte ranges, one GetBatch request per call (see the module docstring).
+    """Reads lists of byte ranges, one batched call at a time (see the module docstring).
 
     Args:
         client: the cluster.
-        colocation: send the colocation hint (``coloc=1``).
+        colocation: send GetBatch's colocation hint (``coloc=1``).
         threads: concurrent range GETs per call on the fallback path.
+        transport: ``"auto"`` (pipelined range GETs to the targets, then GetBatch, then range GETs),
+            ``"getbatch"`` (GetBatch, then range GETs) or ``"range"`` (range GETs through the reader core).
 
     ``fetch(ranges)`` returns, per range, its bytes or the :class:`~ais_wds.errors.AISWdsError` for it
     (the same contract as the whole-object getters of :mod:`ais_wds.objects.fetch`).
     """
 
-    def __init__(self, client: Union[Client, str, None] = None, *, colocation: bool = True, threads: int = 8):
+    def __init__(self, client: Union[Client, str, None] = None, *, colocation: bool = True, threads: int = 8,
+                 transport: str = "auto"):
+        if transport not in TRANSPORTS:
+            raise ConfigError(f"RangeGetter transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         self.client = Client.of(client)
         self.colocation = colocation
         self.threads = threads
+        self.transport = transport
         self._off_until = 0.0
         self._failures = 0
-        self.requests = 0  # GetBatch requests served (this process; diagnostics)
-        self.fallbacks = 0  # calls served by range GETs instead
+        self.pipelined = 0  # calls served whole by pipelined range GETs (this process; diagnostics)
+        self.requests = 0  # GetBatch requests served
+        self.fallbacks = 0  # calls that read some ranges by range GETs through the reader core
+        self._pipeline = RangePipeline(self.client)
         self._pool: ProcessLocal[ThreadPoolExecutor] = ProcessLocal(self._new_pool)
 
     def __getstate__(self) -> Dict[str, Any]:
-        return {"client": self.client, "colocation": self.colocation, "threads": self.threads}
+        return {"client": self.client, "colocation": self.colocation, "threads": self.threads,
+                "transport": self.transport}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__init__(state["client"], colocation=state["colocation"], threads=state["threads"])  # type: ignore[misc]
+        self.__init__(state["client"], colocation=state["colocation"], threads=state["threads"],  # type: ignore[misc]
+                      transport=state.get("transport", "auto"))
+
+    @property
+    def per_request(self) -> int:
+        """Ranges per call that suit this getter's first transport."""
+        return PER_REQUEST[self.transport]
 
     def fetch(self, ranges: Sequence[Any]) -> List[Result]:
-        """Read every range (item ``i`` of the result belongs to ``ranges[i]``)."""
+        """Read every range (item ``i`` of the result belongs to ``ranges[i]``): its bytes, or the
+        :class:`~ais_wds.errors.AISWdsError` for it."""
         ranges = [tuple(r) for r in ranges]
         if not ranges:
             return []
-        if time.monotonic() >= self._off_until and len(ranges) > 1:
-            parsed = [parse_url(r[0]) for r in ranges]
+        out: List[Any] = [None] * len(ranges)
+        todo = list(range(len(ranges)))
+        batch = self.transport != "range"
+        if self.transport == "auto":
+            got, unavailable = self._pipeline.fetch(ranges)
+            todo = [i for i, r in enumerate(got) if r is None]
+            out = list(got)
+            if not todo:
+                self.pipelined += 1
+                return out
+            if unavailable:
+                logger.debug("%d of %d ranges not readable straight from the targets: GetBatch", len(todo), len(ranges))
+            else:
+                batch = False  # answered but not served (a missing object...): the reader core says why
+        if batch and len(todo) > 1 and time.monotonic() >= self._off_until:
+            sub = [ranges[i] for i in todo]
+            parsed = [parse_url(r[0]) for r in sub]
             if any(u.has_namespace for u in parsed):
                 logger.debug("GetBatch cannot name a remote cluster's bucket (%s): %d ranges by range GETs",
-                             next(str(u) for u in parsed if u.has_namespace), len(ranges))
+                             next(str(u) for u in parsed if u.has_namespace), len(sub))
             else:
                 try:
-                    out = self._batch(ranges, parsed)
+                    res = self._batch(sub, parsed)
                     self._failures = 0
                     self.requests += 1
-                    return [r if r is not None else self._one(ranges[i]) for i, r in enumerate(out)]
+                    for i, r in zip(todo, res):
+                        out[i] = r
+                    todo = [i for i in todo if out[i] is None]
                 except Exception as e:  # noqa: BLE001 - classified: refused, or the cluster changing
-                    self._refused(e, len(ranges))
-        self.fallbacks += 1
-        return list(self._pool.get().map(self._one, ranges))
+                    self._refused(e, len(sub))
+        if todo:
+            self.fallbacks += 1
+            for i, one in zip(todo, self._pool.get().map(self._one, [ranges[i] for i in todo])):
+                out[i] = one
+        return out
 
     # -- internals ---------------------------------------------------------------------------------
     def _new_pool(self) -> ThreadPoolExecutor:
@@ -173,8 +224,11 @@ def _split(reply: BatchReply, ranges: Sequence[Range], where: str) -> List[Optio
     def need(n: int) -> None:
         nonlocal filled, buf, view, cap
         while filled < n:
-            if n > cap:  # extension headers (long names) made the reply longer than the ranges
-                buf += bytes(n - cap + (1 << 16))
+            if n > cap:  # extension headers (long or non-ASCII names) made the reply longer than the ranges
+                grown = bytearray(n + (1 << 16))  # a new buffer: the exported one cannot be resized
+                grown[:filled] = view[:filled]
+                view.release()
+                buf = grown
                 view, cap = memoryview(buf), len(buf)
             k = reply.readinto(view[filled:n])  # no further: the reply's end comes ~100 ms later
             if not k:
@@ -224,36 +278,39 @@ def _size(header: bytes, where: str) -> int:
                            url=where) from None
 
 
-def read_ranges(client: Union[Client, str, None], ranges: Iterable[Range], *, per_request: int = 128,
-                window: int = 16, max_bytes: int = 256 << 20, colocation: bool = True) -> Iterator[bytes]:
-    """Read byte ranges of objects, in order: ``per_request`` ranges per GetBatch request, up to
-    ``window`` requests (and ``max_bytes``) in flight.
+def read_ranges(client: Union[Client, str, None], ranges: Iterable[Range], *, per_request: Optional[int] = None,
+                window: int = WINDOW, max_bytes: int = 256 << 20, colocation: bool = True,
+                transport: str = "auto") -> Iterator[bytes]:
+    """Read byte ranges of objects, in order: ``per_request`` ranges per call (pipelined range GETs to the
+    targets, or a GetBatch request; see the module docstring), up to ``window`` calls (and ``max_bytes``)
+    in flight.
 
     Args:
         client: the cluster (a :class:`Client`, an endpoint, or None for the environment's).
         ranges: ``(url, start, length)`` triples, any objects of the cluster's buckets, in any order (the
             same object many times is fine), each within its object; consumed lazily.
-        per_request: ranges per GetBatch request (AIS's fixed cost per request is spread over them).
-        window: requests in flight at once (each on its own thread).
+        per_request: ranges per call (default: :data:`PER_REQUEST` of the transport).
+        window: calls in flight at once (each on its own thread).
         max_bytes: most requested bytes in flight.
-        colocation: send AIS's colocation hint.
+        colocation: send GetBatch's colocation hint.
+        transport: ``"auto"``, ``"getbatch"`` or ``"range"`` (see :class:`RangeGetter`).
 
     Yields:
         Each range's bytes (``length`` of them), in the order of ``ranges``.
 
     Raises:
         ObjectNotFoundError, ReadError, RequestError, ...: the typed error of the first range that cannot be
-        read (from its range GET: entries GetBatch misses are read again one by one; a range past the end of
-        its object is a ReadError). Closing the generator
-        cancels the requests not started.
+        read (from its range GET: ranges the batched paths miss are read again one by one; a range past the
+        end of its object is a ReadError). Closing the generator cancels the requests not started.
 
     Example::
 
         for data in read_ranges(client, [("ais://b/shard-0.tar", 1536, 10752), ...], window=16):
             ...
     """
-    engine = Prefetcher(RangeGetter(Client.of(client), colocation=colocation), threads=window,
-                        batch_size=per_request, depth=window, max_bytes=max_bytes, batch_bytes=max_bytes)
+    getter = RangeGetter(Client.of(client), colocation=colocation, transport=transport)
+    engine = Prefetcher(getter, threads=window, batch_size=per_request or getter.per_request, depth=window,
+                        max_bytes=max_bytes, batch_bytes=max_bytes)
     items: Iterable[Any] = ((tuple(r), r[2]) for r in ranges)
     try:
         for _, result in engine.imap(items):

@@ -1,4 +1,5 @@
-"""A map-style dataset over the samples inside tar shards: byte ranges batched into AIS GetBatch requests.
+"""A map-style dataset over the samples inside tar shards: byte ranges read in batches (pipelined range GETs
+straight to the targets, or AIS GetBatch requests).
 
 ``AISShardDataset(index_or_prefix)`` holds, per sample, only (shard number, byte offset, length) from
 a shard index (:mod:`ais_wds.shard_index`): 20 bytes a sample, in arrays that pickle as bytes and are
@@ -7,8 +8,10 @@ covers all its members with their tar headers, and parses it with :mod:`ais_wds.
 webdataset sample dict (``__key__``, ``__url__``, lower-cased extension -> bytes).
 
 ``ds.__getitems__(indices)`` (used by ``torch.utils.data.DataLoader`` for a whole batch) reads the
-batch's byte ranges with AIS GetBatch requests (:class:`ais_wds.objects.ranges.RangeGetter`: a range per
-entry, several requests in parallel; concurrent range GETs where GetBatch is refused). With the dataset's
+batch's byte ranges in batches (:class:`ais_wds.objects.ranges.RangeGetter`: range GETs pipelined on
+keep-alive connections straight to the targets that own the shards; GetBatch requests with a range per
+entry where the targets cannot be reached directly; concurrent range GETs through the gateway for the
+rest). With the dataset's
 own sampler (``sampler=ds.sampler(shuffle=True)``) each DataLoader worker also reads its next batches
 ahead (:mod:`ais_wds.datasets.readahead`: the order is known, so a batch tells where the worker is), which
 hides AIS's fixed cost per request. ``fetch="range"`` reads with range GETs instead (neighbouring samples
@@ -47,9 +50,10 @@ logger = logging.getLogger(__name__)
 Sample = Dict[str, Any]
 
 READ_AHEAD_THREADS = 8
-"""GetBatch requests in flight for the read-ahead of one worker."""
-READ_AHEAD_PER_REQUEST = 256
-"""Ranges per GetBatch request of the read-ahead (AIS's fixed cost per request spread over them)."""
+"""Batched calls in flight for the read-ahead of one worker."""
+READ_AHEAD_PER_REQUEST = {"auto": 64, "getbatch": 256}
+"""Ranges per call of the read-ahead, by transport (pipelined range GETs to the targets; GetBatch: AIS's
+fixed cost per request spread over them)."""
 
 
 def resolve_index(source: str, client: Client) -> ShardIndex:
@@ -128,9 +132,11 @@ class AISShardDataset(Dataset):
             save one with ``ais-wds index`` to skip that).
         client: a :class:`Client` or an endpoint; default from the environment.
         transform: applied to every sample dict before it is returned.
-        threads: concurrent requests in :meth:`__getitems__` (GetBatch requests, or range GETs).
-        fetch: ``"batch"`` (default): GetBatch requests of byte ranges, with read-ahead; ``"range"``: range
-            GETs, neighbours merged (see ``coalesce_gap``).
+        threads: concurrent batched calls in :meth:`__getitems__` (or range GETs with ``fetch="range"``).
+        fetch: ``"batch"`` (default): batched byte ranges (pipelined range GETs to the targets, then
+            GetBatch, see :class:`~ais_wds.objects.ranges.RangeGetter`), with read-ahead; ``"getbatch"``:
+            GetBatch requests only (then range GETs); ``"range"``: range GETs, neighbours merged (see
+            ``coalesce_gap``).
         read_ahead: samples of its next batches each DataLoader worker reads ahead when the order is known
             (the dataset's own sampler); 0: none.
         coalesce_gap: with ``fetch="range"``, neighbouring samples of one shard whose ranges are at most
@@ -149,8 +155,8 @@ class AISShardDataset(Dataset):
                  transform: Optional[Callable[[Sample], Any]] = None, threads: int = 16, fetch: str = "batch",
                  read_ahead: int = 4096, coalesce_gap: int = 64 << 10, max_coalesce: int = 16 << 20,
                  verify: bool = True):
-        if fetch not in ("batch", "range"):
-            raise ConfigError(f"AISShardDataset fetch must be 'batch' or 'range', got {fetch!r}")
+        if fetch not in ("batch", "getbatch", "range"):
+            raise ConfigError(f"AISShardDataset fetch must be 'batch', 'getbatch' or 'range', got {fetch!r}")
         self.client = Client.of(client)
         self.client.load_sdk()  # forked workers inherit the SDK import
         index = self._resolve(source, verify)
@@ -168,9 +174,12 @@ class AISShardDataset(Dataset):
             self._length.extend(shard.lengths)
         self._pool: ProcessLocal[ThreadPoolExecutor] = ProcessLocal(self._new_pool)
         self.fetch = fetch
-        self._engine = Prefetcher(RangeGetter(self.client), threads=max(1, threads), batch_size=64)
-        self._ahead = ReadAhead(Prefetcher(RangeGetter(self.client), threads=READ_AHEAD_THREADS,
-                                           batch_size=READ_AHEAD_PER_REQUEST), read_ahead)
+        transport = "getbatch" if fetch == "getbatch" else "auto"
+        self._engine = Prefetcher(RangeGetter(self.client, transport=transport), threads=max(1, threads),
+                                  batch_size=64)
+        ahead = RangeGetter(self.client, transport=transport)
+        self._ahead = ReadAhead(Prefetcher(ahead, threads=READ_AHEAD_THREADS,
+                                           batch_size=READ_AHEAD_PER_REQUEST[transport]), read_ahead)
         self.order_spec: Optional[OrderSpec] = None  # set by AISSampler; None: sequential order
         self._first_pid = 0
 
@@ -213,8 +222,8 @@ class AISShardDataset(Dataset):
         return self.transform(sample) if self.transform else sample
 
     def __getitems__(self, indices: Sequence[int]) -> List[Any]:
-        """The samples at ``indices``, in that order: GetBatch requests of their byte ranges (read ahead
-        when the order is known), or range GETs with ``fetch="range"``.
+        """The samples at ``indices``, in that order: their byte ranges in batches (read ahead when the
+        order is known), or range GETs with ``fetch="range"``.
 
         Raises:
             IndexError: out of range. ReadError / NotFoundError: from AIS. ShardIndexError: stale index.
@@ -229,7 +238,7 @@ class AISShardDataset(Dataset):
         stride = 1 if info is None else info.num_workers
         results: Optional[List[Any]] = None
         if self._first_pid != os.getpid():
-            # a process's first batch: one GetBatch in this thread before the read-ahead starts its threads
+            # a process's first batch: one batched call in this thread before the read-ahead starts its threads
             # (a thread start costs ~10 ms on a busy machine; this batch is never in the read-ahead anyway)
             self._first_pid = os.getpid()
             results = self._engine.getter.fetch([key for key, _ in located])  # type: ignore[misc]

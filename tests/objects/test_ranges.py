@@ -1,5 +1,6 @@
 """Batched byte-range reads (ais_wds.objects.ranges) against the live cluster: the bytes of every range
-equal a plain range GET's, in request order, through GetBatch and through its fallbacks."""
+equal a plain range GET's, in request order, through pipelined range GETs to the targets (the default),
+through GetBatch and through their fallbacks."""
 
 from __future__ import annotations
 
@@ -50,11 +51,31 @@ def test_a_range_past_the_end_of_its_object_is_a_read_error(client, blobs):
         list(read_ranges(client, [(url, 0, 10), (url, len(blobs[url]) - 10, 100)]))
 
 
-def test_one_getter_call_is_one_getbatch_request(client, blobs):
+def test_one_getter_call_is_one_getbatch_request_with_the_getbatch_transport(client, blobs):
+    getter = RangeGetter(client, transport="getbatch")
+    ranges = _ranges(blobs, 50, 2)
+    assert getter.fetch(ranges) == [blobs[u][s:s + n] for u, s, n in ranges]
+    assert (getter.pipelined, getter.requests, getter.fallbacks) == (0, 1, 0)
+
+
+def test_by_default_a_call_is_served_by_pipelined_range_gets_to_the_targets(client, blobs):
     getter = RangeGetter(client)
     ranges = _ranges(blobs, 50, 2)
     assert getter.fetch(ranges) == [blobs[u][s:s + n] for u, s, n in ranges]
-    assert (getter.requests, getter.fallbacks) == (1, 0)
+    assert (getter.pipelined, getter.requests, getter.fallbacks) == (1, 0, 0)
+
+
+@pytest.mark.parametrize("transport", ["auto", "getbatch", "range"])
+def test_every_transport_returns_the_same_bytes(client, blobs, transport):
+    ranges = _ranges(blobs, 150, 8)
+    assert list(read_ranges(client, ranges, transport=transport)) == [blobs[u][s:s + n] for u, s, n in ranges]
+
+
+def test_an_unknown_transport_is_a_config_error(client):
+    from ais_wds import ConfigError
+
+    with pytest.raises(ConfigError, match="transport"):
+        RangeGetter(client, transport="udp")
 
 
 def test_a_missing_object_is_read_again_alone_and_raises_its_typed_error(client, blobs, module_bucket):
@@ -68,7 +89,7 @@ def test_a_missing_object_is_read_again_alone_and_raises_its_typed_error(client,
 
 
 def test_a_refused_getbatch_falls_back_to_range_gets_and_says_so_in_debug(client, blobs, caplog):
-    getter = RangeGetter(client)
+    getter = RangeGetter(client, transport="getbatch")
     ranges = [("ais://no-such-bucket-p20-ranges/x.bin", 0, 10), ("ais://no-such-bucket-p20-ranges/y.bin", 5, 10)]
     with caplog.at_level(logging.DEBUG, logger="ais_wds.objects.ranges"):
         results = getter.fetch(ranges)
@@ -82,7 +103,8 @@ def test_a_refused_getbatch_falls_back_to_range_gets_and_says_so_in_debug(client
 
 def test_without_the_colocation_hint_the_bytes_are_the_same(client, blobs):
     ranges = _ranges(blobs, 100, 6)
-    assert list(read_ranges(client, ranges, colocation=False)) == list(read_ranges(client, ranges))
+    assert list(read_ranges(client, ranges, colocation=False, transport="getbatch")) == \
+        list(read_ranges(client, ranges, transport="getbatch")) == [blobs[u][s:s + n] for u, s, n in ranges]
     assert read_bytes(ranges[0][0], client)[ranges[0][1]:ranges[0][1] + ranges[0][2]] == \
         next(read_ranges(client, ranges[:1]))
 

@@ -44,12 +44,13 @@ def test_the_next_batches_of_a_process_come_from_the_read_ahead(client, data):
     assert ds._ahead.hits >= len(order) // 10 - 2
 
 
-def test_range_get_mode_and_batch_mode_return_the_same_samples(client, data):
+def test_range_get_mode_getbatch_mode_and_batch_mode_return_the_same_samples(client, data):
     batch = AISShardDataset(data["index"], client)
     ranged = AISShardDataset(data["index"], client, fetch="range")
+    getbatch = AISShardDataset(data["index"], client, fetch="getbatch")
     idx = [5, 90, 3, 44, 17, 60, 61, 62]
-    a, b = batch.__getitems__(idx), ranged.__getitems__(idx)
-    assert a == b and [s["__key__"] for s in a] == [batch[i]["__key__"] for i in idx]
+    a, b, c = batch.__getitems__(idx), ranged.__getitems__(idx), getbatch.__getitems__(idx)
+    assert a == b == c and [s["__key__"] for s in a] == [batch[i]["__key__"] for i in idx]
 
 
 def test_the_plain_fragment_walk_and_the_tar_reader_agree(client, data):
