@@ -15,6 +15,7 @@ import os
 import sys
 from array import array
 from itertools import accumulate, islice
+from operator import itemgetter
 from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 import msgpack
@@ -239,7 +240,10 @@ class Listing:
     def extend(self, other: Listing) -> None:
         base = len(self._blob)
         self._blob += other._blob
-        self._offsets.extend(o + base for o in islice(other._offsets, 1, None))
+        if len(self._offsets) == 1:  # empty (base 0): the first part's offsets as they are (most listings have one)
+            self._offsets[1:] = other._offsets[1:]
+        else:
+            self._offsets.fromlist([o + base for o in islice(other._offsets, 1, None)])
         self._sizes.extend(other._sizes)
 
     def select(self, indices: Iterable[int]) -> Listing:
@@ -527,19 +531,22 @@ def _list_prefix(url: AISUrl, client: Client, page_size: int, on_page: Optional[
     for entries in list_pages(client, url, props="name,size", flags=flags, page_size=page_size):
         if not entries:
             continue
-        names = [e[b"n"] for e in entries]
+        names = list(map(_name_of, entries))
         joined = prefix.join([b"", *names])
         if joined.endswith(b"/") or (b"/" + prefix) in joined:  # a directory entry (or a name that looks so)
             kept = [e for e in entries if not (e[b"n"].endswith(b"/") or e.get(b"f", 0) & ENTRY_IS_DIR)]
             names = [e[b"n"] for e in kept]
             joined, entries = prefix.join([b"", *names]), kept
         blob += joined
-        offsets.extend(islice(accumulate(map(plen.__add__, map(len, names)), initial=offsets[-1]), 1, None))
-        sizes.extend([e.get(b"s") or 0 for e in entries])
+        offsets.fromlist(list(islice(accumulate(map(plen.__add__, map(len, names)), initial=offsets[-1]), 1, None)))
+        sizes.fromlist([e.get(b"s") or 0 for e in entries])
         if on_page:
             on_page(base + len(sizes))
     logger.debug("listed %d objects under %s", len(sizes), url)
     return Listing._from_columns(blob, offsets, sizes)
+
+
+_name_of = itemgetter(b"n")
 
 
 def _list_sdk_source(source: Any, client: Client) -> Listing:

@@ -1,6 +1,7 @@
 """Listing from AIS's msgpack pages (ais_wds.objects.list_pages): the same names and sizes as the SDK's
 listing, byte for byte, on ais://, archive members, cloud buckets (s3, gs, az emulators) and a remote AIS
-cluster (ais://@remote/), through the client's one HTTP session."""
+cluster (ais://@remote/), through the client's connections; the JSON fallback and the retry of a page the
+gateway could not get from a target, through a forwarder in front of the real gateway."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import List, Tuple
 
 import pytest
 
-from ais_wds import AuthError, BucketNotFoundError, Client, list_objects, write_bytes
+from ais_wds import AuthError, BucketNotFoundError, Client, RequestError, list_objects, write_bytes
 from ais_wds.objects.list_pages import LS_ARCH_DIR, list_pages
 from ais_wds.urls import parse_url
 from tests.support.http_log import http_log
+from tests.support.list_forwarder import ListForwarder
 from tests.support.tars import tar_bytes
 
 NAMES = ["a/plain-000.bin", "a/ünï-cödé-名前.bin", "a/with space.bin", "a/x" * 40 + ".bin", "b/other.bin"]
@@ -73,26 +75,69 @@ def test_archive_members_are_listed_as_the_sdk_lists_them(client, bucket):
     assert inside == {name: len(body) for name, body in members.items()}
 
 
-def test_pages_are_requested_through_the_clients_http_session_as_msgpack(client, mixed):
+@pytest.mark.parametrize("transport", ["pool", "session"])
+def test_pages_are_asked_for_as_msgpack_through_the_pool_or_the_session(client, mixed, transport, monkeypatch):
+    """The urllib3 pool where it sends what the session would (here: http://, no proxy), else the requests
+    session: the same pages either way, each asked for once, as msgpack."""
+    from ais_wds.objects import list_pages as module
+
     bucket, _ = mixed
-    seen = []
-    http = client.http
-    original = http.get
-
-    def spy(url, **kw):
-        resp = original(url, **kw)
-        seen.append((kw["headers"].get("Accept"), resp.headers.get("Content-Type")))
-        return resp
-
-    http.get = spy
-    try:
+    monkeypatch.setattr(module, "_pool_serves", lambda c: transport == "pool")
+    with ListForwarder(client.endpoint) as fwd:
+        via = Client(fwd.endpoint)
         with http_log() as log:
-            entries = [e for page in list_pages(client, parse_url(f"ais://{bucket}/a/"), page_size=2) for e in page]
-    finally:
-        del http.get
-    assert [e[b"n"].decode() for e in entries] == sorted(NAMES[:-1], key=str.encode)
-    assert seen and all(s == ("application/msgpack", "application/msgpack") for s in seen)
-    assert len([r for r in log.requests if r[2].startswith(f"/v1/buckets/{bucket}")]) == len(seen)
+            pages = list(list_pages(via, parse_url(f"ais://{bucket}/a/"), page_size=2))
+    assert [e[b"n"].decode() for page in pages for e in page] == sorted(NAMES[:-1], key=str.encode)
+    assert len(pages) == fwd.lists == 3 and fwd.accepts == ["application/msgpack"] * 3 and fwd.json_pages == 0
+    assert len([r for r in log.requests if r[2].startswith(f"/v1/buckets/{bucket}")]) == 3
+
+
+def test_a_gateway_that_answers_json_gives_the_same_listing_byte_for_byte(client, mixed):
+    """AIS answers JSON when the msgpack Accept does not reach it: the long keys are mapped to the short ones."""
+    bucket, sizes = mixed
+    with ListForwarder(client.endpoint, strip_msgpack=True) as fwd:
+        via = Client(fwd.endpoint)
+        listing = list_objects(f"ais://{bucket}/", via, page_size=97)
+        entries = [e for page in list_pages(via, parse_url(f"ais://{bucket}/a/"), props="name,size,checksum,version")
+                   for e in page]
+    assert fwd.json_pages == fwd.lists >= 14  # 13 pages of 97, and one more
+    assert list(listing) == _sdk_listing(client, f"ais://{bucket}/")
+    assert dict((u.split("/", 3)[3], s) for u, s in listing) == sizes
+    sdk = client.bucket(f"ais://{bucket}").list_objects_iter(prefix="a/", props="name,size,checksum,version")
+    assert [(e[b"n"].decode(), e[b"s"], e[b"cs"].decode(), e[b"v"].decode()) for e in entries] == \
+        [(e.name, e.size, e.checksum, e.version) for e in sdk]
+    assert all(len(e[b"cs"]) == 16 for e in entries)
+
+
+FAILED_TO_CALL = ('failed to call t[Xyzt8081]: Get "http://127.0.0.1:51081/v1/buckets/b?provider=ais": dial tcp '
+                  '127.0.0.1:51081: connect: connection refused')
+
+
+def test_a_page_the_gateway_could_not_get_from_a_target_is_asked_for_again(client, mixed):
+    """A gateway answers 400 'failed to call t[...]' when a target it asked for the page is restarting."""
+    bucket, _ = mixed
+    with ListForwarder(client.endpoint, fail_lists=3, fail_message=FAILED_TO_CALL) as fwd:
+        pages: List[int] = []
+        listing = list_objects(f"ais://{bucket}/", Client(fwd.endpoint, retry_seconds=30), page_size=400,
+                               on_page=pages.append)
+    assert fwd.failed == 3 and fwd.lists == len(pages) + 3 == 4 + 3
+    assert list(listing) == _sdk_listing(client, f"ais://{bucket}/")
+
+
+def test_any_other_400_is_a_request_error_at_once(client, mixed):
+    bucket, _ = mixed
+    with ListForwarder(client.endpoint, fail_lists=100, fail_message="invalid list-objects message: bad flags") as fwd:
+        with pytest.raises(RequestError, match="invalid list-objects message: bad flags") as info:
+            list_objects(f"ais://{bucket}/", Client(fwd.endpoint, retry_seconds=30))
+    assert fwd.lists == 1 and info.value.status == 400 and bucket in str(info.value)
+
+
+def test_a_failed_to_call_that_outlasts_the_retry_budget_is_a_request_error(client, mixed):
+    bucket, _ = mixed
+    with ListForwarder(client.endpoint, fail_lists=1000, fail_message=FAILED_TO_CALL) as fwd:
+        with pytest.raises(RequestError, match=r"failed to call t\[Xyzt8081\]"):
+            list_objects(f"ais://{bucket}/", Client(fwd.endpoint, retry_seconds=1))
+    assert 2 <= fwd.lists <= 10
 
 
 def test_checksum_and_version_come_with_the_props_that_ask_for_them(client, mixed):

@@ -8,9 +8,12 @@ the aistore SDK's ``list_objects_iter``, at 1k to 1M objects.
 
 The three run interleaved (A, B, C, A, B, C ...) in this process on buckets of ``n`` one-byte objects made once
 by one AIS promote job and kept (``bench-list-<n>``); objects/s as median and best of the rounds; ratios of the
-medians. ``held_bytes_per_object`` / ``peak_bytes_per_object``: tracemalloc of one ``list_objects`` call.
+medians; ``client CPU ms``: the median CPU time of this process per listing (``time.process_time``: what the
+lister itself costs; the rest of a listing's time is the cluster's, and on a loaded machine it dominates a small
+listing: at 1,000 objects AIS takes 4-10 ms per page). Small listings get more rounds (``--rounds`` sets them all).
+``held_bytes_per_object`` / ``peak_bytes_per_object``: tracemalloc of one ``list_objects`` call.
 
-    AIS_ENDPOINT=... .venv/bin/python -m ais_wds_bench.sections.listing_wire [--scale S] [--sizes 1000,10000]
+    AIS_ENDPOINT=... .venv/bin/python -m ais_wds_bench.sections.listing_wire [--scale S] [--sizes 1000,10000] [--rounds N]
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ LISTERS: Dict[str, Callable[[Client, str], int]] = {"bare loop": bare_loop, "ais
 def one_size(client: Client, n: int, rounds: int) -> Dict[str, Any]:
     bucket = ensure_objects(client, n)
     rates: Dict[str, List[float]] = {name: [] for name in LISTERS}
+    cpu: Dict[str, List[float]] = {name: [] for name in LISTERS}
     for name, fn in LISTERS.items():  # warm: connections, imports
         assert fn(client, bucket) == n, name
     for _ in range(rounds):
@@ -74,9 +78,10 @@ def one_size(client: Client, n: int, rounds: int) -> Dict[str, Any]:
             for attempt in range(3):  # a target of the shared cluster restarting fails one listing: list again
                 gc.collect()
                 try:
-                    t = time.perf_counter()
+                    c, t = time.process_time(), time.perf_counter()
                     count = fn(client, bucket)
                     rates[name].append(count / (time.perf_counter() - t))
+                    cpu[name].append(time.process_time() - c)
                     break
                 except Exception as e:  # noqa: BLE001 - retried, then raised
                     if attempt == 2:
@@ -96,23 +101,29 @@ def one_size(client: Client, n: int, rounds: int) -> Dict[str, Any]:
     for name, values in rates.items():
         row[f"{name} objects/s median"] = statistics.median(values)
         row[f"{name} objects/s best"] = max(values)
+        row[f"{name} client CPU ms"] = 1000 * statistics.median(cpu[name])
     med = {name: statistics.median(values) for name, values in rates.items()}
     row["ais_wds / bare loop"] = med["ais_wds"] / med["bare loop"]
     row["ais_wds / SDK"] = med["ais_wds"] / med["SDK"]
+    row["ais_wds / SDK, client CPU"] = statistics.median(cpu["ais_wds"]) / statistics.median(cpu["SDK"])
     row["held_bytes_per_object"] = (held - base) / n
     row["peak_bytes_per_object"] = (peak - base) / n
     return row
 
 
-def run(client: Client, scale: float = 1.0, sizes: Any = None) -> Dict[str, Any]:
+def default_rounds(n: int) -> int:
+    """Rounds per size: many where a listing takes milliseconds (the cluster's noise is larger than the gaps)."""
+    return 15 if n <= 10_000 else 7 if n <= 100_000 else 3
+
+
+def run(client: Client, scale: float = 1.0, sizes: Any = None, rounds: int = 0) -> Dict[str, Any]:
     if sizes is None:
         sizes = [1000, 10_000, 50_000, 100_000, 1_000_000] if scale >= 1 else \
             [1000, 10_000, 50_000] if scale >= 0.1 else [1000, 10_000]
     out: Dict[str, Any] = {}
     for n in sizes:
-        rounds = 5 if n <= 100_000 else 3
         try:
-            out[f"{n:,} objects"] = one_size(client, n, rounds)
+            out[f"{n:,} objects"] = one_size(client, n, rounds or default_rounds(n))
         except Exception as e:  # noqa: BLE001 - the other sizes still count
             out[f"{n:,} objects"] = {"objects": n, "error": f"{type(e).__name__}: {str(e)[:300]}"}
         print(f"  {n:,} objects: {json.dumps(out[f'{n:,} objects'])}", file=sys.stderr, flush=True)
@@ -131,8 +142,10 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--sizes", default="", help="comma-separated object counts (default: by --scale)")
+    p.add_argument("--rounds", type=int, default=0, help="rounds at every size (default: 15 up to 10k, 7 up to "
+                                                             "100k, 3 above)")
     p.add_argument("--endpoint", default=None)
     a = p.parse_args()
-    result = run(Client(a.endpoint), a.scale, [int(s) for s in a.sizes.split(",")] if a.sizes else None)
+    result = run(Client(a.endpoint), a.scale, [int(s) for s in a.sizes.split(",")] if a.sizes else None, a.rounds)
     json.dump(result, sys.stdout, indent=1)
     print()
