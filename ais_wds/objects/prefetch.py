@@ -2,9 +2,16 @@
 
 Work is cut into *units*: consecutive objects fetched by one call of a getter (``ais_wds.objects.fetch``): one
 object per unit for per-object GETs, up to ``batch_size`` objects (and ``batch_bytes``) for batch GETs.
-Up to ``depth`` units and ``max_bytes`` bytes are in flight at once (listed sizes; an unknown size
-counts as the mean size fetched so far, ``unknown_size`` before that); results come back in input
-order, each as ``bytes`` or the error for its URL.
+Results come back in input order, each as ``bytes`` or the error for its URL.
+
+The window of ``imap``: the units in flight and the unit being handed out together hold at most
+``max_bytes`` (listed sizes; an unknown size counts as the mean size fetched so far, ``unknown_size``
+before that), and at most ``depth`` units are in flight. The window is shared by the threads: ``imap``
+cuts a unit at ``max_bytes / threads`` bytes (or ``batch_bytes``, if smaller), so that the threads have
+requests in flight while the consumer works through one. One unit is always in flight: only objects
+larger than half the window overrun it (one fetched while the one before it is handed out). So a
+consumer of ``imap`` holds at most ``max_bytes`` of fetched data (plus what it keeps itself): the figure
+to budget memory with (docs/memory.md).
 
     engine = Prefetcher(BatchGetter(client, members=iter_members), batch_size=256, depth=4)
     for url, data_or_error in engine.imap(listing):   # listing: iterable of (url, size)
@@ -21,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, cast
 
 from .._core.process_local import ProcessLocal
 from ..errors import ConfigError
@@ -40,9 +47,11 @@ class Prefetcher:
         getter: fetches one unit (``getter.fetch(urls) -> list of bytes | AISWdsError``).
         threads: fetching threads (units fetched concurrently).
         batch_size: most objects per unit (1 for per-object GETs).
-        batch_bytes: most listed bytes per unit (an object larger than this is a unit by itself).
+        batch_bytes: most listed bytes per unit (an object larger than this is a unit by itself); ``imap``
+            also cuts units at ``max_bytes / threads``.
         depth: most units in flight in ``imap`` (default ``2 * threads``).
-        max_bytes: most listed bytes in flight in ``imap`` (at least one unit is always in flight).
+        max_bytes: ``imap``'s window: most listed bytes in flight plus being handed out (one unit is always
+            in flight, so objects larger than half of it overrun it).
         unknown_size: bytes assumed for an object whose size is unknown (-1) until some were fetched.
 
     Raises:
@@ -90,37 +99,54 @@ class Prefetcher:
     def imap(self, items: Iterable[Item]) -> Iterator[Tuple[str, Result]]:
         """Fetch ``items`` ahead of the consumer; yield ``(url, bytes | AISWdsError)`` in input order.
 
-        Closing the generator (or dropping it) cancels the queued fetches.
+        At most ``max_bytes`` (listed) are in flight or waiting to be yielded at any time (see the module
+        docstring); a result is let go of as it is yielded. Closing the generator (or dropping it) cancels
+        the queued fetches.
         """
         executor = self._pool()
         estimate = _SizeEstimate(self.unknown_size)
-        units = self._units(iter(items), estimate=estimate)
+        units = self._units(iter(items), unit_bytes=self.unit_bytes, estimate=estimate)
         pending: Deque[Tuple[List[Item], Future[List[Result]], int]] = deque()
-        in_bytes = 0
+        held = 0  # listed bytes of the units in flight and of the one being handed out
+        ahead: Optional[List[Item]] = None  # the next unit, cut but not submitted (it did not fit yet)
 
         def fill() -> None:
-            nonlocal in_bytes
-            while len(pending) < self.depth and (not pending or in_bytes < self.max_bytes):
-                unit = next(units, None)
+            nonlocal held, ahead
+            while len(pending) < self.depth:
+                unit = ahead if ahead is not None else next(units, None)
                 if unit is None:
                     return
                 nbytes = sum(estimate.of(s) for _, s in unit)
+                if pending and held + nbytes > self.max_bytes:  # over the window; one is always in flight
+                    ahead = unit
+                    return
+                ahead = None
                 pending.append((unit, executor.submit(self.getter.fetch, [u for u, _ in unit]), nbytes))
-                in_bytes += nbytes
+                held += nbytes
 
         try:
             fill()
             while pending:
                 unit, future, nbytes = pending.popleft()
-                results = future.result()
-                in_bytes -= nbytes
+                fill()  # one in flight while this unit is waited for and handed out (held counts it until then)
+                results: List[Optional[Result]] = list(future.result())
+                del future  # it holds the results too
                 estimate.learn(unit, results)
+                for i, (url, _) in enumerate(unit):
+                    result, results[i] = results[i], None  # the consumer's reference is the only one left
+                    yield url, cast(Result, result)
+                del result
+                held -= nbytes
                 fill()
-                for (url, _), result in zip(unit, results):
-                    yield url, result
         finally:
             for _, future, _ in pending:
                 future.cancel()
+
+    @property
+    def unit_bytes(self) -> int:
+        """Most listed bytes in one unit of :meth:`imap`: ``batch_bytes``, or the threads' share of the
+        window (``max_bytes / threads``) if smaller."""
+        return max(1, min(self.batch_bytes, self.max_bytes // self.threads))
 
     def fetch_all(self, items: Sequence[Item]) -> List[Result]:
         """Fetch every item now, units in parallel; item i of the result belongs to ``items[i]``.
@@ -154,10 +180,12 @@ class Prefetcher:
     def _new_pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(self.threads, thread_name_prefix="ais-wds-fetch")
 
-    def _units(self, it: Iterator[Item], per_unit: Optional[int] = None,
+    def _units(self, it: Iterator[Item], per_unit: Optional[int] = None, unit_bytes: Optional[int] = None,
                estimate: Optional[_SizeEstimate] = None) -> Iterator[List[Item]]:
-        """Cut ``it`` into units of at most ``per_unit`` objects and ``batch_bytes`` listed bytes."""
+        """Cut ``it`` into units of at most ``per_unit`` objects and ``unit_bytes`` listed bytes (defaults:
+        ``batch_size``, ``batch_bytes``)."""
         per_unit = per_unit or self.batch_size
+        unit_bytes = unit_bytes or self.batch_bytes
         if per_unit == 1:
             for item in it:
                 yield [item]
@@ -167,7 +195,7 @@ class Prefetcher:
         nbytes = 0
         for item in it:
             size = estimate.of(item[1])
-            if unit and (len(unit) >= per_unit or nbytes + size > self.batch_bytes):
+            if unit and (len(unit) >= per_unit or nbytes + size > unit_bytes):
                 yield unit
                 unit, nbytes = [], 0
             unit.append(item)
@@ -213,7 +241,7 @@ class _SizeEstimate:
             return size
         return self.total // self.count if self.count else self.initial
 
-    def learn(self, unit: List[Item], results: List[Result]) -> None:
+    def learn(self, unit: List[Item], results: Sequence[Optional[Result]]) -> None:
         for (_, size), result in zip(unit, results):
             if size < 0 and isinstance(result, bytes):
                 self.total += len(result)
