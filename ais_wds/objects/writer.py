@@ -3,7 +3,8 @@
 ``open_writer(url)`` returns a writable binary file object. Bytes are buffered up to ``part_size``;
 a small object goes up in one PUT at ``close()``; a larger one goes up as an AIS multipart upload, one
 part each time the buffer fills, completed at ``close()``. Memory stays at about ``part_size``
-whatever the object size.
+whatever the object size. A ``bytes`` or ``bytearray`` of at least ``part_size`` written while nothing is
+buffered goes up as one part as it is (not copied; sent before ``write`` returns).
 
 The object becomes visible only when ``close()`` (or ``commit()``) succeeds. Each of these discards the
 upload and leaves no object behind (an existing object of that name stays as it was): ``abort()``; an
@@ -76,8 +77,11 @@ class ObjectWriter(io.RawIOBase):
         if self.closed or self._done:
             raise ValueError(f"write to closed writer {self.name}")
         n = len(data) if not isinstance(data, memoryview) else data.nbytes
-        self._buf += data
         self._written += n
+        if not self._buf and n >= self._part_size and isinstance(data, (bytes, bytearray)):
+            self._flush_part(data)  # a whole part already: it goes out as it is, not copied (sent before returning)
+            return n
+        self._buf += data
         if len(self._buf) >= self._part_size:
             self._flush_part()
         return n
@@ -143,13 +147,14 @@ class ObjectWriter(io.RawIOBase):
                 pass
 
     # -- internals --------------------------------------------------------------------------------
-    def _flush_part(self) -> None:
+    def _flush_part(self, whole: Union[bytes, bytearray, None] = None) -> None:
+        """Upload the buffer (or ``whole``, a part the caller wrote in one piece) as the next part."""
         if self._mpu is None:
             self._mpu = self._retry("create multipart upload",
                                     lambda: self._client.object(self._url).multipart_upload().create())
         self._parts += 1
         # the buffer itself goes out (requests sends a bytearray as is, with its Content-Length): no copy
-        number, data = self._parts, self._buf
+        number, data = self._parts, self._buf if whole is None else whole
         self._buf = bytearray()
         try:
             params = {"uploadId": self._mpu.upload_id, "partNumber": str(number)}

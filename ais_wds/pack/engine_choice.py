@@ -51,9 +51,9 @@ def choose_engine(requested: str, shards: List[PlannedShard], dst_pattern: str) 
         raise ConfigError(f"pack: engine must be one of {ENGINES}, got {requested!r}")
     if requested == "client":
         return EngineChoice("client")
-    members = [m for x in (shards[0].samples if shards else []) for m in x.members]  # the first shard's
-    mean = sum(m.size for m in members) / max(1, len(members))
-    scheme = members[0].source.split("://", 1)[0] if members else "ais"
+    members = shards[0].members() if shards else []  # the first shard's
+    mean = sum(m[2] for m in members) / max(1, len(members))
+    scheme = members[0][1].split("://", 1)[0] if members else "ais"
     if requested == "auto" and scheme != "ais":
         note: Optional[str] = (f"{scheme}:// sources: auto uses the client engine (--engine cluster has AIS "
                                "prefetch the objects and assemble the shards)")
@@ -77,20 +77,20 @@ def cluster_unsupported(shards: List[PlannedShard], dst_pattern: str) -> Optiona
     if dst.provider != "ais" or dst.has_namespace:
         return f"the destination {dst.scheme}://{dst.bucket} is not an ais:// bucket of this cluster"
     for shard in shards:
-        samples = shard.samples
-        if not samples:
+        members = shard.members()
+        if not members:
             continue
-        first = parse_url(samples[0].members[0].source)
+        first = parse_url(members[0][1])
         if first.has_namespace:
             return f"{first} is in a remote cluster or namespace; the cluster engine reads local buckets"
         base = str(first)[:len(str(first)) - len(first.path)]
-        for sample in samples:
-            for m in sample.members:
-                if not m.source.startswith(base):
-                    return f"shard {shard.url} takes samples from two buckets; the cluster engine reads one per shard"
-                if m.name != m.source[len(base):]:
-                    return (f"member {m.name!r} is not named like its object {m.source[len(base):]!r} (AIS names "
-                            "archive members after their objects; --strip-prefix and --key stem/REGEX rename them)")
-                if m.header_size != tarwrite.BLOCK:
-                    return f"member {m.name!r} needs more than one ustar header block (name over 100 bytes)"
+        cut = len(base)
+        for name, source, _, header_size in members:
+            if not source.startswith(base):
+                return f"shard {shard.url} takes samples from two buckets; the cluster engine reads one per shard"
+            if name != source[cut:]:
+                return (f"member {name!r} is not named like its object {source[cut:]!r} (AIS names "
+                        "archive members after their objects; --strip-prefix and --key stem/REGEX rename them)")
+            if header_size != tarwrite.BLOCK:
+                return f"member {name!r} needs more than one ustar header block (name over 100 bytes)"
     return None

@@ -53,6 +53,8 @@ SORT_PREFIX = 64
 SORT_CHUNK = 1 << 12
 """Keys copied into the sort array per numpy step (bounds its temporary index arrays to a few MiB)."""
 
+_USTAR_SIZES = 8 ** 11  # sizes below this fit a ustar header's 11 octal digits
+
 
 # --------------------------------------------------------------------------------------------
 # inputs and plan records
@@ -202,6 +204,22 @@ class PlannedShard:
             out.append(sample)
         return out
 
+    def members(self) -> List[Tuple[str, str, int, int]]:
+        """``(name, source URL, size, header size)`` of every member, in tar order: what :attr:`samples` holds,
+        read straight from the plan's arrays (about a third of the time: no sample or member objects)."""
+        if self._samples is not None or self._store is None:
+            return [(m.name, m.source, m.size, m.header_size) for x in self.samples for m in x.members]
+        store = self._store
+        first, perm, headers, sizes, url_name = store.first, store.perm, store.headers, store.sizes, \
+            store.columns.url_name
+        out = []
+        for s in self._order:
+            for i in range(first[s], first[s + 1]):
+                j = perm[i]
+                url, name = url_name(j)
+                out.append((name, url, sizes[j], headers[i]))
+        return out
+
     @property
     def num_samples(self) -> int:
         return len(self._order) if self._samples is None else len(self._samples)
@@ -273,11 +291,9 @@ class Plan:
         if cached is not None and cached[0] == key:
             return str(cached[1])
         h = hashlib.sha256(f"ais-wds-pack-v1 mtime={self.options.mtime}\n".encode())
-        for shard in self.shards:
+        for shard in self.shards:  # the same bytes as one update per member, hashed a shard at a time
             h.update(f"S {shard.url} {shard.size}\n".encode())
-            for sample in shard.samples:
-                for m in sample.members:
-                    h.update(f"{m.name}\0{m.source}\0{m.size}\n".encode())
+            h.update("".join([f"{name}\0{source}\0{size}\n" for name, source, size, _ in shard.members()]).encode())
         digest = h.hexdigest()[:32]
         self.__dict__["_fingerprint"] = (key, digest)
         return digest
@@ -495,14 +511,17 @@ def _samples(columns: _Columns, options: PackOptions, plan: Plan) -> _Store:
     file_conflicts: List[Tuple[int, Conflict]] = []
     key_conflicts: List[Tuple[int, Conflict]] = []
 
+    raw_ends, url_name, sizes, ext_chars = columns.raw_ends, columns.url_name, columns.sizes, columns.ext_chars
+
     def flush(key_raw: bytes, group: List[int]) -> None:
         key = key_raw.decode()
         files: Dict[str, Tuple[int, str]] = {}  # ext (lower) -> (column, member name)
-        raws = set()
+        # a raw key is stored only where it differs from the written one: none stored, one raw key (the key)
+        raws = {columns.raw(j) for j in group} if any(raw_ends[j] != (raw_ends[j - 1] if j else 0)
+                                                      for j in group) else ()
         for j in group:  # listing order
-            raws.add(columns.raw(j))
-            url, name = columns.url_name(j)
-            lower = name[len(name) - columns.ext_chars[j]:].lower()
+            url, name = url_name(j)
+            lower = name[len(name) - ext_chars[j]:].lower()
             if lower in files:
                 first_url = columns.url_name(files[lower][0])[0]
                 file_conflicts.append((j, Conflict(key, f"two files with extension {lower!r}", (first_url, url))))
@@ -524,9 +543,12 @@ def _samples(columns: _Columns, options: PackOptions, plan: Plan) -> _Store:
                 extra = [e for e in files if e not in rank]
                 plan.dropped_members += len(extra)
                 files = {e: v for e, v in files.items() if e in rank}
-        for e in sorted(files, key=lambda e: (rank.get(e, len(rank)), e)):
+        for e in sorted(files, key=lambda e: (rank.get(e, len(rank)), e)) if len(files) > 1 else files:
             j, name = files[e]
-            store.add_member(j, tarwrite.header_size(name, columns.sizes[j]))
+            size = sizes[j]
+            # one ustar block for a short ASCII name (tarwrite.header_size's answer, without its work)
+            plain = len(name) <= 100 and name.isascii() and "\0" not in name and size < _USTAR_SIZES
+            store.add_member(j, tarwrite.BLOCK if plain else tarwrite.header_size(name, size))
         store.end_sample(len(key_raw))
 
     group: List[int] = []

@@ -216,3 +216,30 @@ def test_cloud_sources_are_fetched_by_ais_with_the_cluster_engine_and_left_to_th
     assert rc == 0
     assert "client engine" in out and "cluster engine not used: s3:// sources: auto uses the client engine" in out
     assert len([u for u, _ in list_objects(f"ais://{dst}/b-", pc)]) == 3
+
+
+def test_shards_of_several_upload_parts_are_the_client_engines_bytes(client, bucket):
+    """Shards larger than the relay's buffer (one upload part, sent as it is): the cluster engine's shards have
+    the client engine's layout and bytes (every member's data at the planned offset; the headers differ only in
+    the fields AIS fills from the objects: mtime, mode, owner, checksum)."""
+    from ais_wds.pack.engines.cluster import RELAY_CHUNK, shard_spans
+
+    objects = {f"big/s{i:03d}.{ext}": bytes([i % 251]) * ((1400 << 10) + i * 4099 if ext == "bin" else 50)
+               for i in range(60) for ext in ("bin", "cls")}  # 60 samples of ~1.5 MiB: 3 shards of 36 MiB or less
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda kv: write_bytes(f"ais://{bucket}/{kv[0]}", kv[1], client), objects.items()))
+    by_client = pack(f"ais://{bucket}/big/", f"ais://{bucket}/a/x-%02d.tar", client, engine="client",
+                     shard_size="36MiB")
+    by_cluster = pack(f"ais://{bucket}/big/", f"ais://{bucket}/b/x-%02d.tar", client, engine="cluster",
+                      shard_size="36MiB")
+    assert by_cluster.engine == "cluster" and len(by_cluster.batched) == len(by_cluster.written) == 3
+    sizes = [s.size for s in by_cluster.plan.shards]
+    assert sizes[0] > 2 * RELAY_CHUNK and sizes[-1] % RELAY_CHUNK
+    for shard, a, b in zip(by_cluster.plan.shards, sorted(by_client.written), sorted(by_cluster.written)):
+        mine, theirs = read_bytes(b, client), read_bytes(a, client)
+        assert b == shard.url and len(mine) == len(theirs) == shard.size
+        for name, header, data, size in shard_spans(shard):
+            assert mine[data:data + size] == theirs[data:data + size] == objects[name]
+            assert mine[header:header + 100] == theirs[header:header + 100]  # the name field
+            assert mine[header + 124:header + 136] == theirs[header + 124:header + 136]  # the size field
+    assert _read_back(client, f"ais://{bucket}/b/") == objects

@@ -55,3 +55,42 @@ def test_plan_holds_about_the_url_plus_forty_bytes_per_member():
     tracemalloc.stop()
     assert plan.num_samples == 10_000
     assert held / 10_000 < url_bytes + 60  # ~324 bytes per member as objects
+
+
+def _per_member_fingerprint(plan):
+    """The fingerprint as 0.2 computed it (one hash update per member): markers written then must still match."""
+    import hashlib
+
+    h = hashlib.sha256(f"ais-wds-pack-v1 mtime={plan.options.mtime}\n".encode())
+    for shard in plan.shards:
+        h.update(f"S {shard.url} {shard.size}\n".encode())
+        for sample in shard.samples:
+            for m in sample.members:
+                h.update(f"{m.name}\0{m.source}\0{m.size}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def test_members_read_from_the_arrays_are_the_materialised_samples_members():
+    urls = ["ais://src/d/épreuve.v2.jpg", "ais://src/d/épreuve.v2.txt", "ais://src/d/b.v1.jpg"]
+    for objs, options in ((_objects(700), PackOptions(samples_per_shard=64, shuffle_seed=3)),
+                          (source_objects("ais://src/", urls, [1, 2, 3]), PackOptions(key_rule=KeyRule.parse("stem")))):
+        plan = make_plan(objs, "ais://dst/s-%04d.tar", options)
+        for shard in plan.shards:
+            assert shard.members() == [(m.name, m.source, m.size, m.header_size)
+                                       for x in shard.samples for m in x.members]
+        assert plan.fingerprint() == _per_member_fingerprint(plan)
+
+
+def test_shard_spans_are_the_samples_offsets_and_the_member_layout():
+    from ais_wds.pack.engines.cluster import shard_spans
+    from ais_wds.tar import writer as tarwrite
+
+    plan = make_plan(_objects(50), "ais://dst/s-%04d.tar", PackOptions(samples_per_shard=16, shuffle_seed=1))
+    for shard in plan.shards:
+        expected = []
+        for sample in shard.samples:
+            offset = sample.offset
+            for m in sample.members:
+                expected.append((m.name, offset, offset + m.header_size, m.size))
+                offset += m.header_size + m.size + tarwrite.padding(m.size)
+        assert shard_spans(shard) == shard_spans(shard, shard.members()) == expected

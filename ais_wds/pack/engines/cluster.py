@@ -38,7 +38,6 @@ import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from itertools import accumulate
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from ..._core.retry import Backoff
@@ -46,12 +45,12 @@ from ...client import Client
 from ...errors import AISWdsError, AuthError, NotFoundError, PackJobError
 from ...objects.get_batch import BatchReply, open_batch_archive
 from ...objects.jobs import active_targets, job_failure, one_target, prefetch, start_archive
-from ...objects.writer import delete_object, open_writer
+from ...objects.writer import DEFAULT_PART_SIZE, delete_object, open_writer
 from ...shard_index.index import header_matches, record_from_spans, stream_record, verify_spans
 from ...tar import writer as tarwrite
 from ...urls import AISUrl, parse_url
 from ..destination import existing_sizes
-from ..plan import PlannedSample, PlannedShard
+from ..plan import PlannedShard
 from ..report import PackReport
 from . import Engine, Progress, Stopped, Totals, first_failure
 
@@ -63,8 +62,9 @@ FAILURE_CHECK_SECONDS = 2.0
 """How often the jobs' state is asked for (aborts) while shards are outstanding."""
 MIN_SHARD_TIMEOUT = 120.0
 """Seconds a shard may take at least before it is reported as failed (plus 1 s per 20 MB)."""
-RELAY_CHUNK = 1 << 20
-"""Bytes of the get-batch reply read (and checked, and written) at a time."""
+RELAY_CHUNK = DEFAULT_PART_SIZE
+"""Bytes of the get-batch reply read (and checked, and written) at a time: one upload part, which the writer
+sends as it is (no copy into its own buffer)."""
 ONE_TARGET_CHECK = 16
 """On a multi-target cluster, shards of up to this many samples are checked for members on one target."""
 FALLBACK_AFTER = 3
@@ -73,13 +73,14 @@ FALLBACK_AFTER = 3
 Spans = List[Tuple[str, int, int, int]]
 
 
-def shard_spans(shard: PlannedShard, samples: Optional[List[PlannedSample]] = None) -> Spans:
+def shard_spans(shard: PlannedShard, members: Optional[List[Tuple[str, str, int, int]]] = None) -> Spans:
     """``(member name, header offset, data offset, size)`` of every member, as the plan lays them out
-    (``samples``: the shard's ``samples``, when the caller holds them already)."""
+    (``members``: the shard's :meth:`~ais_wds.pack.plan.PlannedShard.members`, when the caller holds them)."""
     out: Spans = []
-    for sample in shard.samples if samples is None else samples:
-        starts = accumulate((m.span for m in sample.members), initial=sample.offset)
-        out.extend((m.name, start, start + m.header_size, m.size) for m, start in zip(sample.members, starts))
+    offset = 0
+    for name, _, size, header in shard.members() if members is None else members:
+        out.append((name, offset, offset + header, size))
+        offset += header + size + (-size % tarwrite.BLOCK)
     return out
 
 
@@ -171,7 +172,7 @@ class ClusterEngine(Engine):
     def _done(self, report: PackReport, shard: PlannedShard) -> None:
         with self._lock:  # from this thread or a worker thread
             report.count(shard)
-            self._totals.add(shard.num_samples, sum(x.data_size for x in shard.samples) if self._progress else 0)
+            self._totals.add(shard.num_samples, sum(m[2] for m in shard.members()) if self._progress else 0)
 
 
 class _Flight:
@@ -191,8 +192,10 @@ def _archive(todo: List[PlannedShard], client: Client, existing: Callable[[], Di
     while pending or flights:
         while pending and len(flights) < max(1, parallel):
             shard = pending.popleft()
-            first = parse_url(shard.samples[0].members[0].source)
-            names = [m.name for s in shard.samples for m in s.members]
+            members = shard.members()
+            first = parse_url(members[0][1])
+            names = [m[0] for m in members]
+            del members
             bucket = AISUrl(first.scheme, first.bucket, "")
             try:
                 job = start_archive(client, bucket, names, shard.url)
@@ -289,17 +292,18 @@ def _fast_header_ok(block: memoryview, name: str, size: int) -> bool:
     (Go's archive/tar) and most writers write it: the name NUL-padded in its field, the size as 11 octal
     digits and a NUL, type '0' or NUL, no ustar prefix, a valid checksum. False means "not in this form"
     (:func:`header_matches` decides then), never a false True."""
+    b = bytes(block)  # one 512-byte copy: slicing bytes is cheaper than slicing the memoryview
     raw = name.encode("ascii", "replace")
-    if (len(raw) > 100 or block[:len(raw)] != raw or block[len(raw):100] != _NULS[len(raw):]
-            or block[124:136] != b"%011o\0" % size or block[156] not in (48, 0)
-            or (block[257:263] == b"ustar\0" and block[345] != 0)):
+    if (len(raw) > 100 or b[:100] != raw + _NULS[len(raw):] or b[124:136] != b"%011o\0" % size
+            or b[156] not in (48, 0) or (b[257:263] == b"ustar\0" and b[345] != 0)):
         return False
-    stored = bytes(block[148:156])
+    stored = b[148:156]
     digits = stored.split(b"\0")[0].strip()
-    # the byte sum of each 256-byte half (at most 65,280) is exact in adler32's low word (mod 65,521)
-    total = (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
     if not digits or digits.translate(None, b"01234567"):  # no checksum, or not octal: not this form
         return False
+    # the byte sum of each 256-byte half (at most 65,280) is exact in adler32's low word (mod 65,521)
+    view = memoryview(b)
+    total = (zlib.adler32(view[:256]) & 0xFFFF) + (zlib.adler32(view[256:]) & 0xFFFF) - 2
     return int(digits, 8) == total - sum(stored) + 256
 
 
@@ -308,17 +312,18 @@ def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> N
 
     Raises: Stopped; AISWdsError (the request or the upload failed, the reply broke off, or its
     layout is not the plan's: the message says which)."""
-    samples = shard.samples
-    first = parse_url(samples[0].members[0].source)
-    bucket, names = AISUrl(first.scheme, first.bucket, ""), [m.name for s in samples for m in s.members]
+    members = shard.members()
+    first = parse_url(members[0][1])
+    bucket, names = AISUrl(first.scheme, first.bucket, ""), [m[0] for m in members]
     if first.provider != "ais":  # get-batch reads only what the cluster holds: have AIS fetch it first
         prefetch(client, bucket, names)
-    check = _HeaderCheck(shard_spans(shard, samples))
-    del samples
+    check = _HeaderCheck(shard_spans(shard, members))
+    del members
     reply = BatchReply(open_batch_archive(client, bucket, names))
     del names
-    writer = open_writer(shard.url, client)
-    buf = memoryview(bytearray(RELAY_CHUNK))
+    writer = open_writer(shard.url, client, part_size=RELAY_CHUNK)
+    whole = bytearray(RELAY_CHUNK)
+    buf = memoryview(whole)
     total = 0
     try:
         while True:
@@ -338,7 +343,7 @@ def _relay_once(shard: PlannedShard, client: Client, stop: threading.Event) -> N
             check.feed(chunk)
             if check.mismatch:
                 raise AISWdsError(f"get-batch assembled another layout: {check.mismatch}", url=shard.url)
-            writer.write(chunk)
+            writer.write(whole if n == RELAY_CHUNK else chunk)  # a full buffer is sent as it is before write returns
         if total != shard.size or not check.complete:
             raise AISWdsError(f"get-batch sent {total} bytes, the plan says {shard.size} (the reply ended early: "
                               "AIS aborted the job, or a source object changed)", url=shard.url)
