@@ -177,6 +177,7 @@ class ShardSource(IterableDataset):
         self.epochs = Epochs(rank, world_size, even if counts is not None else None, "ais_wds.WebDataset")
         self.align = 1  # samples per batch made inside the worker: worker shares are whole batches
         self._cursor: Optional[Cursor] = None
+        self.owed = 0  # samples a loaded state handed this pass besides its slots (a shuffle's held/open ones)
 
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
@@ -260,7 +261,10 @@ class ShardSource(IterableDataset):
     def _pieces(self, plan: PartPlan, cursor: Cursor) -> Iterator[Dict[str, Any]]:
         order = epoch_order(len(self.urls), seed=self.seed if self.shuffle else None, epoch=plan.epoch)
         left = plan.left()
-        if not plan.runs:
+        if not plan.runs and self.owed:  # after an elastic resume: what the old parts held is what is left
+            logger.debug("rank %d worker %d has no slots left in epoch %d; it delivers what the loaded state "
+                         "handed it (%d held samples and open shards)", plan.rank, plan.worker, plan.epoch, self.owed)
+        elif not plan.runs:
             logger.warning("rank %d worker %d has nothing to read in epoch %d (%d shards for %d parts); "
                            "it yields nothing", plan.rank, plan.worker, plan.epoch, len(self.urls),
                            plan.world_size * plan.num_workers)
@@ -594,6 +598,7 @@ class WebDataset(wds.DataPipeline, wds.FluidInterface):
         plan, cursor = self.shards.epochs.plan, self.shards._cursor
         assert plan is not None and cursor is not None
         ctx = self._pass = PassContext(self.shards, plan, cursor, self.client, reader.tar_kw, resume)
+        self.shards.owed = sum(len(ctx.handed(key)) for key in OWED_KEYS)  # before the first piece is asked for
         source: Any = reader.start(pieces, ctx)
         for i, step in enumerate(self.pipeline[2:], 2):
             if isinstance(step, BufferStage):

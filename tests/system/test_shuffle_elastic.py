@@ -32,6 +32,9 @@ def _phase(tmp_path, cfg):
     proc = subprocess.run([sys.executable, str(RANK_SCRIPT), str(path)], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    # a part whose slots are all read but that delivers the held samples / open shards it was handed is
+    # no cause for a warning
+    assert "nothing to read" not in proc.stderr, proc.stderr[-4000:]
     return [k for r in range(cfg["world"])
             for k in json.loads((tmp_path / f"{cfg['phase']}{r}.json").read_text())["read"]]
 
