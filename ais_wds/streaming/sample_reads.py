@@ -2,10 +2,10 @@
 its buffer on resume and to serve a global sample shuffle.
 
 * :func:`read_in_order` / :func:`read_indexed`: with a shard index, each sample's own byte range. Many
-  ranges go out at once: through AIS's batched byte-range read (GetBatch with ``start``/``length`` per
-  entry, :func:`batched_reader`; it falls back to range GETs where AIS refuses, and says so at DEBUG)
-  when the objects layer offers it, else as concurrent range GETs (``ais_wds.read_range``; a DEBUG line
-  says so once per process).
+  ranges go out at once: through the objects layer's batched byte-range read (:func:`batched_reader`:
+  range GETs pipelined straight to the targets, GetBatch with ``start``/``length`` per entry where the
+  targets cannot be reached, range GETs where both fail, said at DEBUG) when the objects layer offers
+  it, else as concurrent range GETs (``ais_wds.read_range``; a DEBUG line says so once per process).
 * :func:`reread`: without an index, the shards that hold the samples are read again from their start
   (concurrently, one thread per shard, up to ``threads``) and the samples picked by number.
 
@@ -35,13 +35,17 @@ logger = logging.getLogger(__name__)
 
 RANGE_THREADS = 32
 """Range GETs in flight per reader when the objects layer has no batched byte-range read."""
-PER_REQUEST = 256
-"""Ranges per GetBatch request. Measured here (20,000 shuffled 10 KiB samples, one process; AIS's CPU per
-sample from its processes' /proc times): 64 x 16 in flight 3,065-3,329 samples/s, AIS 169-186 us CPU a
-sample; 256 x 8: 5,026-5,238/s, 106-124 us; 512 x 4: 4,109-4,432/s; 128 x 16: 4,075-5,327/s. Streaming
-the same shards: 11,511-21,700/s, AIS 16-30 us a sample."""
+PER_REQUEST: Optional[int] = None
+"""Ranges per batched call; None: the objects layer's choice for its transport (64 per call of pipelined
+range GETs to the targets, 256 per GetBatch request). Measured here (one process, 10,000 shuffled 10 KiB
+samples, the machine shared and loaded): pipelined 64 x 8 calls in flight 14-22k samples/s, 32 x 8
+10-17k, 64 x 4 14-19k; GetBatch 256 x 8 7-13k (the last session's GetBatch shapes: 64 x 16 3.1-3.3k,
+256 x 8 5.0-5.2k, 512 x 4 4.1-4.4k, under heavier load)."""
 WINDOW = 8
-"""GetBatch requests in flight (read-ahead: ``PER_REQUEST * WINDOW`` samples)."""
+"""Batched calls in flight (read-ahead: ``PER_REQUEST * WINDOW`` samples)."""
+TRANSPORT = "auto"
+"""The objects layer's transport (``ais_wds.objects.ranges.RangeGetter``): ``"auto"`` (pipelined range GETs
+to the targets, then GetBatch, then range GETs), ``"getbatch"`` or ``"range"`` (the benchmark compares them)."""
 
 Range = Tuple[str, int, int]
 """``(url, start, length)``: ``length`` bytes of one object from ``start``."""
@@ -51,8 +55,8 @@ BLOCK = 512
 
 
 def batched_reader() -> Optional[Callable[..., Iterator[bytes]]]:
-    """The objects layer's batched byte-range read (``ais_wds.objects.ranges.read_ranges``: GetBatch with
-    a range per entry, many requests in flight, range GETs where AIS refuses), when this ais_wds has it."""
+    """The objects layer's batched byte-range read (``ais_wds.objects.ranges.read_ranges``: pipelined range
+    GETs to the targets, GetBatch, range GETs; many calls in flight), when this ais_wds has it."""
     try:
         module = importlib.import_module("ais_wds.objects.ranges")
     except ImportError:
@@ -62,15 +66,15 @@ def batched_reader() -> Optional[Callable[..., Iterator[bytes]]]:
 
 
 def read_in_order(client: Client, ranges: Iterable[Range]) -> Iterator[bytes]:
-    """The bytes of every range, in order, with read-ahead: batched GetBatch requests when the objects
-    layer has them (:func:`batched_reader`), else concurrent range GETs (said once per process at DEBUG).
+    """The bytes of every range, in order, with read-ahead: batched calls when the objects layer has them
+    (:func:`batched_reader`), else concurrent range GETs (said once per process at DEBUG).
 
     Raises:
         AISWdsError (ReadError, NotFoundError, ...): a range could not be read.
     """
     reader = batched_reader()
     if reader is not None:
-        return iter(reader(client, ranges, per_request=PER_REQUEST, window=WINDOW))
+        return iter(reader(client, ranges, per_request=PER_REQUEST, window=WINDOW, transport=TRANSPORT))
     if not _said_fallback[0]:
         _said_fallback[0] = True
         logger.debug("no batched byte-range read (GetBatch) in this ais_wds: samples are read by concurrent "
@@ -84,7 +88,7 @@ def _range_gets(client: Client, ranges: Iterable[Range]) -> Iterator[bytes]:
     try:
         for url, start, length in ranges:
             inflight.append(pool.submit(read_range, url, start, start + length, client))
-            if len(inflight) >= PER_REQUEST * WINDOW // 4:
+            if len(inflight) >= RANGE_THREADS * 8:
                 yield bytes(inflight.popleft().result())
         while inflight:
             yield bytes(inflight.popleft().result())

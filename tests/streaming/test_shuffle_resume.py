@@ -153,6 +153,7 @@ def test_global_shuffle_falls_back_to_range_gets_where_getbatch_is_refused_and_s
         raise ais_wds.errors.RequestError("GetBatch refused (test)", status=400)
 
     monkeypatch.setattr(ranges.RangeGetter, "_batch", refuse)
+    monkeypatch.setattr(sample_reads, "TRANSPORT", "getbatch")
     caplog.set_level(logging.DEBUG, logger="ais_wds.objects.ranges")
     got = list(_dataset("samples", data, ais_endpoint))
     assert refused  # GetBatch was asked first
@@ -172,9 +173,55 @@ def test_global_shuffle_uses_getbatch_where_the_cluster_serves_it(data, ais_endp
         return out
 
     monkeypatch.setattr(ranges.RangeGetter, "_batch", spy)
+    monkeypatch.setattr(sample_reads, "TRANSPORT", "getbatch")
     got = list(_dataset("samples", data, ais_endpoint))
     assert sum(served) >= len(shard_keys()) - 8  # (a request of one range goes by range GET)
     _check_bytes(got)
+
+
+def test_global_shuffle_reads_by_pipelined_range_gets_to_the_targets_by_default(data, ais_endpoint, monkeypatch):
+    from ais_wds.objects.pipelined import RangePipeline
+
+    served = []
+    real = RangePipeline.fetch
+
+    def spy(self, batch):
+        out, unavailable = real(self, batch)
+        served.append(sum(x is not None for x in out))
+        return out, unavailable
+
+    monkeypatch.setattr(RangePipeline, "fetch", spy)
+    got = list(_dataset("samples", data, ais_endpoint))
+    assert sum(served) == len(shard_keys())
+    _check_bytes(got)
+
+
+def test_global_shuffle_with_targets_unreachable_and_getbatch_refused_reads_by_range_gets(data, ais_endpoint,
+                                                                                       monkeypatch, caplog):
+    """The whole chain: pipelined range GETs find no target (connections refused), GetBatch is refused,
+    range GETs through the gateway serve every sample."""
+    from ais_wds.objects.pipelined import RangePipeline
+    from tests.support.ports import free_port
+
+    ranges = pytest.importorskip("ais_wds.objects.ranges")
+    closed = free_port()
+    real_connect = RangePipeline._connect
+    monkeypatch.setattr(RangePipeline, "_connect",
+                        lambda self, target: real_connect(self, (target[0], "127.0.0.1", closed)))
+    refused = []
+
+    def refuse(self, batch, parsed):
+        refused.append(len(batch))
+        raise ais_wds.errors.RequestError("GetBatch refused (test)", status=400)
+
+    monkeypatch.setattr(ranges.RangeGetter, "_batch", refuse)
+    caplog.set_level(logging.DEBUG, logger="ais_wds.objects")
+    got = list(_dataset("samples", data, ais_endpoint))
+    assert refused and sorted(k for k, _ in got) == sorted(shard_keys())
+    _check_bytes(got)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("refused a connection" in m for m in messages) and any("GetBatch with byte ranges refused" in m
+                                                                       for m in messages)
 
 
 def test_without_a_batched_read_samples_come_by_concurrent_range_gets_said_at_debug(data, ais_endpoint,

@@ -22,7 +22,8 @@ payload) so that the epoch is quick; the throughput sets have 100 shards of ``20
 matters). Modes: ``webdataset`` (``wds.WebDataset(urls, shardshuffle=100).shuffle(1000)``: the recipe),
 ``sequential`` (ais_wds, ``shuffle=False``), ``shards`` (ais_wds's shard-order shuffle, the default),
 ``shards+buffer`` (``.shuffle(1000)``), ``k_shards`` (``.shuffle(1000, open_shards="auto")``), ``samples``
-(``shuffle="samples"`` with the index) and ``uniform`` (quality only).
+(``shuffle="samples"`` with the index: byte ranges by pipelined range GETs to the targets),
+``samples_getbatch`` (the same read by GetBatch requests; throughput only) and ``uniform`` (quality only).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ QUALITY_SAMPLES = 1000
 BATCH = 64
 BUFFER = 1000
 MODES = ["webdataset", "sequential", "shards", "shards+buffer", "k_shards", "samples"]
+THROUGHPUT_MODES = MODES + ["samples_getbatch"]
+"""Throughput also of the global shuffle read by GetBatch requests instead of pipelined range GETs."""
 
 
 def _upload(client: Any, bucket: str, prefix: str, sample_size: int, per_shard: int) -> Dict[str, str]:
@@ -100,7 +103,10 @@ def _dataset(mode: str, data: Dict[str, str], endpoint: str) -> Any:
         return ais_wds.WebDataset(data["prefix"], **kw).shuffle(BUFFER)
     if mode == "k_shards":
         return ais_wds.WebDataset(data["prefix"], **kw).shuffle(BUFFER, open_shards="auto")
-    if mode == "samples":
+    if mode in ("samples", "samples_getbatch"):
+        from ais_wds.streaming import sample_reads
+
+        sample_reads.TRANSPORT = "getbatch" if mode == "samples_getbatch" else "auto"  # the forked workers inherit it
         return ais_wds.WebDataset(data["prefix"], index=data["index"], shuffle="samples", **kw)
     raise ValueError(mode)
 
@@ -232,10 +238,10 @@ def run(client: Any, scale: float = 1.0, rounds: int = 2) -> Dict[str, Any]:
             q["stream_vs_uniform"] = round(q["shards_per_64"] / uni["shards_per_64"], 3)
         for name in ("10KiB", "100KiB"):
             per_shard = sets[name][1]
-            times: Dict[str, List[float]] = {m: [] for m in MODES}
+            times: Dict[str, List[float]] = {m: [] for m in THROUGHPUT_MODES}
             rss: Dict[str, Any] = {}
             for _ in range(rounds):
-                for mode in MODES:
+                for mode in THROUGHPUT_MODES:
                     res = _run_cell(mode, data[name], endpoint)
                     keys = [k for _, b in res["batches"] for k in b]
                     assert len(keys) == SHARDS * per_shard and len(set(keys)) == len(keys), (mode, len(keys))
