@@ -4,12 +4,12 @@ to 256 MiB each). Pure logic over a recording getter: no cluster needed."""
 
 from __future__ import annotations
 
-import threading
 import time
 import weakref
-from typing import Any, List, Sequence
+from typing import Any
 
 from ais_wds.objects.prefetch import Prefetcher
+from tests.support.getters import RecordingGetter
 
 
 class _Blob:
@@ -17,24 +17,6 @@ class _Blob:
 
     def __init__(self, url: str):
         self.url = url
-
-
-class _Getter:
-    """Records every fetch as it starts (the objects it names); returns a :class:`_Blob` per URL."""
-
-    def __init__(self) -> None:
-        self.calls: List[List[str]] = []
-        self.lock = threading.Lock()
-
-    def fetch(self, urls: Sequence[str]) -> List[Any]:
-        with self.lock:
-            self.calls.append(list(urls))
-        return [_Blob(u) for u in urls]
-
-    @property
-    def started(self) -> int:
-        with self.lock:
-            return sum(len(c) for c in self.calls)
 
 
 def _wait_for(condition: Any, seconds: float = 20.0) -> bool:
@@ -47,7 +29,7 @@ def _wait_for(condition: Any, seconds: float = 20.0) -> bool:
 
 
 def test_imap_cuts_units_at_the_threads_share_of_the_window():
-    getter = _Getter()
+    getter = RecordingGetter(_Blob)
     engine = Prefetcher(getter, threads=4, batch_size=100, max_bytes=1000)
     assert engine.unit_bytes == 250  # 1000 bytes shared by 4 threads (batch_bytes, 32 MiB, is larger)
     out = list(engine.imap((f"u{i}", 100) for i in range(40)))
@@ -57,7 +39,7 @@ def test_imap_cuts_units_at_the_threads_share_of_the_window():
 
 
 def test_imap_holds_at_most_max_bytes_fetched_and_not_handed_out():
-    getter = _Getter()
+    getter = RecordingGetter(_Blob)
     engine = Prefetcher(getter, threads=4, batch_size=100, max_bytes=1000, depth=16)
     it = engine.imap((f"u{i}", 100) for i in range(60))
     next(it)
@@ -72,7 +54,7 @@ def test_imap_holds_at_most_max_bytes_fetched_and_not_handed_out():
 
 
 def test_imap_keeps_one_object_larger_than_the_window_in_flight():
-    getter = _Getter()
+    getter = RecordingGetter(_Blob)
     engine = Prefetcher(getter, threads=4, batch_size=100, max_bytes=1000)
     it = engine.imap((f"big{i}", 5000) for i in range(6))
     next(it)
@@ -83,7 +65,7 @@ def test_imap_keeps_one_object_larger_than_the_window_in_flight():
 
 
 def test_imap_lets_go_of_each_result_once_handed_out():
-    getter = _Getter()
+    getter = RecordingGetter(_Blob)
     engine = Prefetcher(getter, threads=1, batch_size=10, max_bytes=1 << 20)
     it = engine.imap((f"u{i}", 100) for i in range(10))  # one unit of 10
     _, first = next(it)
