@@ -16,7 +16,7 @@ client too.
 How: the ranges of one call are grouped by the target that owns their object (HRW on the cluster map, as
 the SDK's direct reads do), sorted by object and offset, and neighbouring ranges of one object (at most
 :data:`COALESCE_GAP` bytes apart, at most :data:`COALESCE_MAX` bytes merged) become one request, split
-here. Each group's requests are written at once on one connection per (thread, target), then the
+here. Each group's requests are written at once on one kept-alive connection to its target, then the
 responses are read in order (HTTP/1.1 pipelining; the Go server answers them one after another).
 
 What it does not do: retries and error classification. :meth:`RangePipeline.fetch` returns ``None`` for
@@ -26,12 +26,14 @@ the caller reads those ranges by a path that classifies errors (GetBatch, or the
 with its resumes and typed errors). A target that refuses connections turns the path off for
 :data:`OFF_SECONDS` (targets unreachable from this client: behind a Kubernetes service, restarting).
 
-Thread safety: one instance may be used by many threads (connections are per thread). Process safety:
-connections are per process (:class:`~ais_wds._core.process_local.ProcessLocal`); pickles its client only.
+Thread safety: one instance may be used by many threads (a connection serves one call at a time; idle
+ones wait in a per-process pool, shared by all instances). Process safety: the pool is per process
+(:class:`~ais_wds._core.process_local.ProcessLocal`); an instance pickles its client only.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import socket
 import ssl
@@ -59,8 +61,13 @@ MAX_HEAD = 64 << 10
 """A response head longer than this is not an AIS answer: the connection is dropped."""
 _ROUTES_MAX = 1 << 16
 
+IDLE_PER_TARGET = 64
+"""Idle kept-alive connections kept per target and process (more are closed when handed back)."""
+
 Range = Tuple[str, int, int]
-Route = Tuple[Tuple[str, str, int], str]  # ((scheme, host, port), path with query)
+Target = Tuple[str, str, int]  # (scheme, host, port)
+Route = Tuple[Target, str]  # (target, path with query)
+Request = Tuple[str, int, int, List[Tuple[int, int, int]]]  # (path, start, end, [(slot, start, length)...])
 
 
 class RangePipeline:
@@ -72,7 +79,6 @@ class RangePipeline:
 
     def __init__(self, client: Client):
         self.client = client
-        self._local: ProcessLocal[threading.local] = ProcessLocal(threading.local)
         self._off_until = 0.0
         self._routes: Dict[Tuple[int, str], Optional[Route]] = {}  # (map version, url) -> route
         self.requests = 0  # HTTP requests sent (this process; diagnostics)
@@ -99,7 +105,7 @@ class RangePipeline:
         smap = conn.cluster_map()
         if smap is None:
             return out, True
-        groups: Dict[Tuple[str, str, int], List[Tuple[str, int, int, int]]] = {}
+        groups: Dict[Target, List[Tuple[str, int, int, int]]] = {}
         unroutable = False
         for i, (url, start, length) in enumerate(ranges):
             if length <= 0:
@@ -113,33 +119,30 @@ class RangePipeline:
         if not groups:
             return out, unroutable
         started = time.perf_counter()
-        local = self._local.get()
-        socks: Dict[Tuple[str, str, int], Any] = getattr(local, "socks", None) or {}
-        local.socks = socks
-        plans = []
+        pool = _POOL.get()
+        sent = []
         for target, items in groups.items():
             requests = _coalesce(items)
-            plans.append((target, requests))
-        sent: List[Tuple[Tuple[str, str, int], List[Tuple[str, int, int, List[Tuple[int, int, int]]]], Any, bool]] = []
-        for target, requests in plans:
-            conn_s, fresh = self._send(socks, target, requests, conn.headers)
-            if conn_s is None:
+            key = self._key(target)
+            c, fresh = self._send(pool, key, target, requests, conn.headers)
+            if c is None:
                 unroutable = True
                 continue
-            sent.append((target, requests, conn_s, fresh))
-        total = 0
-        for target, requests, conn_s, fresh in sent:
-            done = self._receive(socks, target, conn_s, requests, out)
-            if done == 0 and not fresh and requests:  # a kept-alive connection the target had closed: once more
-                conn_s, fresh = self._send(socks, target, requests, conn.headers, reuse=False)
-                if conn_s is None:
+            sent.append((key, target, requests, c, fresh))
+        served = 0
+        for key, target, requests, c, fresh in sent:
+            done, c = self._receive(target, c, requests, out)
+            if done == 0 and not fresh:  # a kept-alive connection the target had closed: once more
+                c, fresh = self._send(pool, key, target, requests, conn.headers, reuse=False)
+                if c is None:
                     unroutable = True
                     continue
-                done = self._receive(socks, target, conn_s, requests, out)
-            total += done
-        nbytes = sum(len(b) for b in out if b)
-        if total:
-            metrics.get_done(started, nbytes, direct=True)
+                done, c = self._receive(target, c, requests, out)
+            if c is not None:
+                pool.put(key, c)
+            served += done
+        if served:
+            metrics.get_done(started, sum(len(b) for b in out if b), direct=True)
         return out, unroutable
 
     # -- internals ---------------------------------------------------------------------------------
@@ -161,7 +164,11 @@ class RangePipeline:
         self._routes[key] = route
         return route
 
-    def _connect(self, target: Tuple[str, str, int]) -> Any:
+    def _key(self, target: Target) -> Tuple[Any, ...]:
+        cfg = self.client.config
+        return (*target, cfg.ca_cert, cfg.skip_verify) if target[0] == "https" else target
+
+    def _connect(self, target: Target) -> _Conn:
         scheme, host, port = target
         cfg = self.client.config
         s = socket.create_connection((host, port), timeout=cfg.connect_timeout)
@@ -177,23 +184,19 @@ class RangePipeline:
         s.settimeout(cfg.read_timeout)
         return _Conn(s)
 
-    def _send(self, socks: Dict[Tuple[str, str, int], Any], target: Tuple[str, str, int],
-              requests: List[Tuple[str, int, int, List[Tuple[int, int, int]]]], headers: Dict[str, str],
-              reuse: bool = True) -> Tuple[Any, bool]:
+    def _send(self, pool: _Pool, key: Tuple[Any, ...], target: Target, requests: List[Request],
+              headers: Dict[str, str], reuse: bool = True) -> Tuple[Optional[_Conn], bool]:
         """Write every request of one target; returns (connection, fresh) or (None, _) when unreachable."""
         host = f"{target[1]}:{target[2]}"
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         data = "".join(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nRange: bytes={start}-{end - 1}\r\n{extra}\r\n"
                        for path, start, end, _ in requests).encode()
         for attempt in range(2):
-            c = socks.get(target) if reuse and attempt == 0 else None
+            c = pool.take(key) if reuse and attempt == 0 else None
             fresh = c is None
             if c is None:
-                old = socks.pop(target, None)
-                if old is not None:
-                    old.close()
                 try:
-                    c = socks[target] = self._connect(target)
+                    c = self._connect(target)
                 except OSError as e:  # refused, timed out, no such host, TLS handshake failed
                     self._unreachable(target, e)
                     return None, True
@@ -203,20 +206,19 @@ class RangePipeline:
                 return c, fresh
             except OSError as e:
                 logger.debug("pipelined range GETs to %s: send failed (%s); reconnecting", host, type(e).__name__)
-                socks.pop(target, None)
                 c.close()
         return None, True
 
-    def _unreachable(self, target: Tuple[str, str, int], e: BaseException) -> None:
+    def _unreachable(self, target: Target, e: BaseException) -> None:
         self._off_until = time.monotonic() + OFF_SECONDS
         self.client.connections().refresh_cluster_map_soon()
         logger.debug("target %s:%d refused a connection (%s); pipelined range GETs off for %.0fs", target[1],
                      target[2], type(e).__name__, OFF_SECONDS)
 
-    def _receive(self, socks: Dict[Tuple[str, str, int], Any], target: Tuple[str, str, int], c: Any,
-                 requests: List[Tuple[str, int, int, List[Tuple[int, int, int]]]],
-                 out: List[Optional[bytes]]) -> int:
-        """Read the responses in order into ``out``; returns how many responses were read."""
+    def _receive(self, target: Target, c: _Conn, requests: List[Request],
+                 out: List[Optional[bytes]]) -> Tuple[int, Optional[_Conn]]:
+        """Read the responses in order into ``out``; returns how many responses were read and the
+        connection when it can be used again (None: closed)."""
         done = 0
         try:
             for path, start, end, members in requests:
@@ -237,20 +239,19 @@ class RangePipeline:
                 if not keep:
                     break
             else:
-                return done
+                return done, c
         except (OSError, EOFError, ValueError) as e:
             logger.debug("pipelined range GETs to %s:%d broke off after %d of %d responses (%s: %s)", target[1],
                          target[2], done, len(requests), type(e).__name__, e)
-        socks.pop(target, None)
         c.close()
-        return done
+        return done, None
 
 
-def _coalesce(items: List[Tuple[str, int, int, int]]) -> List[Tuple[str, int, int, List[Tuple[int, int, int]]]]:
+def _coalesce(items: List[Tuple[str, int, int, int]]) -> List[Request]:
     """``(path, start, length, slot)`` items -> requests ``(path, start, end, [(slot, start, length)...])``,
     sorted by object and offset, neighbours merged."""
     items.sort(key=lambda t: (t[0], t[1]))
-    requests: List[Tuple[str, int, int, List[Tuple[int, int, int]]]] = []
+    requests: List[Request] = []
     for path, start, length, slot in items:
         end = start + length
         if requests:
@@ -338,3 +339,39 @@ class _Conn:
             n = min(length, self.e - self.a)
             self.a += n
             length -= n
+
+
+class _Pool:
+    """This process's idle connections, per target (shared by every RangePipeline and thread)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.idle: Dict[Tuple[Any, ...], List[_Conn]] = {}
+
+    def take(self, key: Tuple[Any, ...]) -> Optional[_Conn]:
+        with self.lock:
+            conns = self.idle.get(key)
+            return conns.pop() if conns else None
+
+    def put(self, key: Tuple[Any, ...], conn: _Conn) -> None:
+        with self.lock:
+            conns = self.idle.setdefault(key, [])
+            if len(conns) < IDLE_PER_TARGET:
+                conns.append(conn)
+                return
+        conn.close()
+
+    def close_all(self) -> None:
+        with self.lock:
+            conns = [c for cs in self.idle.values() for c in cs]
+            self.idle.clear()
+        for c in conns:
+            c.close()
+
+
+_POOL: ProcessLocal[_Pool] = ProcessLocal(_Pool)
+
+
+@atexit.register
+def _close_idle() -> None:
+    _POOL.get().close_all()

@@ -11,6 +11,7 @@ import socket
 import pytest
 
 from ais_wds import write_bytes
+from ais_wds.objects import pipelined
 from ais_wds.objects.pipelined import COALESCE_GAP, RangePipeline
 from ais_wds.objects.ranges import RangeGetter
 from tests.support.ports import free_port
@@ -53,7 +54,9 @@ def test_a_connection_the_target_closed_while_idle_is_opened_again(client, blobs
     pipe = RangePipeline(client)
     ranges = [(u, 100, 2000) for u in sorted(blobs)]
     assert pipe.fetch(ranges)[0] == _expected(blobs, ranges)
-    for conn in pipe._local.get().socks.values():  # as if every target had closed its idle connection
+    idle = [c for conns in pipelined._POOL.get().idle.values() for c in conns]
+    assert idle
+    for conn in idle:  # as if every target had closed its idle connection
         conn.sock.shutdown(socket.SHUT_RD)
     assert pipe.fetch(ranges)[0] == _expected(blobs, ranges)
 
@@ -77,6 +80,7 @@ def test_targets_that_refuse_connections_leave_the_call_to_getbatch(client, blob
     real_connect = RangePipeline._connect
     monkeypatch.setattr(RangePipeline, "_connect", lambda self, target: real_connect(self, (target[0], "127.0.0.1",
                                                                                             closed)))
+    pipelined._POOL.get().close_all()  # no kept-alive connection from earlier tests: every one is new, refused
     getter = RangeGetter(client)
     ranges = [(u, 300, 3000) for u in sorted(blobs)] * 3
     with caplog.at_level(logging.DEBUG, logger="ais_wds.objects"):
@@ -98,3 +102,12 @@ def test_forked_workers_read_on_connections_of_their_own(client, blobs):
         results = pool.map(getter.fetch, [ranges, ranges[::-1], ranges])
     assert results == [_expected(blobs, ranges), _expected(blobs, ranges[::-1]), _expected(blobs, ranges)]
     assert getter.fetch(ranges) == _expected(blobs, ranges)
+
+
+def test_connections_are_kept_alive_across_calls_and_getters(client, blobs):
+    ranges = [(u, 5, 500) for u in sorted(blobs)]
+    RangeGetter(client).fetch(ranges)
+    pool = pipelined._POOL.get()
+    before = {id(c) for conns in pool.idle.values() for c in conns}
+    assert RangeGetter(client).fetch(ranges) == _expected(blobs, ranges)  # a new getter, same connections
+    assert {id(c) for conns in pool.idle.values() for c in conns} == before

@@ -200,6 +200,7 @@ def test_global_shuffle_with_targets_unreachable_and_getbatch_refused_reads_by_r
                                                                                        monkeypatch, caplog):
     """The whole chain: pipelined range GETs find no target (connections refused), GetBatch is refused,
     range GETs through the gateway serve every sample."""
+    from ais_wds.objects import pipelined
     from ais_wds.objects.pipelined import RangePipeline
     from tests.support.ports import free_port
 
@@ -208,6 +209,7 @@ def test_global_shuffle_with_targets_unreachable_and_getbatch_refused_reads_by_r
     real_connect = RangePipeline._connect
     monkeypatch.setattr(RangePipeline, "_connect",
                         lambda self, target: real_connect(self, (target[0], "127.0.0.1", closed)))
+    pipelined._POOL.get().close_all()  # no kept-alive connection from earlier tests: every one is new, refused
     refused = []
 
     def refuse(self, batch, parsed):
