@@ -129,3 +129,41 @@ def test_every_bit_flip_in_the_checksum_field_is_judged_without_raising() -> Non
                         assert header_matches(bytes(flipped), name, size), (fmt, name, pos, bit)
                     judged += 1
             assert judged == 64
+
+
+def _check(data: bytes, spans: List[Tuple[str, int, int, int]], chunk: int) -> _HeaderCheck:
+    check = _HeaderCheck(spans)
+    _feed(check, data, list(range(chunk, len(data), chunk)))
+    return check
+
+
+def test_block_aligned_chunks_pass_every_header_at_once(monkeypatch) -> None:
+    """Chunks that start and end on block boundaries (the relay's) are checked by one numpy pass: no header
+    goes through the one-by-one check, and a chunk of other lengths still checks them all one by one."""
+    from ais_wds.pack.engines import cluster
+
+    rng = random.Random(7)
+    members = [(f"d/s{i:05d}.{rng.choice(['jpg', 'cls', 'json'])}", rng.randint(0, 3000)) for i in range(400)]
+    data, spans = _tar(members), _spans(members)
+    calls: List[str] = []
+    monkeypatch.setattr(cluster, "_fast_header_ok", lambda block, name, size: calls.append(name) or
+                        _fast_header_ok(block, name, size))
+    assert _check(data, spans, 1024 * tarwrite.BLOCK).complete and calls == []
+    assert _check(data, spans, 1024 * tarwrite.BLOCK + 1).complete and len(calls) == len(members)
+
+
+def test_the_numpy_pass_judges_every_changed_byte_as_the_one_by_one_check_does() -> None:
+    rng = random.Random(11)
+    members = [(f"k/{i:04d}.{'bin' if i % 2 else 'txt'}", rng.randint(1, 2000)) for i in range(120)]
+    data, spans = _tar(members), _spans(members)
+    positions = [0, 5, 99, 100, 124, 130, 135, 136, 148, 153, 154, 155, 156, 257, 262, 345, 400, 511]
+    for k in range(300):
+        _, offset, _, _ = spans[rng.randrange(len(spans))]
+        changed = bytearray(data)
+        where = offset + (positions[k] if k < len(positions) else rng.randrange(tarwrite.BLOCK))
+        changed[where] = (changed[where] + rng.randint(1, 255)) % 256
+        aligned = _check(bytes(changed), spans, 256 * tarwrite.BLOCK)  # the numpy pass, then one by one
+        one_by_one = _check(bytes(changed), spans, 256 * tarwrite.BLOCK + 3)  # one by one only
+        assert (aligned.mismatch, aligned.complete) == (one_by_one.mismatch, one_by_one.complete), where - offset
+        if where - offset < 100 or 124 <= where - offset < 136:  # the name or the size field
+            assert aligned.mismatch and f"offset {offset}" in aligned.mismatch

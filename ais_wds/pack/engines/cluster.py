@@ -256,10 +256,15 @@ class _HeaderCheck:
         self._pos = 0
         self._part = bytearray()  # the start of a header that continues in the next chunk
         self.mismatch: Optional[str] = None
+        self._vector: Any = None  # (offsets, name fields, size fields) as numpy arrays, built on first use
 
     def feed(self, chunk: memoryview) -> None:
         """Check the headers that end in ``chunk``, the stream's next bytes."""
         pos, end, heads = self._pos, self._pos + len(chunk), self._heads
+        if self.mismatch is not None:
+            return
+        if not self._part and not pos % tarwrite.BLOCK and not len(chunk) % tarwrite.BLOCK:
+            self._next = self._vector_pass(chunk, pos)  # the rows it could not pass are checked one by one below
         while self._next < len(heads) and self.mismatch is None:
             offset, name, size = heads[self._next]
             if offset >= end:
@@ -273,18 +278,65 @@ class _HeaderCheck:
                 self._part = bytearray()
             else:
                 block = chunk[offset - pos:offset - pos + tarwrite.BLOCK]
-            if not (_fast_header_ok(block, name, size) or header_matches(bytes(block), name, size)):
+            if not (_fast_header_ok(block, name, size) or _matches(bytes(block), name, size)):
                 found = bytes(block[:100]).split(b"\0")[0].decode("utf-8", "replace")
                 self.mismatch = f"the header at offset {offset} is {found!r}, not {name!r} ({size} bytes)"
             self._next += 1
         self._pos = end
+
+    def _vector_pass(self, chunk: memoryview, pos: int) -> int:
+        """Pass, all at once, the headers from ``self._next`` on that lie in ``chunk`` (block-aligned at stream
+        offset ``pos``) and are in the form Go's archive/tar writes (:func:`_fast_header_ok`'s, with the
+        checksum as six octal digits, a NUL and a space); returns the first header not passed (the caller checks
+        it, and the rest, one by one). A few microseconds a header less than checking each in Python."""
+        import numpy as np
+
+        heads, first = self._heads, self._next
+        if len(heads) - first < VECTOR_MIN:
+            return first
+        if self._vector is None:
+            names = [name.encode("ascii", "replace") for _, name, _ in heads]
+            fields = b"".join(n.ljust(100, b"\0") if len(n) <= 100 else bytes(100) for n in names)
+            sizes = b"".join(b"%011o\0" % size for _, _, size in heads)
+            self._vector = (np.fromiter((h[0] for h in heads), np.int64, len(heads)),
+                            np.frombuffer(fields, np.uint8).reshape(-1, 100),
+                            np.frombuffer(sizes, np.uint8).reshape(-1, 12),
+                            np.fromiter((len(n) <= 100 for n in names), bool, len(heads)))
+        offsets, name_fields, size_fields, short = self._vector
+        last = int(np.searchsorted(offsets, pos + len(chunk) - tarwrite.BLOCK, side="right"))
+        if last - first < VECTOR_MIN or offsets[first] < pos:
+            return first
+        rows = np.frombuffer(chunk, np.uint8).reshape(-1, tarwrite.BLOCK)[(offsets[first:last] - pos) // tarwrite.BLOCK]
+        stored = rows[:, 148:156]
+        digits = stored[:, :6]
+        ok = short[first:last] & (rows[:, :100] == name_fields[first:last]).all(1)
+        ok &= (rows[:, 124:136] == size_fields[first:last]).all(1)
+        ok &= (rows[:, 156] == 48) | (rows[:, 156] == 0)
+        ok &= ~(rows[:, 257:263] == np.frombuffer(_USTAR, np.uint8)).all(1) | (rows[:, 345] == 0)
+        ok &= ((digits >= 48) & (digits <= 55)).all(1) & (stored[:, 6] == 0) & (stored[:, 7] == 32)
+        value = ((digits.astype(np.int64) - 48) * _OCTAL).sum(1)
+        ok &= value == rows.sum(1, dtype=np.int64) - stored.sum(1, dtype=np.int64) + 256
+        return first + int(np.argmin(ok)) if not ok.all() else last
 
     @property
     def complete(self) -> bool:
         return self._next == len(self._heads) and self.mismatch is None
 
 
+def _matches(block: bytes, name: str, size: int) -> bool:
+    """:func:`header_matches`, with a header whose numeric fields are not numbers (it raises ValueError on them)
+    judged not to match."""
+    try:
+        return header_matches(block, name, size)
+    except ValueError:
+        return False
+
+
 _NULS = bytes(100)
+_USTAR = b"ustar\0"
+_OCTAL = [8 ** 5, 8 ** 4, 8 ** 3, 8 ** 2, 8, 1]
+VECTOR_MIN = 16
+"""Headers in a chunk below which they are checked one by one (numpy's fixed cost is higher)."""
 
 
 def _fast_header_ok(block: memoryview, name: str, size: int) -> bool:
