@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from array import array
-from itertools import accumulate, islice
+from itertools import accumulate, islice, repeat
 from operator import itemgetter
 from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
@@ -539,7 +539,7 @@ def _list_prefix(url: AISUrl, client: Client, page_size: int, on_page: Optional[
             joined, entries = prefix.join([b"", *names]), kept
         blob += joined
         offsets.fromlist(list(islice(accumulate(map(plen.__add__, map(len, names)), initial=offsets[-1]), 1, None)))
-        sizes.fromlist([e.get(b"s") or 0 for e in entries])
+        sizes.fromlist(list(map(dict.get, entries, repeat(b"s"), repeat(0))))  # AIS leaves out a size of 0
         if on_page:
             on_page(base + len(sizes))
     logger.debug("listed %d objects under %s", len(sizes), url)
