@@ -220,6 +220,31 @@ class PlannedShard:
                 out.append((name, url, sizes[j], headers[i]))
         return out
 
+    def sample_spans(self) -> Iterator[Tuple[str, int, int, List[Tuple[str, int, int]]]]:
+        """``(key, offset, length, [(member name, data offset, size), ...])`` of every sample, in tar order (what
+        an index records), read straight from the plan's arrays like :meth:`members`."""
+        if self._samples is not None or self._store is None:
+            for x in self.samples:
+                pos, spans = x.offset, []
+                for m in x.members:
+                    spans.append((m.name, pos + m.header_size, m.size))
+                    pos += m.span
+                yield x.key, x.offset, pos - x.offset, spans
+            return
+        store = self._store
+        first, perm, headers, sizes, url_name, key_bytes = store.first, store.perm, store.headers, store.sizes, \
+            store.columns.url_name, store.key_bytes
+        offset = 0
+        for s in self._order:
+            pos, spans = offset, []
+            for i in range(first[s], first[s + 1]):
+                j = perm[i]
+                name, size, header = url_name(j)[1], sizes[j], headers[i]
+                spans.append((name, pos + header, size))
+                pos += header + size + (-size % tarwrite.BLOCK)
+            yield spans[0][0].encode()[:key_bytes[s]].decode(), offset, pos - offset, spans
+            offset = pos
+
     @property
     def num_samples(self) -> int:
         return len(self._order) if self._samples is None else len(self._samples)

@@ -335,13 +335,9 @@ def index_from_plan(plan: Any) -> ShardIndex:
     index = ShardIndex(plan=plan.fingerprint())
     for shard in plan.shards:
         record = ShardRecord(shard.url, shard.size)
-        for sample in shard.samples:  # the plan's samples are webdataset's (its key rule, one file per extension)
-            pos = sample.offset
-            members = []
-            for m in sample.members:
-                members.append((m.name, pos + m.header_size, m.size))
-                pos += m.span
-            record.add(sample.key, sample.offset, pos - sample.offset, members)
+        # the plan's samples are webdataset's (its key rule, one file per extension), read from its arrays
+        for key, offset, length, members in shard.sample_spans():
+            record.add(key, offset, length, members)
         index.shards.append(record)
     return index
 

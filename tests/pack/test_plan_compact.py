@@ -70,7 +70,7 @@ def _per_member_fingerprint(plan):
     return h.hexdigest()[:32]
 
 
-def test_members_read_from_the_arrays_are_the_materialised_samples_members():
+def test_members_and_sample_spans_read_from_the_arrays_are_the_materialised_samples():
     urls = ["ais://src/d/épreuve.v2.jpg", "ais://src/d/épreuve.v2.txt", "ais://src/d/b.v1.jpg"]
     for objs, options in ((_objects(700), PackOptions(samples_per_shard=64, shuffle_seed=3)),
                           (source_objects("ais://src/", urls, [1, 2, 3]), PackOptions(key_rule=KeyRule.parse("stem")))):
@@ -78,6 +78,14 @@ def test_members_read_from_the_arrays_are_the_materialised_samples_members():
         for shard in plan.shards:
             assert shard.members() == [(m.name, m.source, m.size, m.header_size)
                                        for x in shard.samples for m in x.members]
+            expected = []
+            for x in shard.samples:
+                pos, spans = x.offset, []
+                for m in x.members:
+                    spans.append((m.name, pos + m.header_size, m.size))
+                    pos += m.span
+                expected.append((x.key, x.offset, x.length, spans))
+            assert list(shard.sample_spans()) == expected
         assert plan.fingerprint() == _per_member_fingerprint(plan)
 
 
