@@ -35,8 +35,10 @@ docs: install
 test: install lint docs
 	@ep="$$(scripts/ais-local start)" && eval "export $$ep" && $(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
+# The tests that need no cluster, on 2 pytest-xdist workers: their slow part is a dozen subprocesses that import
+# torch (~1.7 s of CPU each), one per core. PYTEST_ARGS="-n 0" runs them in one process.
 unit: install
-	AIS_WDS_UNIT_ONLY=1 $(PY) -m pytest -q -m "not cluster and not unit_suite" $(PYTEST_ARGS)
+	AIS_WDS_UNIT_ONLY=1 $(PY) -m pytest -q -n 2 -m "not cluster and not unit_suite" $(PYTEST_ARGS)
 
 # The test matrix (noxfile.py), each Python in its own virtualenv under .nox/ (interpreters found on PATH or in
 # pyenv, never downloaded): matrix = the unit suite on 3.10, 3.11, 3.12 and 3.13 (no cluster; CI runs it);

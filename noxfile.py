@@ -70,8 +70,9 @@ def _install(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """The unit suite on one Python, as `make unit` runs it (no cluster: its guard fails a test that reaches one)."""
     _install(session)
-    session.run("python", "-m", "pytest", "-q", "-ra", "-m", "not cluster and not unit_suite", *session.posargs,
-                env={"AIS_WDS_UNIT_ONLY": "1"})
+    # -n 2: two pytest-xdist workers, as `make unit` (`-- -n 0` runs it in one process)
+    session.run("python", "-m", "pytest", "-q", "-ra", "-n", "2", "-m", "not cluster and not unit_suite",
+                *session.posargs, env={"AIS_WDS_UNIT_ONLY": "1"})
 
 
 @nox.session(python=[PYTHONS[-1], PYTHONS[0]])

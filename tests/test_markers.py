@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 UNIT_MARKERS = "not cluster and not unit_suite"
 """What `make unit` selects (the Makefile's `unit` line)."""
 
+UNIT_ARGS = ["-n", "2", "-m", UNIT_MARKERS]
+"""`make unit`'s and nox's unit sessions' pytest arguments: two pytest-xdist workers, the marker selection."""
+
 TAG = "WDS_TEST_RUN_TAG"
 """An environment variable set on a child pytest, inherited by any aisnode it starts (scripts/ais-local
 drops AIS_* variables from a node's environment, hence no AIS_ prefix)."""
@@ -105,7 +108,8 @@ def test_a_test_using_any_cluster_fixture_directly_or_through_another_is_deselec
 
 def test_a_cluster_fixture_in_a_unit_run_fails_loudly_before_starting_anything(tmp_path):
     """Under AIS_WDS_UNIT_ONLY=1, a test that gets a cluster fixture past the marker (run without -m, or a
-    new cluster fixture nobody listed) fails with the guard's message; nothing was started."""
+    new cluster fixture nobody listed) fails with the guard's message; nothing was started. The same in an
+    xdist worker (`make unit` runs two): the worker inherits AIS_WDS_UNIT_ONLY=1."""
     path = _generated(tmp_path, (
         "from tests.conftest import ExtraCluster\n\n"
         "@pytest.fixture\ndef unlisted_cluster(tmp_path):\n"
@@ -118,6 +122,7 @@ def test_a_cluster_fixture_in_a_unit_run_fails_loudly_before_starting_anything(t
     try:
         everything = _run_generated(path, env)
         unit = _run_generated(path, env, "-m", "not cluster")
+        in_worker = _run_generated(path, env, "-n", "2", "-m", "not cluster")
     finally:
         _stop_leaked(env)
     out = everything.stdout
@@ -129,6 +134,9 @@ def test_a_cluster_fixture_in_a_unit_run_fails_loudly_before_starting_anything(t
     # the unlisted fixture is not deselected by the marker: the guard is what stops it
     assert unit.returncode == 1 and _summary(unit.stdout) == {"deselected": 2, "error": 1}, unit.stdout[-3000:]
     assert "a unit run started a cluster fixture: ExtraCluster" in unit.stdout
+    out = in_worker.stdout  # xdist's summary leaves out the deselected
+    assert in_worker.returncode == 1 and _summary(out) == {"error": 1}, out[-3000:]
+    assert re.search(r"\[gw[01]\] linux", out) and "a unit run started a cluster fixture: ExtraCluster" in out, out
     assert not Path(env["AIS_LOCAL_STATE_DIR"]).exists() and not (tmp_path / "state").exists()
 
 
@@ -182,23 +190,45 @@ class _AisnodeWatch:
         self._thread.join()
 
 
+def test_make_unit_and_nox_unit_run_the_arguments_the_unit_suite_check_runs():
+    """The check below runs :data:`UNIT_ARGS` under AIS_WDS_UNIT_ONLY=1: so do the Makefile's `unit` line and
+    noxfile.py's unit sessions (a change to one that the others miss fails here)."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    recipe = re.search(r"^unit:.*\n\t(.*)$", makefile, re.M)
+    assert recipe, "the Makefile has no unit target"
+    shell_args = " ".join(f'"{a}"' if " " in a else a for a in UNIT_ARGS)
+    assert recipe.group(1).startswith("AIS_WDS_UNIT_ONLY=1 $(PY) -m pytest -q " + shell_args + " "), recipe.group(1)
+    noxfile = (REPO / "noxfile.py").read_text(encoding="utf-8")
+    assert '"-q", "-ra", ' + ", ".join(f'"{a}"' for a in UNIT_ARGS) + "," in noxfile
+    assert 'env={"AIS_WDS_UNIT_ONLY": "1"}' in noxfile
+
+
 @pytest.mark.unit_suite
 def test_the_unit_suite_starts_no_aisnode_and_no_cluster_fixture(tmp_path):
-    """Runs the unit suite as `make unit` does (``-m "not cluster and not unit_suite"``, AIS_WDS_UNIT_ONLY=1,
-    no AIS_ENDPOINT) and watches the process table meanwhile: no aisnode of its own appears (aisnodes that
-    were running before, the shared cluster's, and other people's are ignored), and no cluster fixture was
-    reached. A leak would show twice: the guard's message, and an aisnode carrying the child's tag."""
+    """Runs the unit suite as `make unit` does (:data:`UNIT_ARGS`: two xdist workers, which inherit
+    AIS_WDS_UNIT_ONLY=1 and the missing AIS_ENDPOINT) and watches the process table meanwhile: no aisnode of
+    its own appears (aisnodes that were running before, the shared cluster's, and other people's are ignored),
+    and no cluster fixture was reached. A leak would show twice: the guard's message, and an aisnode carrying
+    the child's tag."""
     env = _child_env(tmp_path)
     watch: Optional[_AisnodeWatch] = None
     try:
         with _AisnodeWatch(env[TAG], env["AIS_LOCAL_STATE_DIR"]) as watch:
-            proc = _pytest(["-q", "-m", UNIT_MARKERS, "tests"], env, timeout=900)
+            proc = _pytest([*UNIT_ARGS, "tests"], env, timeout=900)  # not -q: the header counts the items
+        # xdist's summary leaves out the deselected: count them in a collection (no workers)
+        collected = _pytest(["-q", "--collect-only", "-p", "no:xdist", "-m", UNIT_MARKERS, "tests"], env, timeout=300)
     finally:
         _stop_leaked(env)
     summary = _summary(proc.stdout)
-    print(f"unit suite: {summary}; aisnodes started meanwhile: {len(watch.new)} (by others), 0 expected of ours")
+    selection = _summary(collected.stdout)  # "558/947 tests collected (389 deselected)": {"tests": 947, ...}
+    print(f"unit suite: {summary}, {selection}; aisnodes started meanwhile: {len(watch.new)} (by others), "
+          "0 expected of ours")
     assert "a unit run started a cluster fixture" not in proc.stdout, proc.stdout[-6000:]
-    assert summary.get("passed", 0) > 100 and summary.get("deselected", 0) > 100, proc.stdout[-3000:]
+    workers = re.search(r"^(\d+) workers \[(\d+) items\]", proc.stdout, re.M)
+    assert workers and workers.group(1) == "2", proc.stdout[:3000]
+    assert selection.get("deselected", 0) > 100, collected.stdout[-3000:]
+    assert int(workers.group(2)) == selection["tests"] - selection["deselected"], (workers.group(0), selection)
+    assert summary.get("passed", 0) > 100, proc.stdout[-3000:]
     assert watch.ours == set(), {pid: watch.new[pid] for pid in watch.ours}
     assert not Path(env["AIS_LOCAL_STATE_DIR"]).exists()
 
