@@ -80,6 +80,13 @@ def iter_source_objects(source: str, urls: Iterable[str], sizes: Iterable[int], 
         strip_prefix: drop the directory part of the source prefix from the names (``ais://src/train/``
             makes ``train/n01/x.jpg`` into ``n01/x.jpg``); otherwise names are full object names.
     """
+    return (SourceObject(*row) for row in source_rows(source, urls, sizes, strip_prefix=strip_prefix))
+
+
+def source_rows(source: str, urls: Iterable[str], sizes: Iterable[int], *,
+                strip_prefix: bool = False) -> Iterator[Tuple[str, str, int]]:
+    """:func:`iter_source_objects` as ``(url, name, size)`` tuples (what :func:`plan_rows` takes: no object
+    per listed file at all)."""
     parsed = parse_url(source)
     base = parsed.path
     cut = base.rfind("/") + 1 if strip_prefix else 0
@@ -87,7 +94,7 @@ def iter_source_objects(source: str, urls: Iterable[str], sizes: Iterable[int], 
     skip = len(bucket)
     for url, size in zip(urls, sizes):
         name = url[skip:] if url.startswith(bucket) else parse_url(url).path
-        yield SourceObject(url, name[cut:] if name.startswith(base[:cut]) else name, max(int(size), 0))
+        yield url, name[cut:] if name.startswith(base[:cut]) else name, max(int(size), 0)
 
 
 def source_objects(source: str, urls: Sequence[str], sizes: Sequence[int], *,
@@ -511,17 +518,17 @@ def _chunked(order: Any, chunk: int = 1 << 16) -> Iterator[int]:
         yield from order[a:a + chunk].tolist()
 
 
-def _group(objects: Iterable[SourceObject], rule: KeyRule, plan: Plan) -> _Columns:
+def _group(rows: Iterable[Tuple[str, str, int]], rule: KeyRule, plan: Plan) -> _Columns:
     """Pass 1: split every object's name; unkeyed ones go to ``plan.unkeyed``, the others into columns."""
     columns = _Columns()
     wds = rule.spec == "wds"
-    for obj in objects:
-        split = rule.split(obj.name)
+    for url, name, size in rows:
+        split = rule.split(name)
         if split is None:
-            plan.unkeyed.append(obj.url)
+            plan.unkeyed.append(url)
             continue
         raw, key, ext = split
-        columns.add(obj.url, obj.name if wds else f"{key}.{ext}", obj.size, raw, key, ext)
+        columns.add(url, name if wds else f"{key}.{ext}", size, raw, key, ext)
     return columns
 
 
@@ -639,9 +646,14 @@ def make_plan(objects: Iterable[SourceObject], dst_pattern: str, options: PackOp
         ConfigError: a bad template.
         PackError: the plan needs more shards than a brace template names.
     """
+    return plan_rows(((o.url, o.name, o.size) for o in objects), dst_pattern, options)
+
+
+def plan_rows(rows: Iterable[Tuple[str, str, int]], dst_pattern: str, options: PackOptions = PackOptions()) -> Plan:
+    """:func:`make_plan` of ``(url, name, size)`` tuples (:func:`source_rows`): the same plan."""
     names = ShardNames(dst_pattern)
     plan = Plan([], options)
-    store = _samples(_group(objects, options.key_rule, plan), options, plan)
+    store = _samples(_group(rows, options.key_rule, plan), options, plan)
     order: Sequence[int] = range(len(store))
     if options.shuffle_seed is not None:  # the permutation random.shuffle makes of the key-sorted samples
         order = array("q", shuffled_range(len(store), random.Random(f"ais_wds.pack:{options.shuffle_seed}")))

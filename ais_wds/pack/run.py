@@ -32,7 +32,7 @@ from .engines import Engine, Progress
 from .engines.client import ClientEngine
 from .engines.cluster import ClusterEngine
 from .options import PackOptions, resolve
-from .plan import Plan, PlannedShard, iter_source_objects, make_plan
+from .plan import Plan, PlannedShard, plan_rows, source_rows
 from .report import PackReport
 
 __all__ = ["PackReport", "job_locations", "pack", "plan_pack"]
@@ -53,9 +53,9 @@ def plan_pack(sources: Union[str, Sequence[str]], dst_pattern: str, client: Unio
     client = Client.of(client)
     listed = [(source, list_objects(source, client))
               for source in expand_urls([sources] if isinstance(sources, str) else list(sources))]
-    objects = (obj for source, listing in listed  # one SourceObject at a time: the listings are compact
-               for obj in iter_source_objects(source, listing.urls, listing.sizes, strip_prefix=options.strip_prefix))
-    return make_plan(objects, dst_pattern, options)
+    rows = (row for source, listing in listed  # one (url, name, size) at a time: the listings are compact
+            for row in source_rows(source, listing.urls, listing.sizes, strip_prefix=options.strip_prefix))
+    return plan_rows(rows, dst_pattern, options)
 
 
 def pack(

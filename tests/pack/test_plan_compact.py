@@ -102,3 +102,20 @@ def test_shard_spans_are_the_samples_offsets_and_the_member_layout():
                 expected.append((m.name, offset, offset + m.header_size, m.size))
                 offset += m.header_size + m.size + tarwrite.padding(m.size)
         assert shard_spans(shard) == shard_spans(shard, shard.members()) == expected
+
+
+def test_plan_rows_of_source_rows_is_make_plan_of_source_objects():
+    from ais_wds.pack.plan import plan_rows, source_rows
+
+    urls = [f"ais://src/train/n{i % 7}/img-{i:08d}.{e}" for i in range(300) for e in ("jpg", "cls")] + \
+        ["ais://src/train/épreuve.v2.jpg", "ais://src/train/noext", "ais://src/train/x.jpg", "ais://src/train/x.JPG"]
+    sizes = list(range(len(urls)))
+    for options in (PackOptions(samples_per_shard=50, shuffle_seed=2), PackOptions(key_rule=KeyRule.parse("stem")),
+                    PackOptions(strip_prefix=True, exts=("jpg", "cls"), missing_extension="exclude")):
+        a = make_plan(source_objects("ais://src/train/", urls, sizes, strip_prefix=options.strip_prefix),
+                      "ais://dst/s-%04d.tar", options)
+        b = plan_rows(source_rows("ais://src/train/", urls, sizes, strip_prefix=options.strip_prefix),
+                      "ais://dst/s-%04d.tar", options)
+        assert a.fingerprint() == b.fingerprint() and [s.members() for s in a.shards] == [s.members() for s in b.shards]
+        assert (a.unkeyed, a.conflicts, a.incomplete, a.excluded_samples, a.dropped_members) == \
+            (b.unkeyed, b.conflicts, b.incomplete, b.excluded_samples, b.dropped_members)
