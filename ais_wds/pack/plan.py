@@ -239,14 +239,14 @@ class PlannedShard:
                 yield x.key, x.offset, pos - x.offset, spans
             return
         store = self._store
-        first, perm, headers, sizes, url_name, key_bytes = store.first, store.perm, store.headers, store.sizes, \
-            store.columns.url_name, store.key_bytes
+        first, perm, headers, sizes, name_of, key_bytes = store.first, store.perm, store.headers, store.sizes, \
+            store.columns.name, store.key_bytes
         offset = 0
         for s in self._order:
             pos, spans = offset, []
             for i in range(first[s], first[s + 1]):
                 j = perm[i]
-                name, size, header = url_name(j)[1], sizes[j], headers[i]
+                name, size, header = name_of(j), sizes[j], headers[i]
                 spans.append((name, pos + header, size))
                 pos += header + size + (-size % tarwrite.BLOCK)
             yield spans[0][0].encode()[:key_bytes[s]].decode(), offset, pos - offset, spans
@@ -456,6 +456,11 @@ class _Columns:
         raw = self.raws[self.raw_ends[j - 1] if j else 0:self.raw_ends[j]]
         return bytes(raw) if raw else self.key(j)
 
+    def name(self, j: int) -> str:
+        """Column ``j``'s tar name alone: the last ``abs(name_bytes[j])`` bytes of its text either way."""
+        end = self.ends[j]
+        return self.blob[end - abs(self.name_bytes[j]):end].decode()
+
     def url_name(self, j: int) -> Tuple[str, str]:
         start, end, nb = self.ends[j - 1] if j else 0, self.ends[j], self.name_bytes[j]
         text = self.blob[start:end].decode()
@@ -543,7 +548,7 @@ def _samples(columns: _Columns, options: PackOptions, plan: Plan) -> _Store:
     file_conflicts: List[Tuple[int, Conflict]] = []
     key_conflicts: List[Tuple[int, Conflict]] = []
 
-    raw_ends, url_name, sizes, ext_chars = columns.raw_ends, columns.url_name, columns.sizes, columns.ext_chars
+    raw_ends, name_of, sizes, ext_chars = columns.raw_ends, columns.name, columns.sizes, columns.ext_chars
 
     def flush(key_raw: bytes, group: List[int]) -> None:
         key = key_raw.decode()
@@ -552,10 +557,10 @@ def _samples(columns: _Columns, options: PackOptions, plan: Plan) -> _Store:
         raws = {columns.raw(j) for j in group} if any(raw_ends[j] != (raw_ends[j - 1] if j else 0)
                                                       for j in group) else ()
         for j in group:  # listing order
-            url, name = url_name(j)
+            name = name_of(j)
             lower = name[len(name) - ext_chars[j]:].lower()
             if lower in files:
-                first_url = columns.url_name(files[lower][0])[0]
+                first_url, url = columns.url_name(files[lower][0])[0], columns.url_name(j)[0]
                 file_conflicts.append((j, Conflict(key, f"two files with extension {lower!r}", (first_url, url))))
                 continue
             files[lower] = (j, name)
@@ -575,7 +580,8 @@ def _samples(columns: _Columns, options: PackOptions, plan: Plan) -> _Store:
                 extra = [e for e in files if e not in rank]
                 plan.dropped_members += len(extra)
                 files = {e: v for e, v in files.items() if e in rank}
-        for e in sorted(files, key=lambda e: (rank.get(e, len(rank)), e)) if len(files) > 1 else files:
+        for e in files if len(files) < 2 else sorted(files) if not rank else \
+                sorted(files, key=lambda e: (rank.get(e, len(rank)), e)):
             j, name = files[e]
             size = sizes[j]
             # one ustar block for a short ASCII name (tarwrite.header_size's answer, without its work)
