@@ -112,6 +112,7 @@ class _ProcessReadAhead:
         self._given: Optional[OrderSpec] = None  # the order the dataset was last told
         self._tried_next = False  # the next epoch's order was tried since the last batch found
         self._requests = 0  # read-ahead requests made by this process
+        self._taken = -1  # the position of the last batch asked for (in the known order)
 
     def take(self, listing: Listing, spec: Optional[OrderSpec], indices: Sequence[int], stride: int
              ) -> Optional[List[Result]]:
@@ -135,6 +136,9 @@ class _ProcessReadAhead:
             if pos is None:
                 return None
             self._tried_next = False
+            if pos <= self._taken:  # the same order again from an earlier place (an epoch in sequential order)
+                self._forget()
+            self._taken = pos
             size = len(indices)
             mine = self._ahead.pop(pos, None)
             self._drop_before(pos, mine)
@@ -221,14 +225,18 @@ class _ProcessReadAhead:
             self._tried_next = False
         if spec != self._spec and (spec is None or self._spec is None or spec.epoch > self._spec.epoch
                                    or replace(spec, epoch=self._spec.epoch) != self._spec):
-            for entry in self._ahead.values():
-                entry[0].cancel()
-            self._ahead, self._waiting, self._horizon, self._bytes = {}, [], (-1, 0), 0
+            self._forget()
             self._spec = spec
             self._order = array("q", spec.order(n) if spec is not None else [])
             self._inverse = array("q", [-1]) * n if spec is not None else array("q")
             for p, i in enumerate(self._order):
                 self._inverse[i] = p
+
+    def _forget(self) -> None:
+        """Drop every prediction (cancel their requests) and predict afresh from the next batch asked for."""
+        for entry in self._ahead.values():
+            entry[0].cancel()
+        self._ahead, self._waiting, self._horizon, self._bytes, self._taken = {}, [], (-1, 0), 0, -1
 
     def _slice(self, start: int, stop: int) -> Sequence[int]:
         return self._order[start:stop] if self._spec is not None else range(start, stop)

@@ -48,3 +48,18 @@ def test_read_ahead_keeps_its_window_when_pickled():
     ahead = ReadAhead(Prefetcher(_Plain(), threads=2), objects=64, max_bytes=4096)
     assert pickle.loads(pickle.dumps(ahead)).max_bytes == 4096
     assert ReadAhead(Prefetcher(_Plain()), objects=64).max_bytes == MAX_BYTES == 32 << 20
+
+
+def test_read_ahead_starts_again_when_the_order_starts_again():
+    """Persistent workers in sequential order (no sampler spec): each epoch asks for the same positions
+    again from the first; the read-ahead must predict in every epoch, not only the first."""
+    listing = [(f"k{i}", 100) for i in range(120)]
+    ahead = ReadAhead(Prefetcher(RecordingGetter(), threads=4, batch_size=256), objects=64, max_bytes=4000)
+    for epoch in range(3):
+        served = 0
+        for start in range(0, len(listing), 8):
+            got = ahead.take(listing, None, list(range(start, start + 8)), stride=1)
+            if got is not None:
+                assert got == [f"k{i}".encode() for i in range(start, start + 8)]
+                served += 1
+        assert served >= len(listing) // 8 - 1, epoch
