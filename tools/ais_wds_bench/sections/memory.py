@@ -7,7 +7,10 @@ the same shards; 4 persistent workers; the main process also with 0 and 8 worker
 The data is issue 25's: 6 shards x 400 samples of 100 KiB (``scale`` scales the samples per shard, at least
 40), each sample decoded to a ``uint8`` tensor, ``.batched(32)``. Every case runs in a fresh process
 (``python -m`` this module ``--child``), checks it saw every sample once per epoch with the right bytes
-(a sum of the tensors), and prints one JSON line per epoch.
+(a sum of the tensors), and prints one JSON line per epoch. Besides the figures after each epoch, a thread
+samples every worker's private dirty pages (``/proc/<pid>/smaps_rollup``) every 50 ms during the epoch:
+the peak, which is what a buffer or a read-ahead holds while it works (after the epoch it is freed, and only
+what the allocator keeps shows).
 
     AIS_ENDPOINT=... .venv/bin/python -m ais_wds_bench.sections.memory [--scale S] [--cases a,b] [--epochs N]
 """
@@ -80,6 +83,8 @@ def run(client: Any, scale: float = 1.0, cases: Optional[Sequence[str]] = None, 
 def summarise(rows: List[Dict[str, Any]], expected: int) -> Dict[str, Any]:
     """The per-epoch rows of one case, with its worst numbers (MiB): ``worker_uss_max_mib`` (any worker,
     any epoch), ``worker_uss_growth_mib`` (the most any worker's USS rose from epoch 1 to the last),
+    ``worker_peak_mib`` (the most private memory any worker held during an epoch, sampled),
+    ``worker_peak_growth_mib`` (the most a worker's peak rose from epoch 1 to the last),
     ``main_uss_mib`` per epoch and ``main_uss_growth_mib`` (epoch 1 to the last); ``all_samples`` is False
     when an epoch saw a wrong count or wrong bytes."""
     if not rows:
@@ -90,6 +95,10 @@ def summarise(rows: List[Dict[str, Any]], expected: int) -> Dict[str, Any]:
     if len(rows) > 1 and uss[1]:
         growth = max(max(e[i] for e in uss[1:]) - uss[1][i] for i in range(len(uss[1])))
     main = [r["main"]["uss"] / MIB for r in rows]
+    peaks = [[p / MIB for p in r.get("peaks", [])] for r in rows]
+    peak_growth = None
+    if len(rows) > 1 and peaks[1]:
+        peak_growth = max(max(e[i] for e in peaks[1:]) - peaks[1][i] for i in range(len(peaks[1])))
     anon = [[w["anon"] / MIB for w in epoch] for epoch in workers]
     anon_growth = None
     if len(rows) > 1 and anon[1]:
@@ -110,6 +119,9 @@ def summarise(rows: List[Dict[str, Any]], expected: int) -> Dict[str, Any]:
         "main_anon_growth_mib": round(max(main_anon[1:], default=main_anon[0]) - main_anon[min(1, len(main_anon) - 1)],
                                       1),
         "per_epoch_worker_uss_mib": [[round(v, 1) for v in e] for e in uss],
+        "worker_peak_mib": round(max(v for e in peaks for v in e), 1) if any(peaks) else None,
+        "worker_peak_growth_mib": round(peak_growth, 1) if peak_growth is not None else None,
+        "per_epoch_worker_peak_mib": [[round(v, 1) for v in e] for e in peaks],
     }
 
 
@@ -144,7 +156,8 @@ def markdown(results: Dict[str, Any]) -> List[str]:
               f"(budget per worker: 1.5 x webdataset + 16 = {res.get('budget_mib')} MiB). *anon*: USS less the clean "
               "pages of mapped files (a library's pages count in USS once no other process maps them)", "",
               "| case | all samples | worker USS max (median) | worker anon max | worker PSS max | worker growth "
-              "after epoch 1: anon (USS) | main USS per epoch | main anon growth |", "|---|---|---|---|---|---|---|---|"]
+              "after epoch 1: anon (USS) | worker peak in an epoch (its growth) | main USS per epoch | "
+              "main anon growth |", "|---|---|---|---|---|---|---|---|---|"]
     for name in CASES:
         c = res.get(name)
         if not isinstance(c, dict):
@@ -152,7 +165,8 @@ def markdown(results: Dict[str, Any]) -> List[str]:
         lines.append(f"| {name} | {c.get('all_samples')} | {c.get('worker_uss_max_mib')} "
                      f"({c.get('worker_uss_median_mib')}) | {c.get('worker_anon_max_mib')} | "
                      f"{c.get('worker_pss_max_mib')} | {c.get('worker_anon_growth_mib')} "
-                     f"({c.get('worker_uss_growth_mib')}) | {c.get('main_uss_mib')} | {c.get('main_anon_growth_mib')} |")
+                     f"({c.get('worker_uss_growth_mib')}) | {c.get('worker_peak_mib')} "
+                     f"({c.get('worker_peak_growth_mib')}) | {c.get('main_uss_mib')} | {c.get('main_anon_growth_mib')} |")
     return lines + [""]
 
 
@@ -318,6 +332,44 @@ def anon_uss(pid: int) -> int:
     return total
 
 
+def private_dirty(pid: int) -> int:
+    """A process's private dirty pages (bytes), from ``/proc/<pid>/smaps_rollup`` (cheap enough to sample)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return sum(int(line.split()[1]) << 10 for line in f if line.startswith("Private_Dirty:"))
+
+
+class _PeakSampler:
+    """A daemon thread sampling the private dirty pages of the loader's workers every ``interval`` seconds;
+    :meth:`take` returns each worker's peak since the last call and starts over."""
+
+    def __init__(self, loader: Any, interval: float = 0.05):
+        import threading
+
+        self.loader, self.interval = loader, interval
+        self.peaks: Dict[int, int] = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._run, daemon=True, name="memory-peaks").start()
+
+    def _run(self) -> None:
+        import time
+
+        while True:
+            for w in getattr(getattr(self.loader, "_iterator", None), "_workers", []):
+                try:
+                    value = private_dirty(w.pid)
+                except OSError:  # not started yet, or gone
+                    continue
+                with self.lock:
+                    self.peaks[w.pid] = max(self.peaks.get(w.pid, 0), value)
+            time.sleep(self.interval)
+
+    def take(self, pids: List[int]) -> List[int]:
+        with self.lock:
+            out = [max(self.peaks.get(p, 0), private_dirty(p)) for p in pids]
+            self.peaks = {}
+        return out
+
+
 def _sum(batch: Any) -> int:
     """The sum of a batch's bytes (numpy's buffered reduction: no temporary the size of the batch, which
     torch's ``sum(dtype=int64)`` makes, in threads whose malloc arenas would then show in the main's USS)."""
@@ -332,6 +384,7 @@ def _child_main(what: str, workers: int, bucket: str, folder: str, epochs: int, 
 
     ds, batch_size = _dataset(what, bucket, folder)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0)
+    sampler = _PeakSampler(loader)
     for epoch in range(epochs):
         n = total = 0
         for batch in loader:
@@ -340,7 +393,8 @@ def _child_main(what: str, workers: int, bucket: str, folder: str, epochs: int, 
             total += _sum(batch)
         pids = [w.pid for w in loader._iterator._workers] if workers else []  # type: ignore[union-attr]
         print(json.dumps({"epoch": epoch, "samples": n, "checksum_ok": total == expected_sum,
-                          "main": memory_of(os.getpid()), "workers": [memory_of(p) for p in pids]}), flush=True)
+                          "main": memory_of(os.getpid()), "workers": [memory_of(p) for p in pids],
+                          "peaks": sampler.take(pids)}), flush=True)
     return 0
 
 
