@@ -44,7 +44,7 @@ class Connections:
         self.config = config
         freeze_inherited()  # in a DataLoader worker: its full collections leave the parent's pages alone
         bound_worker_heap()  # AIS_WDS_HEAP=workers: a worker's connections are built once, in the worker
-        self.sdk = _sdk_client(config)
+        self._sdk: Any = None
         self.http = _requests_session(config)
         self.pool, self.timeout = _urllib3_pool(config)
         self.headers: Dict[str, str] = {"Authorization": f"Bearer {config.token}"} if config.token else {}
@@ -62,6 +62,16 @@ class Connections:
         self.verified = False
         self._verify_lock = threading.Lock()
         self._probe_after = 0.0
+
+    @property
+    def sdk(self) -> Any:
+        """The aistore SDK client, built on first use: a process that only lists (``list_objects`` reads AIS's
+        pages itself) never imports the SDK (~0.4 s of its first listing here)."""
+        if self._sdk is None:
+            with self._lock:
+                if self._sdk is None:
+                    self._sdk = _sdk_client(self.config)
+        return self._sdk
 
     @property
     def batch_sdk(self) -> Any:
@@ -96,14 +106,14 @@ class Connections:
     def _probe(self) -> None:
         import requests
 
-        from .sdk_errors import ConnectError
-
         endpoint = self.config.endpoint
         timeout = (self.config.connect_timeout, min(self.config.read_timeout, PROBE_READ_TIMEOUT))
         try:
             resp = self.http.get(f"{endpoint}/v1/health", timeout=timeout, allow_redirects=False, stream=True)
             head = resp.raw.read(PROBE_BODY_LIMIT, decode_content=True) if resp.raw is not None else b""
         except requests.exceptions.ReadTimeout:
+            from .sdk_errors import ConnectError  # (it imports the aistore SDK: only on the way out)
+
             raise ConnectError(f"{endpoint} accepted a connection but did not answer GET /v1/health within "
                                f"{timeout[1]:g} s", url=endpoint,
                                hint="is this an AIS gateway's address and port? check AIS_ENDPOINT") from None
@@ -121,6 +131,8 @@ class Connections:
             what = _describe(resp, head)
         finally:
             resp.close()
+        from .sdk_errors import ConnectError
+
         raise ConnectError(f"{endpoint} is not an AIS gateway: GET /v1/health answered {what}", url=endpoint,
                            hint="point AIS_ENDPOINT (or endpoint=) at an AIS proxy, e.g. http://host:8080")
 

@@ -205,3 +205,19 @@ def test_the_token_goes_with_every_page_and_a_wrong_one_is_an_auth_error(secure_
         [(f"ais://{name}/k/x{i}.bin", i % 3 + 1) for i in range(5)]
     with pytest.raises(AuthError, match="AIS_AUTHN_TOKEN|token"):
         list_objects(f"ais://{name}/k/", Client(secure_cluster.endpoint, token="not-a-token", ca_cert=ca))
+
+
+def test_a_process_that_only_lists_never_imports_the_aistore_sdk(client, mixed, ais_endpoint):
+    """Listing reads AIS's pages itself: the SDK (about 0.4 s to import here) is built on first use only."""
+    import os
+    import subprocess
+    import sys
+
+    bucket, sizes = mixed
+    script = ("import sys\nfrom ais_wds import Client, list_objects\n"
+              f"listing = list_objects('ais://{bucket}/', Client())\n"
+              "print(len(listing), sum(listing.sizes), sorted(m for m in sys.modules if m.startswith('aistore')))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "AIS_ENDPOINT": ais_endpoint})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(len(sizes)), str(sum(sizes.values())), "[]"]
