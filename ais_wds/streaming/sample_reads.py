@@ -36,13 +36,11 @@ logger = logging.getLogger(__name__)
 RANGE_THREADS = 32
 """Range GETs in flight per reader when the objects layer has no batched byte-range read."""
 PER_REQUEST: Optional[int] = None
-"""Ranges per batched call; None: the objects layer's choice for its transport (64 per call of pipelined
-range GETs to the targets, 256 per GetBatch request). Measured here (one process, 10,000 shuffled 10 KiB
-samples, the machine shared and loaded): pipelined 64 x 8 calls in flight 14-22k samples/s, 32 x 8
-10-17k, 64 x 4 14-19k; GetBatch 256 x 8 7-13k (the last session's GetBatch shapes: 64 x 16 3.1-3.3k,
-256 x 8 5.0-5.2k, 512 x 4 4.1-4.4k, under heavier load)."""
-WINDOW = 8
-"""Batched calls in flight (read-ahead: ``PER_REQUEST * WINDOW`` samples)."""
+"""Ranges per batched call; None: the objects layer's choice for its transport (up to 64 ranges and 1 MiB
+per call of pipelined range GETs to the targets, 256 per GetBatch request)."""
+WINDOW: Optional[int] = None
+"""Batched calls in flight; None: the objects layer's choice (32 pipelined calls, 8 GetBatch requests;
+measured figures in ``ais_wds.objects.ranges.WINDOW``)."""
 TRANSPORT = "auto"
 """The objects layer's transport (``ais_wds.objects.ranges.RangeGetter``): ``"auto"`` (pipelined range GETs
 to the targets, then GetBatch, then range GETs), ``"getbatch"`` or ``"range"`` (the benchmark compares them)."""
