@@ -189,7 +189,10 @@ FRONT_ENDS = [name for name, _ in LAYERS].index("front ends")
 TORCH_FREE = sorted(
     [m for m in MODULES if _layer_of(m) < FRONT_ENDS or _layer_of(m) > FRONT_ENDS]
     + ["ais_wds.shard_index", "ais_wds.shard_index.index", "ais_wds.streaming", "ais_wds.streaming.gopen",
-       "ais_wds.streaming.opener", "ais_wds.streaming.shards", "ais_wds.streaming.wids"])
+       "ais_wds.streaming.opener", "ais_wds.streaming.shards", "ais_wds.streaming.wids",
+       # a mix's pure parts: a spawned worker unpickles its SharedWeights without loading torch
+       "ais_wds.mixing", "ais_wds.mixing.draws", "ais_wds.mixing.state", "ais_wds.mixing.stop",
+       "ais_wds.mixing.stratify", "ais_wds.mixing.weights"])
 
 # function-level imports that run only once torch / webdataset is already loaded (proven by the tests below)
 ALLOWED = {

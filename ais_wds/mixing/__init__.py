@@ -8,8 +8,26 @@
     sources.py    the front ends a mix reads, behind one small interface
     passes.py     one pass of a mix in one process: positions, draws, source iterators, state
     mix.py        the dataset
+
+``Mix`` loads on first access (as the front ends of ``ais_wds`` do): importing a torch-free module of
+this package (a spawned DataLoader worker unpickling :class:`~ais_wds.mixing.weights.SharedWeights`, a
+tool reading a mix state) loads neither torch nor webdataset.
 """
 
-from .mix import Mix
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .mix import Mix
 
 __all__ = ["Mix"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Mix":
+        from .mix import Mix
+
+        globals()["Mix"] = Mix
+        return Mix
+    raise AttributeError(f"module 'ais_wds.mixing' has no attribute {name!r}")
