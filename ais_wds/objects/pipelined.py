@@ -24,7 +24,9 @@ every range it could not read as asked (an answer other than 206/200 with the as
 that broke, a namespaced bucket, no cluster map) and says whether the direct path was unavailable, so
 the caller reads those ranges by a path that classifies errors (GetBatch, or the reader core's range GET
 with its resumes and typed errors). A target that refuses connections turns the path off for
-:data:`OFF_SECONDS` (targets unreachable from this client: behind a Kubernetes service, restarting).
+:data:`OFF_SECONDS` (targets unreachable from this client: behind a Kubernetes service, restarting); one
+that answers 403 for :data:`DENIED_OFF_SECONDS` (a cluster with authentication denies requests that did
+not come through the gateway).
 
 Thread safety: one instance may be used by many threads (a connection serves one call at a time; idle
 ones wait in a per-process pool, shared by all instances). Process safety: the pool is per process
@@ -55,6 +57,9 @@ COALESCE_MAX = 4 << 20
 """The largest merged request, in bytes."""
 OFF_SECONDS = 30.0
 """Seconds the pipelined path stays off after a target refused a connection."""
+DENIED_OFF_SECONDS = 300.0
+"""Seconds the pipelined path stays off after a target answered 403: a cluster with authentication refuses
+requests that did not come through the gateway ("direct target access denied")."""
 BUFFER = 256 << 10
 """Bytes of a connection's receive buffer (response heads and small bodies are parsed from it)."""
 MAX_HEAD = 64 << 10
@@ -143,7 +148,7 @@ class RangePipeline:
             served += done
         if served:
             metrics.get_done(started, sum(len(b) for b in out if b), direct=True)
-        return out, unroutable
+        return out, unroutable or not self.available()  # (turned off by a denial: GetBatch next)
 
     # -- internals ---------------------------------------------------------------------------------
     def _route(self, conn: Any, smap: Any, url: str) -> Optional[Route]:
@@ -236,6 +241,10 @@ class RangePipeline:
                                  end - 1, status)
                     if status in (404, 400):
                         self.client.connections().refresh_cluster_map_soon()
+                    elif status == 403 and self.available():
+                        self._off_until = time.monotonic() + DENIED_OFF_SECONDS
+                        logger.debug("target %s:%d denied a direct request (403); pipelined range GETs off for "
+                                     "%.0fs", target[1], target[2], DENIED_OFF_SECONDS)
                 if not keep:
                     break
             else:

@@ -111,3 +111,29 @@ def test_connections_are_kept_alive_across_calls_and_getters(client, blobs):
     before = {id(c) for conns in pool.idle.values() for c in conns}
     assert RangeGetter(client).fetch(ranges) == _expected(blobs, ranges)  # a new getter, same connections
     assert {id(c) for conns in pool.idle.values() for c in conns} == before
+
+
+def test_a_cluster_with_authentication_denies_direct_requests_and_getbatch_serves(secure_cluster, caplog):
+    """An https cluster with AuthN answers requests sent straight to a target with 403 ("direct target access
+    denied"): the getter turns the pipelined path off and GetBatch (through the gateway, TLS, token)
+    serves the call and the next ones."""
+    import uuid
+
+    from ais_wds import AuthError, Client
+
+    ca = secure_cluster.vars["AIS_CLIENT_CA"]
+    client = Client(secure_cluster.endpoint, token=secure_cluster.vars["AIS_AUTHN_TOKEN"], ca_cert=ca)
+    name = f"pipe-tls-{uuid.uuid4().hex[:8]}"
+    client.sdk.bucket(name).create()
+    data = random.Random(5).randbytes(80_000)
+    write_bytes(f"ais://{name}/o.bin", data, client)
+    ranges = [(f"ais://{name}/o.bin", s, 3000) for s in (0, 9000, 70_000, 4000)]
+    getter = RangeGetter(client)
+    with caplog.at_level(logging.DEBUG, logger="ais_wds.objects"):
+        assert getter.fetch(ranges) == [data[s:s + n] for _, s, n in ranges]
+        assert getter.fetch(ranges[:2]) == [data[s:s + n] for _, s, n in ranges[:2]]
+    assert (getter.pipelined, getter.requests, getter.fallbacks) == (0, 2, 0)
+    assert not getter._pipeline.available()
+    assert any("denied a direct request" in r.getMessage() for r in caplog.records)
+    bad = RangeGetter(Client(secure_cluster.endpoint, token="not-a-token", ca_cert=ca))
+    assert all(isinstance(r, AuthError) for r in bad.fetch(ranges))  # the reader core says why
