@@ -4,14 +4,13 @@ first).
 
 Why: a target serves a plain range GET of a whole-file object with ``sendfile`` (AIS >= 4.7), and a
 pipelined request costs the client only a request line to format and a response head to parse. Measured
-here (one process, all samples of a shard set in a random order, client CPU / aisnode CPU per sample, the
-machine shared and loaded): 10 KiB samples 28-36 us / 40-55 us and 14-22k samples/s, against GetBatch
-byte ranges (256 per request, 8 in flight) 26-49 us / 47-106 us and 7-13k samples/s; 100 KiB samples
-61-69 us / 68-146 us and 4-11k samples/s against GetBatch's 134-209 us / 229-448 us and 1.8-3.2k
-samples/s. GetBatch pays per entry for the JSON entry parsed by the gateway and by every target, a
-transfer between targets for the entries the designated target does not hold, and a reply written
-through the HTTP chunk writer in small pieces; ``http.client`` style chunked decoding then costs the
-client too.
+here (one process, all samples of a shard set in a random order; client CPU / aisnode CPU per sample and
+samples/s; the machine shared and loaded, so ranges): 10 KiB samples 24-36 us / 40-78 us, 8-22k samples/s,
+against GetBatch byte ranges (256 per request, 8 in flight) 24-49 us / 45-106 us, 4-18k; 100 KiB samples
+61-89 us / 68-234 us, 4-11k, against 121-209 us / 68-448 us, 1.5-5k. GetBatch pays per entry for the JSON
+entry parsed by the gateway and by every target and for a transfer between targets for the entries the
+designated target does not hold, and per byte for a reply written through the HTTP chunk writer in small
+pieces, which the client must then decode (docs/ais5.md has the profiles).
 
 How: the ranges of one call are grouped by the target that owns their object (HRW on the cluster map, as
 the SDK's direct reads do), sorted by object and offset, and neighbouring ranges of one object (at most
