@@ -65,6 +65,9 @@ MAX_HEAD = 64 << 10
 """A response head longer than this is not an AIS answer: the connection is dropped."""
 _ROUTES_MAX = 1 << 16
 
+PIPELINE_MAX = 128
+"""Most requests written at once on one connection: all of them fit in the target's receive buffer, so
+writing them never waits for the target, which may be waiting for this client to read its answers."""
 IDLE_PER_TARGET = 64
 """Idle kept-alive connections kept per target and process (more are closed when handed back)."""
 
@@ -126,13 +129,15 @@ class RangePipeline:
         pool = _POOL.get()
         sent = []
         for target, items in groups.items():
-            requests = _coalesce(items)
             key = self._key(target)
-            c, fresh = self._send(pool, key, target, requests, conn.headers)
-            if c is None:
-                unroutable = True
-                continue
-            sent.append((key, target, requests, c, fresh))
+            merged = _coalesce(items)
+            for k in range(0, len(merged), PIPELINE_MAX):
+                requests = merged[k:k + PIPELINE_MAX]
+                c, fresh = self._send(pool, key, target, requests, conn.headers)
+                if c is None:
+                    unroutable = True
+                    continue
+                sent.append((key, target, requests, c, fresh))
         served = 0
         for key, target, requests, c, fresh in sent:
             done, c = self._receive(target, c, requests, out)

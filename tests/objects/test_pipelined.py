@@ -137,3 +137,18 @@ def test_a_cluster_with_authentication_denies_direct_requests_and_getbatch_serve
     assert any("denied a direct request" in r.getMessage() for r in caplog.records)
     bad = RangeGetter(Client(secure_cluster.endpoint, token="not-a-token", ca_cert=ca))
     assert all(isinstance(r, AuthError) for r in bad.fetch(ranges))  # the reader core says why
+
+
+def test_a_call_of_many_ranges_goes_out_on_several_connections_per_target(client, module_bucket):
+    from ais_wds.objects.pipelined import PIPELINE_MAX
+
+    url = f"ais://{module_bucket}/pipe/big.bin"
+    data = random.Random(12).randbytes(4 << 20)
+    write_bytes(url, data, client)
+    starts = list(range(0, len(data) - 100, 8192))  # 512 ranges 8 KiB apart: none merged, one target
+    random.Random(13).shuffle(starts)
+    ranges = [(url, s, 100) for s in starts]
+    pipe = RangePipeline(client)
+    got, unavailable = pipe.fetch(ranges)
+    assert got == [data[s:s + 100] for s in starts] and not unavailable
+    assert pipe.requests == len(starts) > 3 * PIPELINE_MAX
