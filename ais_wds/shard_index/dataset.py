@@ -4,7 +4,7 @@ straight to the targets, or AIS GetBatch requests).
 ``AISShardDataset(index_or_prefix)`` holds, per sample, only (shard number, byte offset, length) from
 a shard index (:mod:`ais_wds.shard_index`): 20 bytes a sample, in arrays that pickle as bytes and are
 shared copy-on-write by forked DataLoader workers. ``ds[i]`` reads the sample's byte range, which
-covers all its members with their tar headers, and parses it with :mod:`ais_wds.tar.reader` into the
+covers all its members with their tar headers, and parses it with :mod:`ais_wds.tar.sample` into the
 webdataset sample dict (``__key__``, ``__url__``, lower-cased extension -> bytes).
 
 ``ds.__getitems__(indices)`` (used by ``torch.utils.data.DataLoader`` for a whole batch) reads the
@@ -23,7 +23,6 @@ safety: picklable (the client is rebuilt in each process; the thread pool is not
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from array import array
@@ -41,9 +40,8 @@ from ..errors import AISWdsError, ConfigError
 from ..objects.prefetch import Prefetcher
 from ..objects.ranges import RangeGetter
 from ..objects.reader import read_range
-from ..tar.names import base_plus_ext, is_meta_member
-from ..tar.reader import group_by_keys, iter_members
-from .index import ShardIndex, ShardIndexError, build_index, load_index, verify_index
+from ..tar.sample import parse_sample
+from .index import ShardIndex, build_index, load_index, verify_index
 
 logger = logging.getLogger(__name__)
 
@@ -66,61 +64,6 @@ def resolve_index(source: str, client: Client) -> ShardIndex:
         return load_index(source, client)
     logger.info("building a shard index for %s (save one with `ais-wds index` to skip this)", source)
     return build_index(source, client)
-
-
-def parse_sample(data: Union[bytes, bytearray, memoryview], url: str) -> Sample:
-    """The one webdataset sample in the tar fragment ``data`` (from shard ``url``).
-
-    Plain fragments (ustar regular files of one key, no meta members) are split by a direct walk of their
-    512-byte headers; anything else by the tar reader (:func:`ais_wds.tar.reader.iter_members`).
-
-    Raises:
-        ShardIndexError: the bytes hold no sample or several (the index does not match the shard).
-        TarFormatError: the bytes are not tar headers and members.
-    """
-    fast = _plain_sample(data, url)
-    if fast is not None:
-        return fast
-    samples = list(group_by_keys(iter_members(io.BytesIO(data), bufsize=min(max(len(data), 512), 1 << 20), url=url),
-                                 url=url))
-    if len(samples) != 1:
-        raise ShardIndexError(f"the indexed byte range holds {len(samples)} samples instead of one", url=url,
-                              hint="the index is stale: rebuild it with `ais-wds index`")
-    return samples[0]
-
-
-def _plain_sample(data: Union[bytes, bytearray, memoryview], url: str) -> Optional[Sample]:
-    """The sample of a plain fragment (see :func:`parse_sample`), or None to let the tar reader decide."""
-    view = memoryview(data)
-    end = len(view)
-    pos = 0
-    key: Optional[str] = None
-    out: Sample = {}
-    while pos < end:
-        if pos + 512 > end:
-            return None
-        header = bytes(view[pos:pos + 512])
-        if header[156:157] not in (b"0", b"\0") or header[124] & 0x80 or not header[0]:
-            return None  # not a regular file, a base-256 size, or the end blocks
-        name = header[:100].split(b"\0", 1)[0]
-        if header[257:262] == b"ustar" and header[345]:
-            name = header[345:500].split(b"\0", 1)[0] + b"/" + name
-        try:
-            size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
-            text = name.decode()
-        except (ValueError, UnicodeDecodeError):
-            return None
-        if is_meta_member(text):
-            return None
-        k, ext = base_plus_ext(text)
-        if k is None or (key is not None and k != key) or ext is None or ext.lower() in out:
-            return None
-        key = k
-        out[ext.lower()] = bytes(view[pos + 512:pos + 512 + size])
-        pos += 512 + (size + 511) // 512 * 512
-    if key is None or pos != end:
-        return None
-    return {"__key__": key, "__url__": url, **out}
 
 
 class AISShardDataset(Dataset):

@@ -25,10 +25,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..client import Client
-from ..errors import ReadError
+from ..errors import ReadError, ShardIndexError
 from ..objects.reader import open_object, read_range
 from ..shuffle.refs import unpack_ref
-from ..tar.names import is_meta_member
+from ..tar.sample import plain_sample
 from .stages import tar_samples
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ Range = Tuple[str, int, int]
 """``(url, start, length)``: ``length`` bytes of one object from ``start``."""
 
 _said_fallback = [False]
-BLOCK = 512
 
 
 def batched_reader() -> Optional[Callable[..., Iterator[bytes]]]:
@@ -98,61 +97,23 @@ def _range_gets(client: Client, ranges: Iterable[Range]) -> Iterator[bytes]:
 
 def sample_of(url: str, data: bytes, **tar_kw: Any) -> Dict[str, Any]:
     """The one sample in ``data`` (a sample's tar members, as its byte range holds them): the dict the tar
-    stage makes. Plain members (regular ustar files, one key) are split here directly (a few
-    microseconds); anything else, and any ``select_files`` / ``rename_files``, goes through the tar stage
-    itself (about 100 us a sample).
+    stage makes. Plain fragments are split by the tar layer (:func:`ais_wds.tar.sample.plain_sample`, a few
+    microseconds a member); anything else, and any ``select_files`` / ``rename_files``, goes through the tar
+    stage itself with ``tar_kw`` (its ``handler`` included; about 100 us a sample).
 
     Raises:
-        ReadError: the bytes hold no sample (the shard changed since it was indexed).
+        ShardIndexError: the bytes hold no sample or several (the shard changed since it was indexed).
+        TarFormatError: the bytes are not tar headers and members (as the ``handler`` decides).
     """
     if tar_kw.get("select_files") is None and tar_kw.get("rename_files") is None:
-        fast = _plain_sample(url, data)
+        fast = plain_sample(data, url)
         if fast is not None:
             return fast
-    for sample in tar_samples(({"url": url, "stream": io.BytesIO(data)},), **tar_kw):
-        return sample
-    raise ReadError("a sample's byte range holds no sample", url=url,
-                    hint="the shard changed since it was indexed: index it again (`ais-wds index`)")
-
-
-def _plain_sample(url: str, data: bytes) -> Optional[Dict[str, Any]]:
-    """The sample in ``data`` when every member is a regular file (ustar magic, or a right checksum) with a
-    short name and the same key; None otherwise (the caller takes the tar stage)."""
-    sample: Optional[Dict[str, Any]] = None
-    pos, n = 0, len(data)
-    while pos + BLOCK <= n:
-        header = data[pos:pos + BLOCK]
-        if header[0] == 0:
-            break
-        if header[156] not in (0x30, 0) or header[124] & 0x80:
-            return None  # not a regular file (long name, PAX, directory) or a base-256 size
-        try:
-            checksum = int(header[148:156].rstrip(b"\0 ").strip() or b"-1", 8)
-            size = int(header[124:136].rstrip(b"\0 ").strip() or b"0", 8)
-            name = header[:100].split(b"\0", 1)[0].decode()
-            if header[257:262] == b"ustar" and header[345]:
-                name = header[345:500].split(b"\0", 1)[0].decode() + "/" + name
-        except ValueError:
-            return None
-        if header[257:262] != b"ustar" and sum(header) - sum(header[148:156]) + 256 != checksum:
-            return None  # (a ustar magic is check enough; an old-style header is checksummed)
-        start = pos + BLOCK
-        pos = start + (size + BLOCK - 1) // BLOCK * BLOCK
-        if start + size > n:
-            return None
-        if name[:2] == "__" and is_meta_member(name):
-            continue
-        slash = name.rfind("/")
-        dot = name.find(".", slash + 1)
-        if dot <= slash + 1 or "\n" in name:
-            return None
-        key, ext = name[:dot], name[dot + 1:].lower()
-        if sample is None:
-            sample = {"__key__": key, "__url__": url}
-        elif key != sample["__key__"] or ext in sample:
-            return None
-        sample[ext] = data[start:start + size]
-    return sample
+    samples = list(itertools.islice(tar_samples(({"url": url, "stream": io.BytesIO(data)},), **tar_kw), 2))
+    if len(samples) != 1:
+        raise ShardIndexError(f"a sample's byte range holds {len(samples)} samples instead of one", url=url,
+                              hint="the shard changed since it was indexed: index it again (`ais-wds index`)")
+    return samples[0]
 
 
 def read_indexed(client: Client, byte_range: Callable[[int, int], Range], refs: Sequence[int],

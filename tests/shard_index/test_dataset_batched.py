@@ -57,12 +57,12 @@ def test_the_plain_fragment_walk_and_the_tar_reader_agree(client, data):
     import io
 
     from ais_wds.objects.reader import read_range
-    from ais_wds.shard_index.dataset import _plain_sample
     from ais_wds.tar.reader import group_by_keys, iter_members
+    from ais_wds.tar.sample import plain_sample
 
     ds = AISShardDataset(data["index"], client, verify=False)
     for i in range(0, len(ds), 7):
         url, offset, length = ds.locate(i)
         fragment = read_range(url, offset, offset + length, client)
         slow = list(group_by_keys(iter_members(io.BytesIO(fragment), bufsize=4096, url=url), url=url))
-        assert _plain_sample(fragment, url) == slow[0]
+        assert plain_sample(fragment, url) == slow[0]
