@@ -63,6 +63,8 @@ BUFFER = 256 << 10
 """Bytes of a connection's receive buffer (response heads and small bodies are parsed from it)."""
 MAX_HEAD = 64 << 10
 """A response head longer than this is not an AIS answer: the connection is dropped."""
+MAX_ERROR_BODY = 1 << 20
+"""An error answer (404, 403, ...) with a longer body is not an AIS answer: the connection is dropped."""
 _ROUTES_MAX = 1 << 16
 
 PIPELINE_MAX = 128
@@ -227,19 +229,25 @@ class RangePipeline:
     def _receive(self, target: Target, c: _Conn, requests: List[Request],
                  out: List[Optional[bytes]]) -> Tuple[int, Optional[_Conn]]:
         """Read the responses in order into ``out``; returns how many responses were read and the
-        connection when it can be used again (None: closed)."""
+        connection when it can be used again (None: closed). An answer that is not the asked one ends the
+        connection (the ranges from it on are left None); one found out of step (no status line where a
+        response must start, bytes after the last response) also voids the response read just before,
+        whose body may have held the stray bytes' place."""
         done = 0
+        last: List[int] = []  # the slots filled from the previous response
         try:
             for path, start, end, members in requests:
-                status, body, keep = c.response(end - start)
+                status, body, keep = c.response(start, end - start)
                 done += 1
-                if body is not None and status in (200, 206) and len(body) == end - start:
+                last = []
+                if body is not None:
                     if len(members) == 1:
                         out[members[0][0]] = bytes(body)
                     else:
                         view = memoryview(body)
                         for i, s, n in members:
                             out[i] = bytes(view[s - start:s - start + n])
+                    last = [i for i, _, _ in members]
                 else:
                     logger.debug("pipelined range GET %s bytes %d-%d answered %d; read otherwise", path, start,
                                  end - 1, status)
@@ -252,8 +260,18 @@ class RangePipeline:
                 if not keep:
                     break
             else:
-                return done, c
-        except (OSError, EOFError, ValueError) as e:
+                if not c.stray():
+                    return done, c
+                raise _OutOfStep("bytes after the last response")
+        except ValueError as e:
+            if isinstance(e, _OutOfStep):  # the previous body may have held the stray bytes' place
+                for i in last:
+                    out[i] = None
+            logger.debug("pipelined range GETs to %s:%d: an answer that is not the asked one after %d of %d "
+                         "responses (%s); the connection is dropped", target[1], target[2], done, len(requests), e)
+        except (OSError, EOFError) as e:
+            if isinstance(e, socket.timeout):  # a target that does not answer: not again for a while
+                self._off_until = max(self._off_until, time.monotonic() + OFF_SECONDS)
             logger.debug("pipelined range GETs to %s:%d broke off after %d of %d responses (%s: %s)", target[1],
                          target[2], done, len(requests), type(e).__name__, e)
         c.close()
@@ -275,6 +293,21 @@ def _coalesce(items: List[Tuple[str, int, int, int]]) -> List[Request]:
                 continue
         requests.append((path, start, end, [(slot, start, length)]))
     return requests
+
+
+class _OutOfStep(ValueError):
+    """No response head where one must start: a body before was longer than its Content-Length said."""
+
+
+def _field(head: bytes, name: bytes) -> List[bytes]:
+    """The values of every header ``name`` (``b"\\r\\nname:"``, lower case) in a lower-cased head, stripped."""
+    out = []
+    j = head.find(name)
+    while j >= 0:
+        k = head.find(b"\r\n", j + len(name))
+        out.append(head[j + len(name):k if k >= 0 else None].strip())
+        j = head.find(name, j + len(name))
+    return out
 
 
 class _Conn:
@@ -306,9 +339,13 @@ class _Conn:
             raise EOFError("the target closed the connection")
         self.e += k
 
-    def response(self, expected: int) -> Tuple[int, Optional[bytearray], bool]:
-        """The next response: ``(status, body, keep-alive)``; body None when it is not ``expected`` bytes
-        long (it is skipped). Raises EOFError/OSError/ValueError when the connection cannot go on."""
+    def response(self, start: int, expected: int) -> Tuple[int, Optional[bytearray], bool]:
+        """The next response to a ``Range: bytes=start-(start+expected-1)`` request: ``(status, body,
+        keep-alive)``. The body is returned only for a 206 whose ``Content-Range`` names exactly the asked
+        bytes and whose ``Content-Length`` is ``expected`` (or a 200 of exactly ``expected`` bytes for a
+        range from 0: the whole object); an error answer's body (at most :data:`MAX_ERROR_BODY` bytes) is
+        skipped and None returned. Raises ValueError for anything that is not such an answer (the
+        connection cannot be trusted to be in step any more), EOFError/OSError when it broke."""
         while True:
             i = self.buf.find(b"\r\n\r\n", self.a, self.e)
             if i >= 0:
@@ -318,20 +355,32 @@ class _Conn:
             self._fill()
         head = bytes(self.view[self.a:i]).lower()
         self.a = i + 4
-        if not head.startswith(b"http/1.1 "):
-            raise ValueError(f"not an HTTP/1.1 response: {head[:20]!r}")
+        if not head.startswith(b"http/1.1 ") or not head[9:12].isdigit() or head[12:13] not in (b" ", b"\r", b""):
+            raise _OutOfStep(f"not an HTTP/1.1 status line ({len(head)} bytes of head)")
         status = int(head[9:12])
         keep = b"\r\nconnection: close" not in head
-        j = head.find(b"\r\ncontent-length:")
-        if j < 0:
-            if status in (204, 304) or 100 <= status < 200:
+        if b"\r\ntransfer-encoding:" in head:
+            raise ValueError("a response with Transfer-Encoding")  # not one we asked for: cannot be framed here
+        lengths = _field(head, b"\r\ncontent-length:")
+        if len(lengths) != 1 or not lengths[0].isdigit():
+            if not lengths and (status in (204, 304) or 100 <= status < 200):
                 return status, None, keep
-            raise ValueError("a response without Content-Length")  # chunked or to-close: not one we asked for
-        k = head.find(b"\r\n", j + 2)
-        length = int(head[j + 17:k if k >= 0 else None])
-        if length != expected or status not in (200, 206):
+            raise ValueError("a response without exactly one Content-Length")
+        length = int(lengths[0])
+        if status not in (200, 206):
+            if length > MAX_ERROR_BODY:
+                raise ValueError(f"an error answer of {length} bytes")
             self._skip(length)
             return status, None, keep
+        if length != expected:
+            raise ValueError(f"{length} bytes answered for {expected} asked")
+        if status == 206:
+            ranges = _field(head, b"\r\ncontent-range:")
+            asked = b"bytes %d-%d/" % (start, start + expected - 1)
+            if len(ranges) != 1 or not ranges[0].startswith(asked):
+                raise ValueError("a Content-Range other than the asked one")
+        elif start != 0:
+            raise ValueError("a whole object (200) answered for a range not from 0")
         body = bytearray(length)
         got = min(length, self.e - self.a)
         body[:got] = self.view[self.a:self.a + got]
@@ -344,6 +393,24 @@ class _Conn:
                     raise EOFError("the target closed the connection mid-body")
                 got += n
         return status, body, keep
+
+    def stray(self) -> bool:
+        """True when bytes no request asked for are already here after the last response (a response
+        longer than its Content-Length said: the connection is out of step)."""
+        if self.a != self.e:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket):
+            return self.sock.pending() > 0
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(0)  # (a socket with a timeout waits for data even with MSG_DONTWAIT)
+        try:
+            return bool(self.sock.recv(1, socket.MSG_PEEK))
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        finally:
+            self.sock.settimeout(timeout)
 
     def _skip(self, length: int) -> None:
         while length > 0:
