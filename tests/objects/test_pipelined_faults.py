@@ -184,3 +184,36 @@ def test_a_target_that_never_answers_is_bounded_by_read_timeout_then_the_fallbac
     assert getter.fetch(ranges) == [data[s:s + n] for _, s, n in ranges]
     assert relay.connections == 1
     relay.close()
+
+
+def test_over_tls_with_a_token_the_client_ca_wins_and_the_token_is_in_no_log_record(secure_cluster, monkeypatch,
+                                                                                    caplog):
+    """The https + AuthN cluster: REQUESTS_CA_BUNDLE names a bundle without the cluster's CA, yet the TLS
+    handshake with the target succeeds on the client's own CA with hostname checks on (the target then
+    answers 403 to a direct request: "denied a direct request" is logged, not "refused a connection"); the
+    token shows in no log record, repr or error message of the pipelined path (DEBUG everywhere)."""
+    import certifi
+
+    from ais_wds import AuthError
+
+    v = secure_cluster.vars
+    token = v["AIS_AUTHN_TOKEN"]
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    client = Client(v["AIS_ENDPOINT"], token=token, ca_cert=v["AIS_CLIENT_CA"])
+    name = f"pipe-secret-{random.Random().getrandbits(32):08x}"
+    client.sdk.bucket(name).create()
+    data = random.Random(6).randbytes(40_000)
+    write_bytes(f"ais://{name}/o.bin", data, client)
+    ranges = [(f"ais://{name}/o.bin", s, 1000) for s in (0, 20_000, 39_000)]
+    pipelined._POOL.get().close_all()
+    getter = RangeGetter(client)
+    with caplog.at_level(logging.DEBUG):
+        assert getter.fetch(ranges) == [data[s:s + n] for _, s, n in ranges]
+        bad = RangeGetter(Client(v["AIS_ENDPOINT"], token=token + "x", ca_cert=v["AIS_CLIENT_CA"]))
+        errors = bad.fetch(ranges)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("denied a direct request" in m for m in messages)
+    assert not any("refused a connection" in m for m in messages)
+    assert all(isinstance(e, AuthError) for e in errors)
+    for text in messages + [repr(getter), repr(getter._pipeline), repr(client)] + [str(e) for e in errors]:
+        assert token not in text

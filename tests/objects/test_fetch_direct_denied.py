@@ -1,0 +1,35 @@
+"""DirectGetter (ais_wds.objects.fetch) on a cluster with AuthN, whose targets answer 403 ("direct target
+access denied") to requests that did not come through the gateway: every object still arrives, without
+an error, and the direct path is turned off for the getter instead of being tried for every object.
+Counted with the urllib3 request log (tests/support/http_log.py), not timed."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from ais_wds import Client, write_bytes
+from ais_wds.objects.fetch import DIRECT_DECLINES_OFF, DirectGetter
+from tests.support.http_log import http_log
+
+
+def test_a_cluster_that_denies_direct_requests_is_read_through_the_gateway_without_retrying_targets(secure_cluster):
+    v = secure_cluster.vars
+    client = Client(v["AIS_ENDPOINT"], token=v["AIS_AUTHN_TOKEN"], ca_cert=v["AIS_CLIENT_CA"])
+    name = f"direct-denied-{uuid.uuid4().hex[:8]}"
+    client.sdk.bucket(name).create()
+    objects = {f"ais://{name}/o-{i:02d}": os.urandom(500 + i) for i in range(20)}
+    for url, data in objects.items():
+        write_bytes(url, data, client)
+    gateway = v["AIS_ENDPOINT"].split("://", 1)[1]
+    getter = DirectGetter(client)
+    with http_log() as log:
+        got = getter.fetch(list(objects))
+    assert got == list(objects.values())
+    denied = [r for r in log.requests if r[3] == 403]
+    assert all(host != gateway for _, host, _, _ in denied)
+    # the first objects: the getter's direct GET and the reader core's own try are denied, then the getter
+    # stops asking the targets directly; the reader core still tries each object's target once
+    # (ais_wds._core.connections.open_direct has no rule for a 403)
+    assert len(denied) == 2 * DIRECT_DECLINES_OFF + (len(objects) - DIRECT_DECLINES_OFF), log.summary()
+    assert getter.fallbacks == DIRECT_DECLINES_OFF and not log.retries  # then no direct try by the getter
