@@ -18,6 +18,41 @@ the SDK's direct reads do), sorted by object and offset, and neighbouring ranges
 here. Each group's requests are written at once on one kept-alive connection to its target, then the
 responses are read in order (HTTP/1.1 pipelining; the Go server answers them one after another).
 
+Why by hand, on raw sockets: the gain is pipelining itself (many requests written before the first
+answer is read), and the well-kept Python HTTP clients do not pipeline. Checked: h11's API docs ("Re-using a
+connection: keep-alive and pipelining"): as a client it does not pipeline, by its state machine: a second
+request cannot be sent before ``start_next_cycle``, which needs the server's whole response read;
+aiohttp: its client does not pipeline (merged pull requests aio-libs/aiohttp#1284, whose author notes that
+a connection is reused only once a response is released, and #3691, which says so in its client docs);
+urllib3 2.x
+(``connectionpool.py``) lends a pooled connection to one request (``_get_conn``) and takes it back after
+the response (``_put_conn``), and requests sends through urllib3's pools; httpx: no pipelining option
+found, and its maintainer's advice for such requests (encode/httpx#1167) was to send them one after
+another. What is parsed here is only what this module asks for (GETs with one ``Range``; answers framed
+by one ``Content-Length``), and nothing else is believed:
+
+* a range's bytes come only from a 206 whose ``Content-Range`` names exactly the asked bytes and whose one
+  numeric ``Content-Length`` is the asked length (or a 200 of exactly that length for a range from 0);
+  any other success, a ``Transfer-Encoding``, a second ``Content-Length`` or a malformed head drops the
+  connection and leaves that range and the ones after it on that connection to the caller's fallback;
+* a connection found out of step (no status line where a response must start, bytes after the last
+  response) also voids the body read just before it (a body longer than its ``Content-Length`` said);
+  bytes that arrive after that last check are found when the connection is next used (its first head
+  does not parse: it is dropped and the requests sent again on a new one), by which time the body before
+  them has been returned: the one case not covered;
+* no hang: connecting is bounded by the client's ``connect_timeout``, every send and every receive by its
+  ``read_timeout`` (a target that accepts and never answers costs one call one ``read_timeout``: the
+  call's other connections are then closed unread, and the path is off for :data:`OFF_SECONDS`); a target
+  that trickles bytes is bounded per receive only;
+* secrets: the bearer token goes into the request bytes only (checked as an RFC 6750 token68 by the
+  config, so it cannot break a header line; object names are percent-encoded by the cluster map's
+  ``direct_url``); no log line, exception message or repr of this module holds a header, and an instance
+  pickles its client only (whose config carries the token for worker processes, as every front end's
+  does);
+* TLS: the client's ``ca_cert`` is the only trust store when given (``ssl.create_default_context(cafile=)``;
+  ``REQUESTS_CA_BUNDLE`` is requests' variable and plays no part here), hostnames are checked, and both
+  checks are off only with the client's ``skip_verify``.
+
 What it does not do: retries and error classification. :meth:`RangePipeline.fetch` returns ``None`` for
 every range it could not read as asked (an answer other than 206/200 with the asked length, a connection
 that broke, a namespaced bucket, no cluster map) and says whether the direct path was unavailable, so
@@ -89,6 +124,7 @@ class RangePipeline:
     def __init__(self, client: Client):
         self.client = client
         self._off_until = 0.0
+        self._stalled_since = 0.0  # perf_counter when a target last let a receive time out
         self._routes: Dict[Tuple[int, str], Optional[Route]] = {}  # (map version, url) -> route
         self.requests = 0  # HTTP requests sent (this process; diagnostics)
 
@@ -142,8 +178,13 @@ class RangePipeline:
                 sent.append((key, target, requests, c, fresh))
         served = 0
         for key, target, requests, c, fresh in sent:
+            if self._stalled_since >= started:  # a target of this call did not answer: no second wait
+                c.close()
+                unroutable = True
+                continue
             done, c = self._receive(target, c, requests, out)
-            if done == 0 and not fresh:  # a kept-alive connection the target had closed: once more
+            if done == 0 and not fresh and self._stalled_since < started:  # a kept-alive connection the target
+                # had closed: once more
                 c, fresh = self._send(pool, key, target, requests, conn.headers, reuse=False)
                 if c is None:
                     unroutable = True
@@ -272,6 +313,7 @@ class RangePipeline:
         except (OSError, EOFError) as e:
             if isinstance(e, socket.timeout):  # a target that does not answer: not again for a while
                 self._off_until = max(self._off_until, time.monotonic() + OFF_SECONDS)
+                self._stalled_since = time.perf_counter()
             logger.debug("pipelined range GETs to %s:%d broke off after %d of %d responses (%s: %s)", target[1],
                          target[2], done, len(requests), type(e).__name__, e)
         c.close()

@@ -6,22 +6,16 @@ Counted with the urllib3 request log (tests/support/http_log.py), not timed."""
 from __future__ import annotations
 
 import os
-import uuid
 
-from ais_wds import Client, write_bytes
 from ais_wds.objects.fetch import DIRECT_DECLINES_OFF, DirectGetter
 from tests.support.http_log import http_log
+from tests.support.secure_objects import secure_objects
 
 
 def test_a_cluster_that_denies_direct_requests_is_read_through_the_gateway_without_retrying_targets(secure_cluster):
-    v = secure_cluster.vars
-    client = Client(v["AIS_ENDPOINT"], token=v["AIS_AUTHN_TOKEN"], ca_cert=v["AIS_CLIENT_CA"])
-    name = f"direct-denied-{uuid.uuid4().hex[:8]}"
-    client.sdk.bucket(name).create()
-    objects = {f"ais://{name}/o-{i:02d}": os.urandom(500 + i) for i in range(20)}
-    for url, data in objects.items():
-        write_bytes(url, data, client)
-    gateway = v["AIS_ENDPOINT"].split("://", 1)[1]
+    client, objects = secure_objects(secure_cluster, "direct-denied", {f"o-{i:02d}": os.urandom(500 + i)
+                                                                         for i in range(20)})
+    gateway = client.config.endpoint.split("://", 1)[1]
     getter = DirectGetter(client)
     with http_log() as log:
         got = getter.fetch(list(objects))
