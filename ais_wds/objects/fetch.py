@@ -58,7 +58,10 @@ DIRECT_DECLINES_OFF = 3
 """Objects in a row whose direct GET a target declined (any answer but 200: a 403 from a cluster with
 AuthN, "direct target access denied"; a 404 from a stale map) and the gateway then served, after which a
 DirectGetter stops asking the targets directly for :data:`DIRECT_DECLINED_OFF_SECONDS`."""
-DIRECT_DECLINED_OFF_SECONDS = 300.0
+DIRECT_DECLINED_OFF_SECONDS = 60.0
+"""Not longer: the getter cannot tell a 403 from a stale map's 404 (``Connections.open_direct`` keeps the
+status), and after a target joined the direct path should come back soon; on a cluster with AuthN this
+costs :data:`DIRECT_DECLINES_OFF` denied requests a minute."""
 BATCH_FAILURES_OFF = 3
 """Whole batch requests failing in a row after which a BatchGetter uses per-object GETs for a while."""
 BATCH_OFF_SECONDS = 60.0
