@@ -56,6 +56,8 @@ class Connections:
         self._smap_lock = threading.Lock()
         self._direct_off_until = 0.0
         self._refused_but_served = 0
+        self._denied_until = 0.0  # targets deny direct requests (AuthN): see direct_allowed()
+        self._forbidden = threading.local()  # this thread's last direct GET got a plain 403
         self._qparams: Dict[Tuple[str, str, str, str], str] = {}
         self._lock = threading.Lock()
         self._batch_sdk: Any = None
@@ -212,6 +214,23 @@ class Connections:
         """A target answered as if it did not own an object: fetch the map again within ``within`` s."""
         self._smap_time = min(self._smap_time, time.monotonic() - CLUSTER_MAP_TTL + within)
 
+    def direct_allowed(self) -> bool:
+        """False while targets are known to deny direct requests (see :meth:`deny_direct`): every path
+        that sends requests straight to targets (the reader core, ``DirectGetter``, pipelined range GETs)
+        asks the gateway at once instead, without a request to a target or a cluster-map refresh."""
+        return time.monotonic() >= self._denied_until
+
+    def deny_direct(self, why: str) -> None:
+        """Targets deny direct requests (a cluster with AuthN answers 403 "direct target access denied"
+        to requests that did not come through the gateway): direct requests stay off, for this client in
+        this process, for :data:`DIRECT_DENIED_OFF_SECONDS`; then one is tried again. One INFO line when
+        the direct path turns off (``why`` names what was seen; never a token)."""
+        now = time.monotonic()
+        if now >= self._denied_until:
+            logger.info("targets of %s deny direct requests (%s); reading through the gateway for %.0fs",
+                        self.config.endpoint, why, DIRECT_DENIED_OFF_SECONDS)
+        self._denied_until = now + DIRECT_DENIED_OFF_SECONDS
+
     def open_direct(self, u: AISUrl, bucket: Any, headers: Optional[Dict[str, str]] = None,
                     preload: bool = False) -> Tuple[Any, bool]:
         """GET object ``u`` straight from the target that owns it (cluster map), skipping the gateway.
@@ -223,13 +242,16 @@ class Connections:
             preload: read the whole body before returning (small objects).
 
         Returns:
-            ``(response, unreachable)``: the urllib3 response of a 200 or 206 answer (a stream unless
+            ``(response, refused)``: the urllib3 response of a 200 or 206 answer (a stream unless
             ``preload``; the caller releases it), or None when the caller must ask the gateway: no
-            cluster map, a namespaced bucket, the direct path is off (:meth:`direct_unreachable`), the
-            target refused the connection or did not accept it within the connect timeout
-            (``unreachable`` True; the map is fetched again soon), or it answered anything else
-            (a 404 from a stale map, 401/403, 416: the map is fetched again soon, and the gateway's
-            answer is the one that counts).
+            cluster map, a namespaced bucket, the direct path is off (:meth:`direct_unreachable`,
+            :meth:`direct_allowed`), the target refused the connection or did not accept it within the
+            connect timeout (``refused`` True; the map is fetched again soon), it answered 403
+            (no map refresh: a 403 whose body says direct access is denied turns the direct path off
+            at once, :meth:`deny_direct`; any other 403 returns ``refused`` True and turns it off when
+            the caller then reports the gateway served the object, :meth:`direct_unreachable`), or it
+            answered anything else (a 404 from a stale map, 401, 416: the map is fetched again soon,
+            and the gateway's answer is the one that counts).
 
         Raises:
             whatever the request raises once connected (a reset, a read timeout waiting for the
@@ -237,7 +259,8 @@ class Connections:
         """
         import urllib3.exceptions as u3
 
-        if u.has_namespace or not u.path or time.monotonic() < self._direct_off_until:
+        self._forbidden.last = False
+        if u.has_namespace or not u.path or time.monotonic() < self._direct_off_until or not self.direct_allowed():
             return None, False
         url = self.direct_url(u, bucket)
         if url is None:
@@ -253,16 +276,29 @@ class Connections:
             self._refused_but_served = 0
             return resp, False
         logger.debug("%s: the target answered %d; asking the gateway", u, resp.status)
+        if resp.status == 403:
+            body = _error_body(resp, preload)
+            if says_direct_denied(body):
+                self.deny_direct(f"a target answered 403 {' '.join(body.split())[:80]!r}")
+                return None, False
+            # a token the cluster does not accept is refused by the gateway too: see direct_unreachable
+            self._forbidden.last = True
+            return None, True
         resp.release_conn() if preload else resp.close()
         self.refresh_cluster_map_soon()
         return None, False
 
     def direct_unreachable(self) -> None:
-        """A target refused a direct GET that the gateway then served: the target was restarting, the map
-        is stale (it is fetched again), or targets are not reachable from this client (e.g. behind a
-        Kubernetes service). After :data:`DIRECT_REFUSALS_OFF` of these in a row (no direct GET served in
-        between), direct GETs stay off (everything goes through the gateway) for
-        :data:`DIRECT_OFF_SECONDS` s."""
+        """A target refused a direct GET (:meth:`open_direct` returned ``refused``) that the gateway then
+        served. After a 403 on this thread: targets deny direct requests (:meth:`deny_direct`). Otherwise
+        the target was restarting, the map is stale (it is fetched again), or targets are not reachable
+        from this client (e.g. behind a Kubernetes service): after :data:`DIRECT_REFUSALS_OFF` of these in
+        a row (no direct GET served in between), direct GETs stay off (everything goes through the
+        gateway) for :data:`DIRECT_OFF_SECONDS` s."""
+        if getattr(self._forbidden, "last", False):
+            self._forbidden.last = False
+            self.deny_direct("a target answered 403 to a GET the gateway then served")
+            return
         self.refresh_cluster_map_soon(0.0)
         self._refused_but_served += 1
         if self._refused_but_served < DIRECT_REFUSALS_OFF:  # a target that was restarting: it happens
@@ -274,6 +310,27 @@ class Connections:
         self._direct_off_until = time.monotonic() + DIRECT_OFF_SECONDS
 
 
+def _error_body(resp: Any, preload: bool) -> str:
+    """The first bytes of an error answer's body, as text; the connection goes back to the pool (or is
+    closed when the body is longer)."""
+    try:
+        data = resp.data if preload else resp.read(ERROR_BODY_LIMIT + 1, decode_content=True)
+    except Exception:  # noqa: BLE001 - a broken error answer: nothing to learn from it
+        data = b""
+    if not preload and len(data) > ERROR_BODY_LIMIT:
+        resp.close()
+    else:
+        resp.release_conn()
+    return bytes(data[:ERROR_BODY_LIMIT]).decode("utf-8", "replace")
+
+
+def says_direct_denied(body: str) -> bool:
+    """True when an error body says direct (target) access is denied: AuthN clusters' 403 to a request
+    that did not come through the gateway."""
+    text = body.lower()
+    return "direct" in text and "denied" in text
+
+
 _LAST_MAPS: Dict[str, Any] = {}
 """The last cluster map fetched in this process, per endpoint: inherited by forked children as a seed
 (data, not connections: every process still makes its own connections and fetches its own map)."""
@@ -283,6 +340,12 @@ CLUSTER_MAP_RETRY = 5.0
 
 DIRECT_OFF_SECONDS = 30.0
 """Seconds direct-to-target GETs stay off once targets look unreachable from this client."""
+
+DIRECT_DENIED_OFF_SECONDS = 300.0
+"""Seconds direct requests to targets stay off once targets denied one (AuthN): then one is tried again."""
+
+ERROR_BODY_LIMIT = 4096
+"""Bytes of a target's error answer read to tell why it refused."""
 
 DIRECT_REFUSALS_OFF = 3
 """Direct GETs refused in a row, each then served by the gateway, that make targets look unreachable."""

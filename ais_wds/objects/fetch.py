@@ -10,10 +10,10 @@ Per-object GETs of small objects are bound by per-request cost, not bandwidth. T
   tries the target once more, then the gateway, resumes, retries and raises the core's typed errors.
   A target that refuses while the gateway serves the object turns the direct path off for a while
   (``Connections.direct_unreachable``: targets unreachable from clients, e.g. behind a Kubernetes
-  service); a target that is down (the gateway fails too) does not. Targets that decline direct GETs the
-  gateway then serves (:data:`DIRECT_DECLINES_OFF` objects in a row: a cluster with AuthN answers 403
-  "direct target access denied" to requests that did not come through the gateway) turn the getter's
-  direct path off for :data:`DIRECT_DECLINED_OFF_SECONDS`.
+  service); a target that is down (the gateway fails too) does not. Targets that deny direct requests (a
+  cluster with AuthN answers 403 "direct target access denied" to requests that did not come through the
+  gateway) turn the direct path off for the client in this process (``Connections.direct_allowed``, the
+  switch the reader core and pipelined range GETs consult too), so each object costs no refused request.
 * :class:`BatchGetter` (``batch``): many objects in one AIS batch GET (``/v1/ml/moss``, built with the
   SDK's ``client.batch``); the reply is one tar, entries in request order, streamed through the tar
   walk the caller hands in (``members``: ``ais_wds.tar.iter_members``; this layer knows no archive
@@ -54,14 +54,6 @@ Result = Union[bytes, AISWdsError]
 """One fetched object: its bytes, or the error for its URL."""
 
 MISSING_DIR = "__404__/"
-DIRECT_DECLINES_OFF = 3
-"""Objects in a row whose direct GET a target declined (any answer but 200: a 403 from a cluster with
-AuthN, "direct target access denied"; a 404 from a stale map) and the gateway then served, after which a
-DirectGetter stops asking the targets directly for :data:`DIRECT_DECLINED_OFF_SECONDS`."""
-DIRECT_DECLINED_OFF_SECONDS = 60.0
-"""Not longer: the getter cannot tell a 403 from a stale map's 404 (``Connections.open_direct`` keeps the
-status), and after a target joined the direct path should come back soon; on a cluster with AuthN this
-costs :data:`DIRECT_DECLINES_OFF` denied requests a minute."""
 BATCH_FAILURES_OFF = 3
 """Whole batch requests failing in a row after which a BatchGetter uses per-object GETs for a while."""
 BATCH_OFF_SECONDS = 60.0
@@ -105,8 +97,6 @@ class DirectGetter:
         self.client = Client.of(client)
         self.direct = direct
         self.fallbacks = 0  # GETs that took the reader core's path instead (diagnostics; per process)
-        self._declined = 0  # direct GETs declined in a row, each then served by the reader core
-        self._off_until = 0.0
 
     def __getstate__(self) -> Dict[str, Any]:
         return {"client": self.client, "direct": self.direct}
@@ -120,23 +110,13 @@ class DirectGetter:
 
     def get(self, url: str) -> Result:
         """The bytes of one object, or its error (see the module docstring)."""
-        if not self.direct or time.monotonic() < self._off_until:
+        if not self.direct or not self.client.connections().direct_allowed():  # targets deny direct GETs
             return fetch_one(self.client, url)
         data = self._try_direct(url)
         if data is not None:
-            self._declined = 0
             return data
         self.fallbacks += 1
-        result = fetch_one(self.client, url)
-        if isinstance(result, bytes) and not parse_url(url).has_namespace:  # declined what the gateway serves
-            self._declined += 1
-            if self._declined >= DIRECT_DECLINES_OFF:
-                self._declined = 0
-                self._off_until = time.monotonic() + DIRECT_DECLINED_OFF_SECONDS
-                logger.info("targets declined %d direct GETs in a row that the gateway served (a cluster with "
-                            "authentication denies requests not sent through the gateway); per-object GETs go "
-                            "through the gateway for %.0fs", DIRECT_DECLINES_OFF, DIRECT_DECLINED_OFF_SECONDS)
-        return result
+        return fetch_one(self.client, url)
 
     # -- internals --------------------------------------------------------------------------------
     def _try_direct(self, url: str) -> Optional[bytes]:

@@ -59,8 +59,9 @@ that broke, a namespaced bucket, no cluster map) and says whether the direct pat
 the caller reads those ranges by a path that classifies errors (GetBatch, or the reader core's range GET
 with its resumes and typed errors). A target that refuses connections turns the path off for
 :data:`OFF_SECONDS` (targets unreachable from this client: behind a Kubernetes service, restarting); one
-that answers 403 for :data:`DENIED_OFF_SECONDS` (a cluster with authentication denies requests that did
-not come through the gateway).
+that answers 403 turns every direct path of the client off (``Connections.deny_direct``, shared with the
+reader core and ``DirectGetter``: a cluster with authentication denies requests that did not come through
+the gateway).
 
 Thread safety: one instance may be used by many threads (a connection serves one call at a time; idle
 ones wait in a per-process pool, shared by all instances). Process safety: the pool is per process
@@ -91,9 +92,6 @@ COALESCE_MAX = 4 << 20
 """The largest merged request, in bytes."""
 OFF_SECONDS = 30.0
 """Seconds the pipelined path stays off after a target refused a connection."""
-DENIED_OFF_SECONDS = 300.0
-"""Seconds the pipelined path stays off after a target answered 403: a cluster with authentication refuses
-requests that did not come through the gateway ("direct target access denied")."""
 BUFFER = 256 << 10
 """Bytes of a connection's receive buffer (response heads and small bodies are parsed from it)."""
 MAX_HEAD = 64 << 10
@@ -135,8 +133,9 @@ class RangePipeline:
         self.__init__(state["client"])  # type: ignore[misc]
 
     def available(self) -> bool:
-        """False while the path is off (a target refused a connection lately)."""
-        return time.monotonic() >= self._off_until
+        """False while the path is off (a target refused a connection lately, or targets deny direct
+        requests: ``Connections.direct_allowed``)."""
+        return time.monotonic() >= self._off_until and self.client.connections().direct_allowed()
 
     def fetch(self, ranges: Sequence[Range]) -> Tuple[List[Optional[bytes]], bool]:
         """Read ``ranges`` (``(url, start, length)``); item ``i`` of the list is the bytes of ``ranges[i]``
@@ -295,9 +294,8 @@ class RangePipeline:
                     if status in (404, 400):
                         self.client.connections().refresh_cluster_map_soon()
                     elif status == 403 and self.available():
-                        self._off_until = time.monotonic() + DENIED_OFF_SECONDS
-                        logger.debug("target %s:%d denied a direct request (403); pipelined range GETs off for "
-                                     "%.0fs", target[1], target[2], DENIED_OFF_SECONDS)
+                        self.client.connections().deny_direct(f"target {target[1]}:{target[2]} answered 403 to "
+                                                              "a pipelined range GET")
                 if not keep:
                     break
             else:
