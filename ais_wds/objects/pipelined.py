@@ -294,6 +294,8 @@ class RangePipeline:
                     if status in (404, 400):
                         self.client.connections().refresh_cluster_map_soon()
                     elif status == 403 and self.available():
+                        logger.debug("target %s:%d denied a direct request (403); direct requests off for this "
+                                     "client", target[1], target[2])
                         self.client.connections().deny_direct(f"target {target[1]}:{target[2]} answered 403 to "
                                                               "a pipelined range GET")
                 if not keep:
