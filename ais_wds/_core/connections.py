@@ -225,11 +225,12 @@ class Connections:
         to requests that did not come through the gateway): direct requests stay off, for this client in
         this process, for :data:`DIRECT_DENIED_OFF_SECONDS`; then one is tried again. One INFO line when
         the direct path turns off (``why`` names what was seen; never a token)."""
-        now = time.monotonic()
-        if now >= self._denied_until:
-            logger.info("targets of %s deny direct requests (%s); reading through the gateway for %.0fs",
-                        self.config.endpoint, why, DIRECT_DENIED_OFF_SECONDS)
-        self._denied_until = now + DIRECT_DENIED_OFF_SECONDS
+        with self._lock:  # threads denied at once: one log line
+            now = time.monotonic()
+            if now >= self._denied_until:
+                logger.info("targets of %s deny direct requests (%s); reading through the gateway for %.0fs",
+                            self.config.endpoint, why, DIRECT_DENIED_OFF_SECONDS)
+            self._denied_until = now + DIRECT_DENIED_OFF_SECONDS
 
     def open_direct(self, u: AISUrl, bucket: Any, headers: Optional[Dict[str, str]] = None,
                     preload: bool = False) -> Tuple[Any, bool]:
